@@ -1,0 +1,76 @@
+//! One error type for the library: every bad input maps to a variant that names the problem.
+
+use std::path::PathBuf;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} not found: {path}")]
+    MissingFile { what: &'static str, path: PathBuf },
+
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("invalid model config {path}: {message}")]
+    Config { path: PathBuf, message: String },
+
+    #[error(
+        "unknown model_type {0:?} in config.json: spangrad explains `bert` and `distilbert` \
+         question-answering checkpoints"
+    )]
+    UnknownArchitecture(String),
+
+    #[error("cannot load weights from {path}: {message}")]
+    Weights { path: PathBuf, message: String },
+
+    #[error("cannot load tokenizer from {path}: {message}")]
+    Tokenizer { path: PathBuf, message: String },
+
+    #[error(
+        "tokenizer and model do not match: the tokenizer has {tokenizer} vocabulary entries but \
+         the word-embedding matrix has {embeddings} rows"
+    )]
+    VocabMismatch { tokenizer: usize, embeddings: usize },
+
+    #[error("the {0} is empty")]
+    EmptyInput(&'static str),
+
+    #[error("tokenisation failed: {0}")]
+    Encoding(String),
+
+    #[error(
+        "the question is {question_tokens} tokens long and leaves no room for the context within \
+         max length {max_length} (the question plus 3 special tokens plus at least one context token)"
+    )]
+    QuestionTooLong {
+        question_tokens: usize,
+        max_length: usize,
+    },
+
+    #[error(
+        "--seed-compat differentiates the end logit of the token after the predicted end, but the \
+         predicted end ({end}) is the last token of the input: the original NeuralQA code fails here \
+         (IndexError); run without --seed-compat"
+    )]
+    SeedCompatEndIsLast { end: usize },
+
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+
+    #[error("model {name:?} could not be resolved: {message}")]
+    Hub { name: String, message: String },
+
+    #[error("the gradient did not reach the word embeddings (a non-differentiable op cut the graph)")]
+    GradientMissing,
+
+    #[error("non-finite {0} (NaN or infinity) in the model output")]
+    NonFinite(&'static str),
+
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}

@@ -1,0 +1,255 @@
+//! The numerical core: a padded batch of encoded pairs through forward, span choice, backward
+//! to the word embeddings, saliency and normalisation. Knows nothing of tokenizers.
+
+use std::ops::Range;
+
+use candle_core::{Tensor, Var, D};
+
+use super::explanation::{Answer, Explanation, Target, TokenExplanation};
+use super::options::ExplainOptions;
+use super::saliency::Saliency;
+use super::span::{self, Span};
+use super::words::{self, char_slice};
+use crate::error::{Error, Result};
+use crate::model::QaModel;
+use crate::text::{Encoded, Segment};
+
+pub struct Engine {
+    model: QaModel,
+    saliency: Box<dyn Saliency>,
+    options: ExplainOptions,
+    pad_id: u32,
+}
+
+/// The backward pass of one batch, before saliency.
+pub struct Gradients {
+    /// Per pair: the span and the gradient target, or why the target does not exist.
+    pub targets: Vec<Result<(Span, Target)>>,
+    /// Per pair: its start and end logits over its real tokens.
+    pub logits: Vec<(Vec<f32>, Vec<f32>)>,
+    /// `∂y/∂(word embeddings)` for the real tokens of every pair, concatenated: `[tokens, hidden]`.
+    pub grads: Tensor,
+    /// The ids of those tokens: `[tokens]`.
+    pub ids: Tensor,
+    /// Per pair: its rows in `grads`.
+    pub rows: Vec<Range<usize>>,
+}
+
+impl Engine {
+    /// `pad_id` fills the padded positions of a batch (they never influence the result).
+    pub fn new(model: QaModel, options: ExplainOptions, pad_id: u32) -> Result<Self> {
+        if options.max_answer_len == 0 {
+            return Err(Error::InvalidOption(
+                "max answer length must be positive".into(),
+            ));
+        }
+        let saliency = options.saliency.build(model.word_embeddings())?;
+        Ok(Self {
+            model,
+            saliency,
+            options,
+            pad_id,
+        })
+    }
+
+    pub fn model(&self) -> &QaModel {
+        &self.model
+    }
+
+    pub fn options(&self) -> &ExplainOptions {
+        &self.options
+    }
+
+    /// One padded batch; a pair whose gradient target does not exist gets its own error.
+    pub fn explain(&self, batch: &[Encoded]) -> Result<Vec<Result<Explanation>>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let gradients = self.gradients(batch)?;
+        let raw = self.saliency.norms(&gradients.grads)?.to_vec1::<f32>()?;
+        let embeddings = self
+            .model
+            .word_embeddings()
+            .index_select(&gradients.ids, 0)?;
+        let grad_x_input = (&gradients.grads * embeddings)?
+            .sum(D::Minus1)?
+            .to_vec1::<f32>()?;
+        let Gradients {
+            targets,
+            logits,
+            rows,
+            ..
+        } = gradients;
+        Ok(batch
+            .iter()
+            .zip(targets)
+            .zip(logits)
+            .zip(rows)
+            .map(|(((enc, target), logits), rows)| {
+                let (span, target) = target?;
+                self.build(
+                    enc,
+                    span,
+                    target,
+                    &logits,
+                    &raw[rows.clone()],
+                    &grad_x_input[rows],
+                )
+            })
+            .collect())
+    }
+
+    /// Forward, span choice and backward: `∂(start[s] + end[e]) / ∂(word embeddings)`.
+    pub fn gradients(&self, batch: &[Encoded]) -> Result<Gradients> {
+        let device = self.model.device();
+        let b = batch.len();
+        let t = batch.iter().map(Encoded::len).max().unwrap_or(0);
+        let mut ids = vec![self.pad_id; b * t];
+        let mut types = vec![0u32; b * t];
+        let mut mask = vec![0f32; b * t];
+        for (i, enc) in batch.iter().enumerate() {
+            let row = i * t..i * t + enc.len();
+            ids[row.clone()].copy_from_slice(&enc.ids);
+            types[row.clone()].copy_from_slice(&enc.type_ids);
+            mask[row].fill(1.0);
+        }
+        let ids = Tensor::from_vec(ids, b * t, device)?;
+        let h = self.model.config().hidden_size;
+        let words = Var::from_tensor(&self.saliency.embed(&ids)?.reshape((b, t, h))?)?;
+        let logits = self.model.forward(
+            words.as_tensor(),
+            &Tensor::from_vec(types, (b, t), device)?,
+            &Tensor::from_vec(mask, (b, t), device)?,
+        )?;
+        let start = logits.start.to_vec2::<f32>()?;
+        let end = logits.end.to_vec2::<f32>()?;
+
+        let mut select_start = vec![0f32; b * t];
+        let mut select_end = vec![0f32; b * t];
+        let mut targets = Vec::with_capacity(b);
+        let mut per_pair_logits = Vec::with_capacity(b);
+        let mut real_rows = Vec::new();
+        let mut rows = Vec::with_capacity(b);
+        for (i, enc) in batch.iter().enumerate() {
+            let n = enc.len();
+            let (s, e) = (&start[i][..n], &end[i][..n]);
+            if !s.iter().chain(e).all(|v| v.is_finite()) {
+                return Err(Error::NonFinite("logits"));
+            }
+            let span = span::select(
+                self.options.span,
+                s,
+                e,
+                &enc.segments,
+                self.options.max_answer_len,
+            );
+            let target = span::gradient_end(span, n, self.options.seed_compat).map(|end_token| {
+                select_start[i * t + span.start] = 1.0;
+                select_end[i * t + end_token] = 1.0;
+                let target = Target {
+                    start_token: span.start,
+                    end_token,
+                };
+                (span, target)
+            });
+            targets.push(target);
+            per_pair_logits.push((s.to_vec(), e.to_vec()));
+            rows.push(real_rows.len()..real_rows.len() + n);
+            real_rows.extend((i * t..i * t + n).map(|r| r as u32));
+        }
+
+        let select = |v: Vec<f32>| Tensor::from_vec(v, (b, t), device);
+        let y = ((logits.start * select(select_start)?)?.sum_all()?
+            + (logits.end * select(select_end)?)?.sum_all()?)?;
+        let grads = y.backward()?;
+        let grads = grads
+            .get(words.as_tensor())
+            .ok_or(Error::GradientMissing)?
+            .reshape((b * t, h))?;
+        let real_rows = Tensor::from_vec(real_rows, rows.last().map_or(0, |r| r.end), device)?;
+        Ok(Gradients {
+            targets,
+            logits: per_pair_logits,
+            grads: grads.index_select(&real_rows, 0)?,
+            ids: ids.index_select(&real_rows, 0)?,
+            rows,
+        })
+    }
+    fn build(
+        &self,
+        enc: &Encoded,
+        span: Span,
+        target: Target,
+        (start, end): &(Vec<f32>, Vec<f32>),
+        raw: &[f32],
+        grad_x_input: &[f32],
+    ) -> Result<Explanation> {
+        if !raw.iter().chain(grad_x_input).all(|v| v.is_finite()) {
+            return Err(Error::NonFinite("gradient"));
+        }
+        let mut warnings = Vec::new();
+        let max = raw.iter().copied().fold(0f32, f32::max);
+        if max == 0.0 {
+            warnings.push(
+                "the gradient is zero for every token: all scores are set to 0".to_string(),
+            );
+        }
+        let tokens: Vec<TokenExplanation> = (0..enc.len())
+            .map(|i| TokenExplanation {
+                text: enc.tokens[i].clone(),
+                token_type: enc.type_ids[i],
+                segment: enc.segments[i],
+                char_start: enc.offsets[i].0,
+                char_end: enc.offsets[i].1,
+                start_logit: start[i],
+                end_logit: end[i],
+                score: if max > 0.0 { raw[i] / max } else { 0.0 },
+                raw: raw[i],
+                grad_x_input: grad_x_input[i],
+            })
+            .collect();
+        let answer = answer(enc, span, start, end);
+        if answer.text.is_empty() {
+            warnings.push(format!(
+                "the predicted span (tokens {}..={}) holds no context token: the answer is empty",
+                span.start, span.end
+            ));
+        }
+        Ok(Explanation {
+            id: None,
+            answer,
+            target,
+            span_mode: self.options.span,
+            saliency: self.saliency.kind(),
+            seed_compat: self.options.seed_compat,
+            truncated: enc.truncated,
+            words: words::merge(enc, &tokens),
+            tokens,
+            warnings,
+        })
+    }
+}
+
+
+/// The answer cut from the context between the first and last context token of the span.
+fn answer(enc: &Encoded, span: Span, start: &[f32], end: &[f32]) -> Answer {
+    let context_tokens: Vec<usize> = (span.start..=span.end)
+        .filter(|&i| enc.segments[i] == Segment::Context)
+        .collect();
+    let chars = context_tokens
+        .first()
+        .zip(context_tokens.last())
+        .map(|(&a, &b)| (enc.offsets[a].0, enc.offsets[b].1));
+    Answer {
+        text: chars.map_or_else(String::new, |(a, b)| {
+            char_slice(&enc.context, a, b).to_string()
+        }),
+        char_start: chars.map(|c| c.0),
+        char_end: chars.map(|c| c.1),
+        token_start: span.start,
+        token_end: span.end,
+        start_logit: start[span.start],
+        end_logit: end[span.end],
+        score: start[span.start] + end[span.end],
+    }
+}

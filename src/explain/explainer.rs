@@ -1,0 +1,98 @@
+//! The text front of the engine: a checkpoint's tokenizer and model, pairs in, explanations out.
+
+use std::path::Path;
+
+use candle_core::Device;
+
+use super::engine::Engine;
+use super::explanation::Explanation;
+use super::options::{ExplainOptions, QaPair, DEFAULT_MAX_LENGTH};
+use crate::error::{Error, Result};
+use crate::model::QaModel;
+use crate::text::{Encoded, QaTokenizer};
+
+pub struct Explainer {
+    engine: Engine,
+    tokenizer: QaTokenizer,
+    max_length: usize,
+}
+
+impl Explainer {
+    /// Loads the model and tokenizer of a local checkpoint directory.
+    pub fn from_dir(dir: &Path, options: ExplainOptions, device: &Device) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::MissingFile {
+                what: "model directory",
+                path: dir.to_path_buf(),
+            });
+        }
+        let model = QaModel::load(dir, device)?;
+        let tokenizer = QaTokenizer::load(dir)?;
+        Self::new(model, tokenizer, options)
+    }
+
+    pub fn new(model: QaModel, tokenizer: QaTokenizer, options: ExplainOptions) -> Result<Self> {
+        let rows = model.word_embeddings().dim(0)?;
+        if tokenizer.vocab_size() != rows {
+            return Err(Error::VocabMismatch {
+                tokenizer: tokenizer.vocab_size(),
+                embeddings: rows,
+            });
+        }
+        let positions = model.config().max_position_embeddings;
+        let max_length = match options.max_length {
+            None => DEFAULT_MAX_LENGTH.min(positions),
+            Some(n) if n > positions => {
+                return Err(Error::InvalidOption(format!(
+                    "max length {n} exceeds the model's {positions} position embeddings"
+                )))
+            }
+            Some(n) => n,
+        };
+        let pad_id = tokenizer.pad_id();
+        Ok(Self {
+            engine: Engine::new(model, options, pad_id)?,
+            tokenizer,
+            max_length,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The effective maximum length in tokens.
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    pub fn encode(&self, pair: &QaPair) -> Result<Encoded> {
+        self.tokenizer
+            .encode(&pair.question, &pair.context, self.max_length)
+    }
+
+    pub fn explain_one(&self, pair: &QaPair) -> Result<Explanation> {
+        self.explain(std::slice::from_ref(pair))
+            .map(|mut v| v.remove(0))
+    }
+
+    /// Explains all pairs in one padded forward and backward pass. Fails on the first pair that
+    /// cannot be explained; [`Engine::explain`] reports errors per pair instead.
+    pub fn explain(&self, pairs: &[QaPair]) -> Result<Vec<Explanation>> {
+        let encoded = pairs
+            .iter()
+            .map(|p| self.encode(p))
+            .collect::<Result<Vec<_>>>()?;
+        self.engine
+            .explain(&encoded)?
+            .into_iter()
+            .zip(pairs)
+            .map(|(r, pair)| {
+                r.map(|e| Explanation {
+                    id: pair.id.clone(),
+                    ..e
+                })
+            })
+            .collect()
+    }
+}

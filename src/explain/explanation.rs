@@ -1,0 +1,75 @@
+//! The serialisable result for one (question, context) pair.
+
+use serde::{Deserialize, Serialize};
+
+use super::saliency::SaliencyKind;
+use super::span::SpanMode;
+use crate::text::Segment;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub answer: Answer,
+    /// The tokens whose start and end logits were differentiated.
+    pub target: Target,
+    pub span_mode: SpanMode,
+    pub saliency: SaliencyKind,
+    pub seed_compat: bool,
+    /// Whether the context was cut to fit the maximum length.
+    pub truncated: bool,
+    pub tokens: Vec<TokenExplanation>,
+    pub words: Vec<WordExplanation>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    /// Cut from the original context by character offsets; empty when the span holds no context
+    /// token (possible with `argmax` spans).
+    pub text: String,
+    /// Character span in the context, `None` when the text is empty.
+    pub char_start: Option<usize>,
+    pub char_end: Option<usize>,
+    pub token_start: usize,
+    pub token_end: usize,
+    pub start_logit: f32,
+    pub end_logit: f32,
+    /// `start_logit + end_logit`.
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub start_token: usize,
+    pub end_token: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenExplanation {
+    pub text: String,
+    pub token_type: u32,
+    pub segment: Segment,
+    /// Character offsets in the token's own string (question or context); 0..0 for specials.
+    pub char_start: usize,
+    pub char_end: usize,
+    pub start_logit: f32,
+    pub end_logit: f32,
+    /// `raw / max(raw)` over the example's tokens.
+    pub score: f32,
+    /// `‖∂y/∂onehot‖₂` over the vocabulary.
+    pub raw: f32,
+    /// `G · E[id]`: the one-hot gradient at the token's own id.
+    pub grad_x_input: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WordExplanation {
+    pub text: String,
+    pub segment: Segment,
+    pub char_start: usize,
+    pub char_end: usize,
+    /// Mean score of the word's pieces.
+    pub score: f32,
+}

@@ -1,0 +1,17 @@
+//! From encoded pairs to explanations: forward, span choice, backward to the word embeddings,
+//! one-hot-gradient saliency, normalisation and word merging.
+
+mod engine;
+mod explainer;
+pub mod explanation;
+mod options;
+pub mod saliency;
+pub mod span;
+pub mod words;
+
+pub use engine::{Engine, Gradients};
+pub use explainer::Explainer;
+pub use explanation::{Answer, Explanation, Target, TokenExplanation, WordExplanation};
+pub use options::{ExplainOptions, QaPair, DEFAULT_MAX_LENGTH};
+pub use saliency::{Saliency, SaliencyKind};
+pub use span::{Span, SpanMode};

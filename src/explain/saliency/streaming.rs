@@ -1,0 +1,44 @@
+//! The dense sum over the vocabulary, taken in blocks of embedding rows: memory is bounded by
+//! one `[n, block]` product instead of `[n, vocab]`.
+
+use candle_core::{Tensor, D};
+
+use super::{gather_rows, Saliency, SaliencyKind};
+use crate::error::{Error, Result};
+
+pub struct Streaming {
+    embeddings: Tensor,
+    block: usize,
+}
+
+impl Streaming {
+    pub const DEFAULT_BLOCK: usize = 4096;
+
+    pub fn new(embeddings: Tensor, block: usize) -> Result<Self> {
+        if block == 0 {
+            return Err(Error::InvalidOption("streaming block size must be positive".into()));
+        }
+        Ok(Self { embeddings, block })
+    }
+}
+
+impl Saliency for Streaming {
+    fn kind(&self) -> SaliencyKind {
+        SaliencyKind::Streaming
+    }
+
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        gather_rows(&self.embeddings, ids)
+    }
+
+    fn norms(&self, grads: &Tensor) -> Result<Tensor> {
+        let vocab = self.embeddings.dim(0)?;
+        let mut squares = Tensor::zeros(grads.dim(0)?, grads.dtype(), grads.device())?;
+        for start in (0..vocab).step_by(self.block) {
+            let rows = self.embeddings.narrow(0, start, self.block.min(vocab - start))?;
+            let part = grads.matmul(&rows.t()?)?.sqr()?.sum(D::Minus1)?;
+            squares = (squares + part)?;
+        }
+        Ok(squares.sqrt()?)
+    }
+}

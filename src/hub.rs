@@ -1,0 +1,138 @@
+//! Model names: a local directory, or a Hugging Face Hub repository resolved through the
+//! `hf-hub` cache (downloading only when `HF_HUB_OFFLINE` is not set).
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Where hub models are cached, and whether the network may be used.
+#[derive(Debug, Clone)]
+pub struct HubCache {
+    pub dir: PathBuf,
+    pub offline: bool,
+}
+
+/// Files a checkpoint needs; for each, the alternatives in order of preference.
+const REQUIRED: [&[&str]; 3] = [
+    &["config.json"],
+    &["tokenizer.json", "vocab.txt"],
+    &["model.safetensors", "pytorch_model.bin"],
+];
+const OPTIONAL: [&str; 1] = ["tokenizer_config.json"];
+
+impl HubCache {
+    /// `HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`; `HF_HUB_OFFLINE`.
+    pub fn from_env() -> Self {
+        let dir = std::env::var_os("HF_HUB_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| hf_hub::Cache::from_env().path().clone());
+        let offline = std::env::var("HF_HUB_OFFLINE")
+            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+            .unwrap_or(false);
+        Self { dir, offline }
+    }
+
+    /// A local directory as is; otherwise a hub repository id (`name` or `org/name`).
+    pub fn resolve(&self, name: &str) -> Result<PathBuf> {
+        let path = Path::new(name);
+        if path.is_dir() {
+            return Ok(path.to_path_buf());
+        }
+        if !is_repo_id(name) {
+            return Err(Error::MissingFile {
+                what: "model directory",
+                path: path.to_path_buf(),
+            });
+        }
+        match self.cached(name) {
+            Some(dir) => Ok(dir),
+            None if self.offline => Err(self.error(
+                name,
+                format!(
+                    "it is not in the hub cache {} and HF_HUB_OFFLINE is set; pass a local model \
+                     directory instead",
+                    self.dir.display()
+                ),
+            )),
+            None => self.download(name),
+        }
+    }
+
+    fn cached(&self, name: &str) -> Option<PathBuf> {
+        let repo = hf_hub::Cache::new(self.dir.clone()).model(name.to_string());
+        let mut snapshot = None;
+        for alternatives in REQUIRED {
+            let file = alternatives.iter().find_map(|f| repo.get(f))?;
+            snapshot.get_or_insert_with(|| file.parent().map(Path::to_path_buf));
+        }
+        snapshot.flatten()
+    }
+
+    fn download(&self, name: &str) -> Result<PathBuf> {
+        let api = hf_hub::api::sync::ApiBuilder::new()
+            .with_cache_dir(self.dir.clone())
+            .build()
+            .map_err(|e| self.error(name, e.to_string()))?;
+        let repo = api.model(name.to_string());
+        let mut snapshot = None;
+        for alternatives in REQUIRED {
+            let mut last_error = None;
+            let file = alternatives.iter().find_map(|f| {
+                repo.get(f)
+                    .map_err(|e| last_error = Some(format!("{f}: {e}")))
+                    .ok()
+            });
+            let file = file.ok_or_else(|| {
+                self.error(
+                    name,
+                    format!(
+                        "download failed ({}); without network access pass a local model \
+                         directory",
+                        last_error.unwrap_or_default()
+                    ),
+                )
+            })?;
+            snapshot.get_or_insert_with(|| file.parent().map(Path::to_path_buf));
+        }
+        for f in OPTIONAL {
+            // Optional files only refine tokenisation; their absence is not an error.
+            let _ = repo.get(f);
+        }
+        snapshot
+            .flatten()
+            .ok_or_else(|| self.error(name, "downloaded files have no folder".into()))
+    }
+
+    fn error(&self, name: &str, message: String) -> Error {
+        Error::Hub {
+            name: name.to_string(),
+            message,
+        }
+    }
+}
+
+/// `name` or `org/name`, made of the characters the hub allows.
+fn is_repo_id(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('/').collect();
+    parts.len() <= 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && !p.starts_with('.')
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_repo_id;
+
+    #[test]
+    fn tells_repo_ids_from_paths() {
+        assert!(is_repo_id("distilbert-base-cased-distilled-squad"));
+        assert!(is_repo_id("deepset/roberta-base-squad2"));
+        assert!(!is_repo_id("./models/x"));
+        assert!(!is_repo_id("/abs/path"));
+        assert!(!is_repo_id("a/b/c"));
+    }
+}

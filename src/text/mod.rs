@@ -1,0 +1,7 @@
+//! Tokenisation of (question, context) pairs into model inputs with character offsets.
+
+mod encode;
+mod tokenizer;
+
+pub use encode::{Encoded, Segment};
+pub use tokenizer::QaTokenizer;

@@ -1,0 +1,147 @@
+//! Loads a checkpoint's tokenizer: `tokenizer.json`, or a BERT WordPiece tokenizer rebuilt from
+//! `vocab.txt` and `tokenizer_config.json`. Padding and truncation baked into a `tokenizer.json`
+//! are turned off: spangrad decides lengths.
+
+use std::path::Path;
+
+use serde_json::Value;
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::{AddedToken, Tokenizer};
+
+use crate::error::{Error, Result};
+
+pub struct QaTokenizer {
+    pub(super) inner: Tokenizer,
+    pad_id: u32,
+}
+
+/// The subset of `tokenizer_config.json` that a vocab-only tokenizer needs.
+struct TokenizerConfig {
+    lowercase: bool,
+    strip_accents: Option<bool>,
+    chinese_chars: bool,
+    special: [String; 4],
+}
+
+impl TokenizerConfig {
+    fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join("tokenizer_config.json");
+        let json = if path.is_file() {
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            serde_json::from_str(&text).map_err(|e| Error::Tokenizer {
+                path: path.clone(),
+                message: e.to_string(),
+            })?
+        } else {
+            Value::Null
+        };
+        let flag = |key: &str| json.get(key).and_then(Value::as_bool);
+        let token = |key: &str, default: &str| {
+            json.get(key)
+                .and_then(|v| v.as_str().or_else(|| v.get("content").and_then(Value::as_str)))
+                .unwrap_or(default)
+                .to_string()
+        };
+        Ok(Self {
+            lowercase: flag("do_lower_case").unwrap_or(true),
+            strip_accents: flag("strip_accents"),
+            chinese_chars: flag("tokenize_chinese_chars").unwrap_or(true),
+            special: [
+                token("cls_token", "[CLS]"),
+                token("sep_token", "[SEP]"),
+                token("unk_token", "[UNK]"),
+                token("pad_token", "[PAD]"),
+            ],
+        })
+    }
+}
+
+impl QaTokenizer {
+    pub fn load(dir: &Path) -> Result<Self> {
+        let json = dir.join("tokenizer.json");
+        let vocab = dir.join("vocab.txt");
+        let config = TokenizerConfig::read(dir)?;
+        let mut inner = if json.is_file() {
+            Tokenizer::from_file(&json).map_err(|e| Error::Tokenizer {
+                path: json.clone(),
+                message: e.to_string(),
+            })?
+        } else if vocab.is_file() {
+            word_piece(&vocab, &config)?
+        } else {
+            return Err(Error::MissingFile {
+                what: "tokenizer (tokenizer.json or vocab.txt)",
+                path: json,
+            });
+        };
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
+            .map_err(|e| Error::Tokenizer {
+                path: dir.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        if inner.get_post_processor().is_none() {
+            return Err(Error::Tokenizer {
+                path: dir.to_path_buf(),
+                message: "no post-processor: cannot add [CLS]/[SEP] around a question-context pair"
+                    .into(),
+            });
+        }
+        let pad_id = inner.token_to_id(&config.special[3]).unwrap_or(0);
+        Ok(Self { inner, pad_id })
+    }
+
+    /// Number of ids the tokenizer can produce, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+}
+
+fn word_piece(vocab: &Path, config: &TokenizerConfig) -> Result<Tokenizer> {
+    let fail = |message: String| Error::Tokenizer {
+        path: vocab.to_path_buf(),
+        message,
+    };
+    let path = vocab.to_str().ok_or_else(|| fail("path is not UTF-8".into()))?;
+    let [cls, sep, unk, pad] = &config.special;
+    let model = WordPiece::from_file(path)
+        .unk_token(unk.clone())
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    let id = |t: &str| {
+        model_id(&model, t).ok_or_else(|| fail(format!("special token {t} is not in the vocabulary")))
+    };
+    let processor = BertProcessing::new((sep.clone(), id(sep)?), (cls.clone(), id(cls)?));
+    let mut tokenizer = Tokenizer::new(model);
+    tokenizer
+        .with_normalizer(Some(BertNormalizer::new(
+            true,
+            config.chinese_chars,
+            config.strip_accents,
+            config.lowercase,
+        )))
+        .with_pre_tokenizer(Some(BertPreTokenizer))
+        .with_post_processor(Some(processor));
+    let specials: Vec<AddedToken> = [cls, sep, unk, pad]
+        .iter()
+        .map(|t| AddedToken::from(t.to_string(), true))
+        .collect();
+    tokenizer.add_special_tokens(&specials);
+    Ok(tokenizer)
+}
+
+fn model_id(model: &WordPiece, token: &str) -> Option<u32> {
+    use tokenizers::Model;
+    model.token_to_id(token)
+}

@@ -1,0 +1,101 @@
+//! Fixtures written by tools/reference/make_fixtures.py (HF transformers in PyTorch).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use spangrad::{ExplainOptions, Explainer};
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// (architecture, model directory) of every fixture model.
+pub const MODELS: [(&str, &str); 2] = [("bert", "bert-tiny"), ("distilbert", "distilbert-tiny")];
+
+#[derive(Deserialize)]
+pub struct Expected {
+    pub model: String,
+    pub max_answer_len: usize,
+    pub pairs: Vec<ExpectedPair>,
+    pub seed_compat_crash: Option<PairText>,
+}
+
+#[derive(Deserialize)]
+pub struct PairText {
+    pub question: String,
+    pub context: String,
+}
+
+#[derive(Deserialize)]
+pub struct ExpectedPair {
+    pub question: String,
+    pub context: String,
+    pub max_length: usize,
+    pub input_ids: Vec<u32>,
+    pub token_type_ids: Vec<u32>,
+    pub tokens: Vec<String>,
+    pub offsets: Vec<(usize, usize)>,
+    pub sequence_ids: Vec<Option<usize>>,
+    pub start_logits: Vec<f32>,
+    pub end_logits: Vec<f32>,
+    pub spans: HashMap<String, (usize, usize)>,
+    pub answer_best: ExpectedAnswer,
+    pub targets: HashMap<String, ExpectedTarget>,
+}
+
+#[derive(Deserialize)]
+pub struct ExpectedAnswer {
+    pub text: String,
+    pub start: usize,
+    pub end: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum ExpectedTarget {
+    Ok(Box<TargetResult>),
+    Err { error: String },
+}
+
+#[derive(Deserialize)]
+pub struct TargetResult {
+    pub start: usize,
+    pub end: usize,
+    pub raw: Vec<f32>,
+    pub score: Vec<f32>,
+    pub grad_x_input: Vec<f32>,
+    pub grad: Vec<Vec<f32>>,
+    pub words: Vec<ExpectedWord>,
+}
+
+#[derive(Deserialize)]
+pub struct ExpectedWord {
+    pub text: String,
+    pub start: usize,
+    pub end: usize,
+    pub score: f32,
+}
+
+pub fn expected(arch: &str) -> Expected {
+    let path = fixture("expected").join(format!("{arch}.json"));
+    let text = std::fs::read_to_string(&path).expect("fixture present");
+    serde_json::from_str(&text).expect("fixture parses")
+}
+
+pub fn explainer(dir: &str, options: ExplainOptions) -> Explainer {
+    Explainer::from_dir(&fixture(dir), options, &candle_core::Device::Cpu)
+        .unwrap_or_else(|e| panic!("loading {dir}: {e}"))
+}
+
+/// Largest absolute difference, asserting equal lengths.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
