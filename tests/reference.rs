@@ -79,17 +79,30 @@ fn check_target(
         ),
         ExpectedTarget::Ok(t) => {
             let e = got.as_ref().unwrap_or_else(|e| panic!("{what}: {e}"));
-            assert_eq!((e.target.start_token, e.target.end_token), (t.start, t.end), "{what}");
+            assert_eq!(
+                (e.target.start_token, e.target.end_token),
+                (t.start, t.end),
+                "{what}"
+            );
             let starts: Vec<f32> = e.tokens.iter().map(|t| t.start_logit).collect();
             let ends: Vec<f32> = e.tokens.iter().map(|t| t.end_logit).collect();
-            assert!(max_abs_diff(&starts, &p.start_logits) < LOGIT_TOL, "{what}: start logits");
-            assert!(max_abs_diff(&ends, &p.end_logits) < LOGIT_TOL, "{what}: end logits");
+            assert!(
+                max_abs_diff(&starts, &p.start_logits) < LOGIT_TOL,
+                "{what}: start logits"
+            );
+            assert!(
+                max_abs_diff(&ends, &p.end_logits) < LOGIT_TOL,
+                "{what}: end logits"
+            );
             let scores: Vec<f32> = e.tokens.iter().map(|t| t.score).collect();
             let d = max_abs_diff(&scores, &t.score);
             assert!(d < SCORE_TOL, "{what}: normalised scores differ by {d}");
             let max_raw = t.raw.iter().copied().fold(0.0, f32::max);
             let raw: Vec<f32> = e.tokens.iter().map(|t| t.raw).collect();
-            assert!(max_abs_diff(&raw, &t.raw) < SCORE_TOL * max_raw, "{what}: raw norms");
+            assert!(
+                max_abs_diff(&raw, &t.raw) < SCORE_TOL * max_raw,
+                "{what}: raw norms"
+            );
             let gxi: Vec<f32> = e.tokens.iter().map(|t| t.grad_x_input).collect();
             let max_gxi = t.grad_x_input.iter().map(|v| v.abs()).fold(0.0, f32::max);
             assert!(
@@ -100,8 +113,17 @@ fn check_target(
             let expected_words: Vec<&str> = t.words.iter().map(|w| w.text.as_str()).collect();
             assert_eq!(words, expected_words, "{what}: words");
             for (w, x) in e.words.iter().zip(&t.words) {
-                assert_eq!((w.char_start, w.char_end), (x.start, x.end), "{what}: {}", x.text);
-                assert!((w.score - x.score).abs() < SCORE_TOL, "{what}: word {}", x.text);
+                assert_eq!(
+                    (w.char_start, w.char_end),
+                    (x.start, x.end),
+                    "{what}: {}",
+                    x.text
+                );
+                assert!(
+                    (w.score - x.score).abs() < SCORE_TOL,
+                    "{what}: word {}",
+                    x.text
+                );
             }
         }
     }
@@ -162,12 +184,7 @@ fn gradients_reach_the_embeddings_and_match_pytorch() {
                 .unwrap();
             let g = explainer.engine().gradients(&[enc]).unwrap();
             let got: Vec<Vec<f32>> = g.grads.to_vec2().unwrap();
-            let scale = t
-                .grad
-                .iter()
-                .flatten()
-                .map(|v| v.abs())
-                .fold(0.0, f32::max);
+            let scale = t.grad.iter().flatten().map(|v| v.abs()).fold(0.0, f32::max);
             assert!(scale > 0.0, "reference gradient is zero");
             let diff = got
                 .iter()
@@ -176,7 +193,11 @@ fn gradients_reach_the_embeddings_and_match_pytorch() {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0, f32::max);
             assert_eq!(got.len(), t.grad.len());
-            assert!(diff < 1e-4 * scale, "{arch} {:?}: G differs by {diff} (scale {scale})", p.question);
+            assert!(
+                diff < 1e-4 * scale,
+                "{arch} {:?}: G differs by {diff} (scale {scale})",
+                p.question
+            );
         }
     }
 }

@@ -190,9 +190,8 @@ impl Engine {
         let mut warnings = Vec::new();
         let max = raw.iter().copied().fold(0f32, f32::max);
         if max == 0.0 {
-            warnings.push(
-                "the gradient is zero for every token: all scores are set to 0".to_string(),
-            );
+            warnings
+                .push("the gradient is zero for every token: all scores are set to 0".to_string());
         }
         let tokens: Vec<TokenExplanation> = (0..enc.len())
             .map(|i| TokenExplanation {
@@ -229,7 +228,6 @@ impl Engine {
         })
     }
 }
-
 
 /// The answer cut from the context between the first and last context token of the span.
 fn answer(enc: &Encoded, span: Span, start: &[f32], end: &[f32]) -> Answer {

@@ -1,12 +1,13 @@
 //! Choosing the answer span from start/end logits, and the logit the gradient is taken of.
 
 use std::fmt;
-use std::str::FromStr;
 
 use crate::error::{Error, Result};
 use crate::text::Segment;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SpanMode {
     /// Maximise `start[i] + end[j]` over context tokens with `i ≤ j < i + max_answer_len`, as the
@@ -28,20 +29,6 @@ impl SpanMode {
 impl fmt::Display for SpanMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-impl FromStr for SpanMode {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "best" => Ok(Self::Best),
-            "argmax" => Ok(Self::Argmax),
-            other => Err(Error::InvalidOption(format!(
-                "unknown span mode {other:?} (expected best or argmax)"
-            ))),
-        }
     }
 }
 
@@ -75,7 +62,8 @@ pub fn select(
                     }
                 }
             }
-            best.expect("an encoded pair has at least one context token").1
+            best.expect("an encoded pair has at least one context token")
+                .1
         }
     }
 }
@@ -118,10 +106,19 @@ mod tests {
         let seg = [S, Q, S, C, C, C, C, S];
         let start = [9.0, 9.0, 0.0, 1.0, 0.0, 0.0, 3.0, 9.0];
         let end = [9.0, 9.0, 0.0, 0.0, 0.5, 0.0, -5.0, 9.0];
-        assert_eq!(select(SpanMode::Best, &start, &end, &seg, 15), Span { start: 3, end: 4 });
+        assert_eq!(
+            select(SpanMode::Best, &start, &end, &seg, 15),
+            Span { start: 3, end: 4 }
+        );
         // With room for one token only, the best single-token answer wins.
-        assert_eq!(select(SpanMode::Best, &start, &end, &seg, 1), Span { start: 3, end: 3 });
-        assert_eq!(select(SpanMode::Argmax, &start, &end, &seg, 15), Span { start: 0, end: 0 });
+        assert_eq!(
+            select(SpanMode::Best, &start, &end, &seg, 1),
+            Span { start: 3, end: 3 }
+        );
+        assert_eq!(
+            select(SpanMode::Argmax, &start, &end, &seg, 15),
+            Span { start: 0, end: 0 }
+        );
     }
 
     #[test]

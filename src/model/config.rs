@@ -147,16 +147,16 @@ impl Fields<'_> {
             .get(key)
             .and_then(Value::as_u64)
             .map(|v| v as usize)
-            .ok_or_else(|| {
-                ConfigError::Invalid(format!("missing or non-integer field {key:?}"))
-            })
+            .ok_or_else(|| ConfigError::Invalid(format!("missing or non-integer field {key:?}")))
     }
 
     fn str_or(&self, key: &str, default: &str) -> std::result::Result<String, ConfigError> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(default.to_string()),
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(ConfigError::Invalid(format!("field {key:?} is not a string"))),
+            Some(_) => Err(ConfigError::Invalid(format!(
+                "field {key:?} is not a string"
+            ))),
         }
     }
 

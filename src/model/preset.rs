@@ -5,32 +5,23 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
 
 use super::{Activation, Architecture, ModelConfig, QaModel};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Preset {
+    /// distilbert-base: 6 layers, hidden 768, 12 heads, vocabulary 30,522.
+    #[value(name = "distilbert-base")]
     DistilBertBase,
+    /// bert-base: 12 layers, hidden 768, 12 heads, vocabulary 30,522.
+    #[value(name = "bert-base")]
     BertBase,
 }
 
 impl Preset {
-    pub const NAMES: [&'static str; 2] = ["distilbert-base", "bert-base"];
-
-    pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "distilbert-base" => Ok(Self::DistilBertBase),
-            "bert-base" => Ok(Self::BertBase),
-            other => Err(Error::InvalidOption(format!(
-                "unknown preset {other:?} (expected one of {})",
-                Self::NAMES.join(", ")
-            ))),
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
-            Self::DistilBertBase => Self::NAMES[0],
-            Self::BertBase => Self::NAMES[1],
+            Self::DistilBertBase => "distilbert-base",
+            Self::BertBase => "bert-base",
         }
     }
 

@@ -53,7 +53,10 @@ impl QaTokenizer {
         let question_enc = self.encode_text(question, "question")?;
         let mut context_enc = self.encode_text(context, "context")?;
         let question_len = question_enc.len();
-        let specials = self.inner.get_post_processor().map_or(0, |p| p.added_tokens(true));
+        let specials = self
+            .inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(true));
         let room = max_length
             .checked_sub(question_enc.len() + specials)
             .filter(|&room| room > 0)

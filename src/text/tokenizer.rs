@@ -44,7 +44,10 @@ impl TokenizerConfig {
         let flag = |key: &str| json.get(key).and_then(Value::as_bool);
         let token = |key: &str, default: &str| {
             json.get(key)
-                .and_then(|v| v.as_str().or_else(|| v.get("content").and_then(Value::as_str)))
+                .and_then(|v| {
+                    v.as_str()
+                        .or_else(|| v.get("content").and_then(Value::as_str))
+                })
                 .unwrap_or(default)
                 .to_string()
         };
@@ -81,12 +84,10 @@ impl QaTokenizer {
             });
         };
         inner.with_padding(None);
-        inner
-            .with_truncation(None)
-            .map_err(|e| Error::Tokenizer {
-                path: dir.to_path_buf(),
-                message: e.to_string(),
-            })?;
+        inner.with_truncation(None).map_err(|e| Error::Tokenizer {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
         if inner.get_post_processor().is_none() {
             return Err(Error::Tokenizer {
                 path: dir.to_path_buf(),
@@ -113,14 +114,17 @@ fn word_piece(vocab: &Path, config: &TokenizerConfig) -> Result<Tokenizer> {
         path: vocab.to_path_buf(),
         message,
     };
-    let path = vocab.to_str().ok_or_else(|| fail("path is not UTF-8".into()))?;
+    let path = vocab
+        .to_str()
+        .ok_or_else(|| fail("path is not UTF-8".into()))?;
     let [cls, sep, unk, pad] = &config.special;
     let model = WordPiece::from_file(path)
         .unk_token(unk.clone())
         .build()
         .map_err(|e| fail(e.to_string()))?;
     let id = |t: &str| {
-        model_id(&model, t).ok_or_else(|| fail(format!("special token {t} is not in the vocabulary")))
+        model_id(&model, t)
+            .ok_or_else(|| fail(format!("special token {t} is not in the vocabulary")))
     };
     let processor = BertProcessing::new((sep.clone(), id(sep)?), (cls.clone(), id(cls)?));
     let mut tokenizer = Tokenizer::new(model);

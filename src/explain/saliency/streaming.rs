@@ -16,7 +16,9 @@ impl Streaming {
 
     pub fn new(embeddings: Tensor, block: usize) -> Result<Self> {
         if block == 0 {
-            return Err(Error::InvalidOption("streaming block size must be positive".into()));
+            return Err(Error::InvalidOption(
+                "streaming block size must be positive".into(),
+            ));
         }
         Ok(Self { embeddings, block })
     }
@@ -35,7 +37,9 @@ impl Saliency for Streaming {
         let vocab = self.embeddings.dim(0)?;
         let mut squares = Tensor::zeros(grads.dim(0)?, grads.dtype(), grads.device())?;
         for start in (0..vocab).step_by(self.block) {
-            let rows = self.embeddings.narrow(0, start, self.block.min(vocab - start))?;
+            let rows = self
+                .embeddings
+                .narrow(0, start, self.block.min(vocab - start))?;
             let part = grads.matmul(&rows.t()?)?.sqr()?.sum(D::Minus1)?;
             squares = (squares + part)?;
         }

@@ -1,0 +1,90 @@
+//! `spangrad explain`: one pair from the arguments, or JSON lines from a file.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use candle_core::Device;
+use spangrad::hub::HubCache;
+use spangrad::{ExplainOptions, Explainer, QaPair, SaliencyKind, SpanMode};
+
+use super::{jsonl, render};
+
+pub const DEFAULT_MODEL: &str = "distilbert-base-cased-distilled-squad";
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct ExplainArgs {
+    /// A local checkpoint directory, or a Hugging Face Hub model id (looked up in the hub cache;
+    /// downloaded unless HF_HUB_OFFLINE is set).
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: String,
+    #[arg(long, requires = "context")]
+    question: Option<String>,
+    #[arg(long, requires = "question")]
+    context: Option<String>,
+    /// JSON lines with `question`, `context` and optional `id` (`-` reads standard input);
+    /// writes one JSON line per input line, errors included.
+    #[arg(long, conflicts_with_all = ["question", "context"])]
+    input: Option<PathBuf>,
+    /// Output for a single pair (JSON lines input always gives JSON lines).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    #[arg(long, value_enum, default_value_t = SpanMode::Best)]
+    span: SpanMode,
+    #[arg(long, value_enum, default_value_t = SaliencyKind::Gram)]
+    saliency: SaliencyKind,
+    /// Reproduce NeuralQA exactly: differentiate the end logit of the token after the predicted end.
+    #[arg(long)]
+    seed_compat: bool,
+    /// Tokens per pair, special tokens included [default: 384, or the model's limit if lower].
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// Longest answer considered by `--span best`, in tokens.
+    #[arg(long, default_value_t = 15)]
+    max_answer_len: usize,
+    /// Pairs per forward/backward pass with `--input`.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
+}
+
+pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let single = match (&args.input, args.question, args.context) {
+        (Some(_), ..) => None,
+        (None, Some(q), Some(c)) => Some(QaPair::new(q, c)),
+        _ => bail!("give --question and --context, or --input FILE"),
+    };
+    let dir = HubCache::from_env().resolve(&args.model)?;
+    let options = ExplainOptions {
+        span: args.span,
+        saliency: args.saliency,
+        seed_compat: args.seed_compat,
+        max_length: args.max_length,
+        max_answer_len: args.max_answer_len,
+    };
+    let explainer = Explainer::from_dir(&dir, options, &Device::Cpu)
+        .with_context(|| format!("cannot load model {}", args.model))?;
+    let Some(pair) = single else {
+        let input = args.input.expect("checked above");
+        return jsonl::run(&explainer, &input, args.batch_size as usize);
+    };
+    let explanation = explainer.explain_one(&pair)?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &explanation)?;
+            writeln!(out)?;
+        }
+        Format::Text => render::text(&mut out, &explanation, &pair, &args.model)?,
+    }
+    for w in &explanation.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,117 @@
+//! JSON lines in, JSON lines out, in input order. A bad line (not UTF-8, not JSON, bad pair)
+//! is reported with its line number and the others go on; the exit code tells if any failed.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde_json::json;
+use spangrad::text::Encoded;
+use spangrad::{Explainer, QaPair};
+
+/// An input line in order; a queued pair's encoding waits in the batch.
+enum Entry {
+    Failed {
+        line: usize,
+        id: Option<String>,
+        error: String,
+    },
+    Queued {
+        line: usize,
+        id: String,
+    },
+}
+
+pub fn run(explainer: &Explainer, input: &Path, batch_size: usize) -> anyhow::Result<ExitCode> {
+    let reader: Box<dyn BufRead> = if input == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file = File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
+        Box::new(BufReader::new(file))
+    };
+    let mut out = std::io::stdout().lock();
+    let mut pending: Vec<Entry> = Vec::new();
+    let mut batch: Vec<Encoded> = Vec::new();
+    let (mut total, mut failed) = (0, 0);
+    for (index, bytes) in reader.split(b'\n').enumerate() {
+        let line = index + 1;
+        let bytes = bytes.with_context(|| format!("cannot read line {line}"))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        total += 1;
+        let entry = match parse(&bytes) {
+            Err(error) => Entry::Failed {
+                line,
+                id: None,
+                error,
+            },
+            Ok(pair) => {
+                let id = pair.id.clone().unwrap_or_else(|| line.to_string());
+                match explainer.encode(&pair) {
+                    Ok(encoded) => {
+                        batch.push(encoded);
+                        Entry::Queued { line, id }
+                    }
+                    Err(e) => Entry::Failed {
+                        line,
+                        id: Some(id),
+                        error: e.to_string(),
+                    },
+                }
+            }
+        };
+        pending.push(entry);
+        if batch.len() == batch_size {
+            failed += flush(explainer, &mut pending, &mut batch, &mut out)?;
+        }
+    }
+    failed += flush(explainer, &mut pending, &mut batch, &mut out)?;
+    if failed > 0 {
+        eprintln!("{failed} of {total} lines failed");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse(bytes: &[u8]) -> Result<QaPair, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+    serde_json::from_str(text.trim_end_matches('\r')).map_err(|e| format!("invalid pair: {e}"))
+}
+
+/// Explains the queued pairs in one batch and writes every pending entry in order.
+fn flush(
+    explainer: &Explainer,
+    pending: &mut Vec<Entry>,
+    batch: &mut Vec<Encoded>,
+    out: &mut impl Write,
+) -> anyhow::Result<usize> {
+    let mut results = explainer.engine().explain(batch)?.into_iter();
+    batch.clear();
+    let mut failed = 0;
+    for entry in pending.drain(..) {
+        let value = match entry {
+            Entry::Failed { line, id, error } => Err((line, id, error)),
+            Entry::Queued { line, id } => {
+                match results.next().expect("one result per queued pair") {
+                    Ok(mut explanation) => {
+                        explanation.id = Some(id);
+                        Ok(serde_json::to_value(explanation)?)
+                    }
+                    Err(e) => Err((line, Some(id), e.to_string())),
+                }
+            }
+        };
+        let value = value.unwrap_or_else(|(line, id, error)| {
+            failed += 1;
+            eprintln!("line {line}: {error}");
+            json!({ "line": line, "id": id, "error": error })
+        });
+        serde_json::to_writer(&mut *out, &value)?;
+        writeln!(out)?;
+    }
+    out.flush()?;
+    Ok(failed)
+}

@@ -1,0 +1,96 @@
+//! Human-readable output: the answer, then the question and context with every word shaded by
+//! its score on a terminal, or followed by its score in brackets otherwise.
+
+use std::io::{IsTerminal, Write};
+
+use anstyle::{AnsiColor, RgbColor, Style};
+use spangrad::explain::WordExplanation;
+use spangrad::text::Segment;
+use spangrad::{Explanation, QaPair};
+
+pub fn text(
+    out: &mut impl Write,
+    e: &Explanation,
+    pair: &QaPair,
+    model: &str,
+) -> std::io::Result<()> {
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let a = &e.answer;
+    writeln!(out, "answer:   {:?}", a.text)?;
+    writeln!(
+        out,
+        "          tokens {}..={}, score {:.3} (start {:.3} + end {:.3}); {} span, {} saliency{}; {}",
+        a.token_start,
+        a.token_end,
+        a.score,
+        a.start_logit,
+        a.end_logit,
+        e.span_mode,
+        e.saliency,
+        if e.seed_compat { ", seed-compat" } else { "" },
+        model
+    )?;
+    for (label, segment, source) in [
+        ("question", Segment::Question, &pair.question),
+        ("context", Segment::Context, &pair.context),
+    ] {
+        write!(out, "{label:<9} ")?;
+        let words: Vec<&WordExplanation> =
+            e.words.iter().filter(|w| w.segment == segment).collect();
+        let cut = segment == Segment::Context && e.truncated;
+        shade(out, source, &words, colour, !cut)?;
+        if cut {
+            write!(out, " …")?;
+        }
+        writeln!(out)?;
+    }
+    if e.truncated {
+        writeln!(
+            out,
+            "          (the context was truncated to fit the maximum length)"
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes `source` with its words shaded; the text between words is written as it is, and the
+/// text after the last word only when `rest`.
+fn shade(
+    out: &mut impl Write,
+    source: &str,
+    words: &[&WordExplanation],
+    colour: bool,
+    rest: bool,
+) -> std::io::Result<()> {
+    let chars: Vec<char> = source.chars().collect();
+    let text = |a: usize, b: usize| {
+        chars[a.min(chars.len())..b.min(chars.len())]
+            .iter()
+            .collect::<String>()
+    };
+    let mut at = 0;
+    for w in words {
+        write!(out, "{}", text(at, w.char_start))?;
+        let word = text(w.char_start, w.char_end);
+        if colour {
+            let style = style(w.score);
+            write!(out, "{style}{word}{style:#}")?;
+        } else {
+            write!(out, "{word}[{:.2}]", w.score)?;
+        }
+        at = w.char_end;
+    }
+    if rest {
+        write!(out, "{}", text(at, chars.len()))?;
+    }
+    Ok(())
+}
+
+/// White for 0, through orange to red for 1.
+fn style(score: f32) -> Style {
+    let s = score.clamp(0.0, 1.0);
+    let fade = |full: f32| (255.0 - s * full).round() as u8;
+    Style::new()
+        .bg_color(Some(RgbColor(255, fade(180.0), fade(255.0)).into()))
+        .fg_color(Some(AnsiColor::Black.into()))
+}

@@ -1,0 +1,319 @@
+//! The `spangrad` binary as a user runs it.
+
+mod common;
+
+use std::os::unix::ffi::OsStrExt;
+use std::process::{Command, Output};
+
+use common::*;
+use spangrad::Explanation;
+
+fn spangrad(args: &[&std::ffi::OsStr]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spangrad"));
+    cmd.args(args)
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("NO_COLOR");
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    spangrad(&args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn model(dir: &str) -> String {
+    fixture(dir).display().to_string()
+}
+
+#[test]
+fn explain_prints_the_answer_and_scored_words() {
+    let p = &expected("bert").pairs[0];
+    let out = run(&[
+        "explain",
+        "--model",
+        &model("bert-tiny"),
+        "--question",
+        &p.question,
+        "--context",
+        &p.context,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("answer:   {:?}", p.answer_best.text)),
+        "{stdout}"
+    );
+    // Not a terminal: plain text, each word followed by its score, no escape codes.
+    assert!(!stdout.contains('\x1b'));
+    assert!(stdout.contains("Jane["), "{stdout}");
+}
+
+#[test]
+fn explain_json_is_a_full_explanation() {
+    let p = &expected("distilbert").pairs[1];
+    let out = run(&[
+        "explain",
+        "--model",
+        &model("distilbert-tiny"),
+        "--question",
+        &p.question,
+        "--context",
+        &p.context,
+        "--format",
+        "json",
+        "--span",
+        "argmax",
+        "--saliency",
+        "streaming",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let e: Explanation = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (e.answer.token_start, e.answer.token_end),
+        p.spans["argmax"]
+    );
+    assert_eq!(e.tokens.len(), p.input_ids.len());
+    let ExpectedTarget::Ok(t) = &p.targets["argmax"] else {
+        panic!()
+    };
+    let scores: Vec<f32> = e.tokens.iter().map(|t| t.score).collect();
+    assert!(max_abs_diff(&scores, &t.score) < 1e-4);
+}
+
+#[test]
+fn json_lines_report_bad_lines_and_keep_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pairs.jsonl");
+    let mut lines: Vec<u8> = Vec::new();
+    lines.extend(
+        br#"{"id": "a", "question": "Who wrote the novel?", "context": "Jane Austen wrote it."}"#,
+    );
+    lines.extend(b"\n{not json}\n");
+    lines.extend(b"{\"question\": \"caf\xe9?\", \"context\": \"x\"}\n");
+    lines.extend(b"\n");
+    lines.extend(br#"{"id": "d", "question": "", "context": "Some context."}"#);
+    lines.extend(b"\n");
+    lines.extend(br#"{"question": "Name?", "context": "Bob."}"#);
+    std::fs::write(&input, lines).unwrap();
+    let out = run(&[
+        "explain",
+        "--model",
+        &model("bert-tiny"),
+        "--input",
+        input.to_str().unwrap(),
+        "--batch-size",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "some lines failed");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("line 2: invalid pair"), "{stderr}");
+    assert!(stderr.contains("line 3: not UTF-8"), "{stderr}");
+    assert!(stderr.contains("line 5: the question is empty"), "{stderr}");
+    assert!(stderr.contains("3 of 5 lines failed"), "{stderr}");
+    let rows: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 5);
+    assert_eq!(rows[0]["id"], "a");
+    assert!(rows[0]["answer"]["text"].is_string());
+    assert_eq!(rows[1]["line"], 2);
+    assert_eq!(rows[2]["line"], 3);
+    assert_eq!(rows[3]["id"], "d");
+    assert!(rows[3]["error"].as_str().unwrap().contains("empty"));
+    // No id given: the line number stands in.
+    assert_eq!(rows[4]["id"], "6");
+    assert_eq!(
+        rows[4]["answer"]["text"],
+        expected("bert").pairs[4].answer_best.text
+    );
+}
+
+#[test]
+fn json_lines_batches_equal_single_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pairs.jsonl");
+    let expected = expected("distilbert");
+    let lines: Vec<String> = expected
+        .pairs
+        .iter()
+        .map(|p| serde_json::json!({"question": p.question, "context": p.context}).to_string())
+        .collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let out = run(&[
+        "explain",
+        "--model",
+        &model("distilbert-tiny"),
+        "--input",
+        input.to_str().unwrap(),
+        "--batch-size",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got: Vec<Explanation> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got.len(), expected.pairs.len());
+    for (e, p) in got.iter().zip(&expected.pairs) {
+        assert_eq!(e.answer.text, p.answer_best.text);
+        let ExpectedTarget::Ok(t) = &p.targets["best"] else {
+            panic!()
+        };
+        let scores: Vec<f32> = e.tokens.iter().map(|t| t.score).collect();
+        assert!(max_abs_diff(&scores, &t.score) < 1e-4);
+    }
+}
+
+#[test]
+fn seed_compat_end_is_last_exits_with_a_clear_error() {
+    let crash = expected("distilbert")
+        .seed_compat_crash
+        .expect("fixture has a crash pair");
+    let out = run(&[
+        "explain",
+        "--model",
+        &model("distilbert-tiny"),
+        "--question",
+        &crash.question,
+        "--context",
+        &crash.context,
+        "--span",
+        "argmax",
+        "--seed-compat",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("IndexError") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_default_hub_model_offline_asks_for_a_local_directory() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = spangrad(&[
+        "explain".as_ref(),
+        "--question".as_ref(),
+        "Who?".as_ref(),
+        "--context".as_ref(),
+        "Bob.".as_ref(),
+    ])
+    .env("HF_HUB_OFFLINE", "1")
+    .env("HF_HUB_CACHE", cache.path())
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("distilbert-base-cased-distilled-squad"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("pass a local model directory"), "{stderr}");
+}
+
+#[test]
+fn a_hub_name_resolves_from_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    prepare_cache(cache.path(), "spangrad/tiny-bert", "bert-tiny");
+    let out = spangrad(&[
+        "explain".as_ref(),
+        "--model".as_ref(),
+        "spangrad/tiny-bert".as_ref(),
+        "--question".as_ref(),
+        "Name?".as_ref(),
+        "--context".as_ref(),
+        "Bob.".as_ref(),
+    ])
+    .env("HF_HUB_OFFLINE", "1")
+    .env("HF_HUB_CACHE", cache.path())
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("answer:   \"Bob\""));
+}
+
+#[test]
+fn bad_arguments_fail_without_a_panic() {
+    let bad_utf8 = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    let m = model("bert-tiny");
+    let out = spangrad(&[
+        "explain".as_ref(),
+        "--model".as_ref(),
+        m.as_ref(),
+        "--question".as_ref(),
+        bad_utf8,
+        "--context".as_ref(),
+        "Bob.".as_ref(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("UTF-8"), "{}", text(&out.stderr));
+
+    let out = run(&[
+        "explain",
+        "--model",
+        "/no/such/dir",
+        "--question",
+        "q",
+        "--context",
+        "c",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("model directory not found: /no/such/dir"));
+
+    let out = run(&["explain", "--model", &m, "--question", "q"]);
+    assert_eq!(out.status.code(), Some(2), "--question needs --context");
+
+    let out = run(&[
+        "explain",
+        "--model",
+        &m,
+        "--question",
+        "",
+        "--context",
+        "Bob.",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("the question is empty"));
+    assert!(!text(&out.stderr).contains("panicked"));
+}
+
+#[test]
+fn bench_prints_a_table_with_the_dense_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("RESULTS.md");
+    let out = run(&[
+        "bench",
+        "--preset",
+        "distilbert-base",
+        "--batch",
+        "1",
+        "--seq-len",
+        "24",
+        "--iters",
+        "1",
+        "--saliency",
+        "dense,streaming,gram",
+        "--record",
+        record.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for name in [
+        "| dense |",
+        "| streaming |",
+        "| gram |",
+        "speed-up vs dense",
+    ] {
+        assert!(stdout.contains(name), "{stdout}");
+    }
+    let recorded = std::fs::read_to_string(record).unwrap();
+    assert!(recorded.contains(&stdout.trim_end().to_string()) && recorded.contains("cores"));
+}

@@ -1,0 +1,258 @@
+//! Every kind of bad input gives an error that names the problem: no panic, no NaN.
+
+mod common;
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use common::*;
+use spangrad::{Error, ExplainOptions, Explainer, QaPair};
+
+fn load(dir: &Path) -> Result<Explainer, Error> {
+    Explainer::from_dir(dir, ExplainOptions::default(), &Device::Cpu)
+}
+
+/// A writable copy of a fixture model.
+fn copy_fixture(name: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
+    }
+    tmp
+}
+
+fn load_err(dir: &Path) -> Error {
+    match load(dir) {
+        Ok(_) => panic!("{} loaded although it is broken", dir.display()),
+        Err(e) => e,
+    }
+}
+
+/// Rewrites the fixture's weights with `edit` applied to every tensor.
+fn edit_weights(dir: &Path, edit: impl Fn(&str, Tensor) -> Tensor) {
+    let path = dir.join("model.safetensors");
+    let tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    let edited: std::collections::HashMap<String, Tensor> = tensors
+        .into_iter()
+        .map(|(name, t)| {
+            let t = edit(&name, t);
+            (name, t)
+        })
+        .collect();
+    candle_core::safetensors::save(&edited, &path).unwrap();
+}
+
+#[test]
+fn missing_model_directory() {
+    let e = load_err(Path::new("/nonexistent/model"));
+    assert!(
+        matches!(
+            e,
+            Error::MissingFile {
+                what: "model directory",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("/nonexistent/model"));
+}
+
+#[test]
+fn missing_config() {
+    let dir = copy_fixture("bert-tiny");
+    std::fs::remove_file(dir.path().join("config.json")).unwrap();
+    let e = load_err(dir.path());
+    assert!(e.to_string().contains("model config not found"), "{e}");
+}
+
+#[test]
+fn corrupt_config() {
+    let dir = copy_fixture("bert-tiny");
+    std::fs::write(dir.path().join("config.json"), "{ not json").unwrap();
+    let e = load_err(dir.path());
+    assert!(matches!(e, Error::Config { .. }), "{e}");
+    assert!(e.to_string().contains("config.json"));
+}
+
+#[test]
+fn unknown_architecture() {
+    let dir = copy_fixture("bert-tiny");
+    let path = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("\"bert\"", "\"roberta\"")).unwrap();
+    let e = load_err(dir.path());
+    assert!(
+        matches!(&e, Error::UnknownArchitecture(t) if t == "roberta"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("bert") && e.to_string().contains("distilbert"));
+}
+
+#[test]
+fn missing_weights() {
+    let dir = copy_fixture("distilbert-tiny");
+    std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    let e = load_err(dir.path());
+    assert!(e.to_string().contains("model weights"), "{e}");
+}
+
+#[test]
+fn corrupt_weights() {
+    let dir = copy_fixture("distilbert-tiny");
+    std::fs::write(
+        dir.path().join("model.safetensors"),
+        b"\x08\x00\x00\x00\x00\x00\x00\x00garbage",
+    )
+    .unwrap();
+    let e = load_err(dir.path());
+    assert!(matches!(e, Error::Weights { .. }), "{e}");
+}
+
+#[test]
+fn weights_that_do_not_fit_the_config() {
+    let dir = copy_fixture("bert-tiny");
+    let path = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3"),
+    )
+    .unwrap();
+    let e = load_err(dir.path());
+    assert!(matches!(e, Error::Weights { .. }), "{e}");
+    assert!(
+        e.to_string().contains("layer.2"),
+        "the missing tensor is named: {e}"
+    );
+}
+
+#[test]
+fn missing_tokenizer() {
+    let dir = copy_fixture("bert-tiny");
+    for f in ["tokenizer.json", "vocab.txt"] {
+        std::fs::remove_file(dir.path().join(f)).unwrap();
+    }
+    let e = load_err(dir.path());
+    assert!(
+        e.to_string()
+            .contains("tokenizer (tokenizer.json or vocab.txt) not found"),
+        "{e}"
+    );
+}
+
+#[test]
+fn corrupt_tokenizer() {
+    let dir = copy_fixture("bert-tiny");
+    std::fs::write(dir.path().join("tokenizer.json"), "[1, 2").unwrap();
+    let e = load_err(dir.path());
+    assert!(matches!(e, Error::Tokenizer { .. }), "{e}");
+}
+
+#[test]
+fn tokenizer_vocabulary_that_does_not_match_the_embeddings() {
+    let dir = copy_fixture("bert-tiny-pt");
+    let path = dir.path().join("vocab.txt");
+    let vocab = std::fs::read_to_string(&path).unwrap();
+    let fewer: Vec<&str> = vocab.lines().take(30_000).collect();
+    std::fs::write(&path, fewer.join("\n")).unwrap();
+    let e = load_err(dir.path());
+    assert!(
+        matches!(
+            e,
+            Error::VocabMismatch {
+                tokenizer: 30_000,
+                embeddings: 30_522
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn empty_question_or_context() {
+    let explainer = explainer("bert-tiny", ExplainOptions::default());
+    for (q, c, what) in [
+        ("", "Some context.", "question"),
+        ("Why?", " \n\t", "context"),
+    ] {
+        let e = explainer.explain_one(&QaPair::new(q, c)).unwrap_err();
+        assert!(matches!(e, Error::EmptyInput(w) if w == what), "{e}");
+    }
+}
+
+#[test]
+fn a_question_that_leaves_no_room_for_the_context() {
+    let options = ExplainOptions {
+        max_length: Some(8),
+        ..ExplainOptions::default()
+    };
+    let explainer = explainer("bert-tiny", options);
+    let e = explainer
+        .explain_one(&QaPair::new("who wrote this rather long question", "Bob."))
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::QuestionTooLong { max_length: 8, .. }),
+        "{e}"
+    );
+    // One context token still fits: the context is truncated, not rejected.
+    let ok = explainer
+        .explain_one(&QaPair::new("who wrote it", "Jane Austen wrote it."))
+        .unwrap();
+    assert!(ok.truncated);
+    assert_eq!(ok.tokens.len(), 8);
+}
+
+#[test]
+fn max_length_beyond_the_position_embeddings() {
+    let options = ExplainOptions {
+        max_length: Some(201),
+        ..ExplainOptions::default()
+    };
+    let e = Explainer::from_dir(&fixture("distilbert-tiny"), options, &Device::Cpu)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("200 position embeddings"), "{e}");
+}
+
+#[test]
+fn zero_gradient_gives_zero_scores_and_a_warning() {
+    // With a zero QA head the logits are constant and the gradient vanishes.
+    let dir = copy_fixture("bert-tiny");
+    edit_weights(dir.path(), |name, t| {
+        if name == "qa_outputs.weight" {
+            t.zeros_like().unwrap()
+        } else {
+            t
+        }
+    });
+    let e = load(dir.path())
+        .unwrap()
+        .explain_one(&QaPair::new("Who?", "Jane Austen."))
+        .unwrap();
+    assert!(e.tokens.iter().all(|t| t.score == 0.0 && t.raw == 0.0));
+    assert!(e.words.iter().all(|w| w.score == 0.0));
+    assert!(
+        e.warnings.iter().any(|w| w.contains("zero")),
+        "{:?}",
+        e.warnings
+    );
+}
+
+#[test]
+fn non_finite_weights_are_reported_not_returned() {
+    let dir = copy_fixture("bert-tiny");
+    edit_weights(dir.path(), |name, t| {
+        if name == "qa_outputs.bias" {
+            (t * f64::NAN).unwrap()
+        } else {
+            t
+        }
+    });
+    let e = load(dir.path())
+        .unwrap()
+        .explain_one(&QaPair::new("Who?", "Jane Austen."))
+        .unwrap_err();
+    assert!(matches!(e, Error::NonFinite(_)), "{e}");
+}

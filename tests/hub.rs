@@ -1,0 +1,78 @@
+//! Model names resolved through a prepared Hugging Face Hub cache (no network here).
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use spangrad::hub::HubCache;
+use spangrad::{Error, ExplainOptions, Explainer, QaPair};
+
+#[test]
+fn a_cached_repository_resolves_to_its_snapshot_offline() {
+    let cache = tempfile::tempdir().unwrap();
+    let snapshot = prepare_cache(cache.path(), "spangrad/tiny-distilbert", "distilbert-tiny");
+    let hub = HubCache {
+        dir: cache.path().to_path_buf(),
+        offline: true,
+    };
+    let dir = hub.resolve("spangrad/tiny-distilbert").unwrap();
+    assert_eq!(dir, snapshot);
+    let explainer =
+        Explainer::from_dir(&dir, ExplainOptions::default(), &candle_core::Device::Cpu).unwrap();
+    let e = explainer
+        .explain_one(&QaPair::new("Name?", "Bob."))
+        .unwrap();
+    assert_eq!(
+        e.answer.text,
+        expected("distilbert").pairs[4].answer_best.text
+    );
+}
+
+#[test]
+fn an_uncached_repository_offline_says_to_pass_a_directory() {
+    let cache = tempfile::tempdir().unwrap();
+    let hub = HubCache {
+        dir: cache.path().to_path_buf(),
+        offline: true,
+    };
+    let e = hub
+        .resolve("distilbert-base-cased-distilled-squad")
+        .unwrap_err();
+    assert!(matches!(e, Error::Hub { .. }), "{e}");
+    assert!(
+        e.to_string().contains("pass a local model directory"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_incomplete_cache_entry_is_not_used() {
+    let cache = tempfile::tempdir().unwrap();
+    let snapshot = prepare_cache(cache.path(), "org/partial", "bert-tiny");
+    std::fs::remove_file(snapshot.join("model.safetensors")).unwrap();
+    let hub = HubCache {
+        dir: cache.path().to_path_buf(),
+        offline: true,
+    };
+    assert!(matches!(hub.resolve("org/partial"), Err(Error::Hub { .. })));
+}
+
+#[test]
+fn a_path_that_does_not_exist_is_not_sent_to_the_hub() {
+    let hub = HubCache {
+        dir: PathBuf::from("/nonexistent"),
+        offline: false,
+    };
+    let e = hub.resolve("./no/such/model").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::MissingFile {
+                what: "model directory",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
