@@ -8,6 +8,7 @@
 pub mod error;
 pub mod explain;
 pub mod hub;
+pub mod memory;
 pub mod model;
 pub mod text;
 

@@ -1,7 +1,7 @@
 mod cli;
 
 #[global_allocator]
-static ALLOCATOR: cli::alloc::Counting = cli::alloc::Counting;
+static ALLOCATOR: spangrad::memory::Counting = spangrad::memory::Counting;
 
 fn main() -> std::process::ExitCode {
     cli::run()

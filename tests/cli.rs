@@ -21,6 +21,21 @@ fn run(args: &[&str]) -> Output {
     spangrad(&args).output().unwrap()
 }
 
+/// `spangrad explain --model DIR --question Q --context C EXTRA...`
+fn explain(model_dir: &str, question: &str, context: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "explain",
+        "--model",
+        model_dir,
+        "--question",
+        question,
+        "--context",
+        context,
+    ];
+    args.extend(extra);
+    run(&args)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -32,15 +47,7 @@ fn model(dir: &str) -> String {
 #[test]
 fn explain_prints_the_answer_and_scored_words() {
     let p = &expected("bert").pairs[0];
-    let out = run(&[
-        "explain",
-        "--model",
-        &model("bert-tiny"),
-        "--question",
-        &p.question,
-        "--context",
-        &p.context,
-    ]);
+    let out = explain(&model("bert-tiny"), &p.question, &p.context, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
@@ -55,21 +62,19 @@ fn explain_prints_the_answer_and_scored_words() {
 #[test]
 fn explain_json_is_a_full_explanation() {
     let p = &expected("distilbert").pairs[1];
-    let out = run(&[
-        "explain",
-        "--model",
+    let out = explain(
         &model("distilbert-tiny"),
-        "--question",
         &p.question,
-        "--context",
         &p.context,
-        "--format",
-        "json",
-        "--span",
-        "argmax",
-        "--saliency",
-        "streaming",
-    ]);
+        &[
+            "--format",
+            "json",
+            "--span",
+            "argmax",
+            "--saliency",
+            "streaming",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let e: Explanation = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -77,11 +82,7 @@ fn explain_json_is_a_full_explanation() {
         p.spans["argmax"]
     );
     assert_eq!(e.tokens.len(), p.input_ids.len());
-    let ExpectedTarget::Ok(t) = &p.targets["argmax"] else {
-        panic!()
-    };
-    let scores: Vec<f32> = e.tokens.iter().map(|t| t.score).collect();
-    assert!(max_abs_diff(&scores, &t.score) < 1e-4);
+    assert!(max_abs_diff(&scores(&e), &target(p, "argmax").score) < 1e-4);
 }
 
 #[test]
@@ -161,11 +162,7 @@ fn json_lines_batches_equal_single_runs() {
     assert_eq!(got.len(), expected.pairs.len());
     for (e, p) in got.iter().zip(&expected.pairs) {
         assert_eq!(e.answer.text, p.answer_best.text);
-        let ExpectedTarget::Ok(t) = &p.targets["best"] else {
-            panic!()
-        };
-        let scores: Vec<f32> = e.tokens.iter().map(|t| t.score).collect();
-        assert!(max_abs_diff(&scores, &t.score) < 1e-4);
+        assert!(max_abs_diff(&scores(e), &target(p, "best").score) < 1e-4);
     }
 }
 
@@ -174,18 +171,12 @@ fn seed_compat_end_is_last_exits_with_a_clear_error() {
     let crash = expected("distilbert")
         .seed_compat_crash
         .expect("fixture has a crash pair");
-    let out = run(&[
-        "explain",
-        "--model",
+    let out = explain(
         &model("distilbert-tiny"),
-        "--question",
         &crash.question,
-        "--context",
         &crash.context,
-        "--span",
-        "argmax",
-        "--seed-compat",
-    ]);
+        &["--span", "argmax", "--seed-compat"],
+    );
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
@@ -194,20 +185,23 @@ fn seed_compat_end_is_last_exits_with_a_clear_error() {
     );
 }
 
+/// `spangrad ARGS` offline, with `cache` as the hub cache.
+fn offline(cache: &std::path::Path, args: &[&str]) -> Output {
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    spangrad(&args)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HUB_CACHE", cache)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn the_default_hub_model_offline_asks_for_a_local_directory() {
     let cache = tempfile::tempdir().unwrap();
-    let out = spangrad(&[
-        "explain".as_ref(),
-        "--question".as_ref(),
-        "Who?".as_ref(),
-        "--context".as_ref(),
-        "Bob.".as_ref(),
-    ])
-    .env("HF_HUB_OFFLINE", "1")
-    .env("HF_HUB_CACHE", cache.path())
-    .output()
-    .unwrap();
+    let out = offline(
+        cache.path(),
+        &["explain", "--question", "Who?", "--context", "Bob."],
+    );
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
@@ -221,19 +215,18 @@ fn the_default_hub_model_offline_asks_for_a_local_directory() {
 fn a_hub_name_resolves_from_the_cache() {
     let cache = tempfile::tempdir().unwrap();
     prepare_cache(cache.path(), "spangrad/tiny-bert", "bert-tiny");
-    let out = spangrad(&[
-        "explain".as_ref(),
-        "--model".as_ref(),
-        "spangrad/tiny-bert".as_ref(),
-        "--question".as_ref(),
-        "Name?".as_ref(),
-        "--context".as_ref(),
-        "Bob.".as_ref(),
-    ])
-    .env("HF_HUB_OFFLINE", "1")
-    .env("HF_HUB_CACHE", cache.path())
-    .output()
-    .unwrap();
+    let out = offline(
+        cache.path(),
+        &[
+            "explain",
+            "--model",
+            "spangrad/tiny-bert",
+            "--question",
+            "Name?",
+            "--context",
+            "Bob.",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("answer:   \"Bob\""));
 }
@@ -256,30 +249,14 @@ fn bad_arguments_fail_without_a_panic() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("UTF-8"), "{}", text(&out.stderr));
 
-    let out = run(&[
-        "explain",
-        "--model",
-        "/no/such/dir",
-        "--question",
-        "q",
-        "--context",
-        "c",
-    ]);
+    let out = explain("/no/such/dir", "q", "c", &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("model directory not found: /no/such/dir"));
 
     let out = run(&["explain", "--model", &m, "--question", "q"]);
     assert_eq!(out.status.code(), Some(2), "--question needs --context");
 
-    let out = run(&[
-        "explain",
-        "--model",
-        &m,
-        "--question",
-        "",
-        "--context",
-        "Bob.",
-    ]);
+    let out = explain(&m, "", "Bob.", &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("the question is empty"));
     assert!(!text(&out.stderr).contains("panicked"));

@@ -94,8 +94,7 @@ fn check_target(
                 max_abs_diff(&ends, &p.end_logits) < LOGIT_TOL,
                 "{what}: end logits"
             );
-            let scores: Vec<f32> = e.tokens.iter().map(|t| t.score).collect();
-            let d = max_abs_diff(&scores, &t.score);
+            let d = max_abs_diff(&scores(e), &t.score);
             assert!(d < SCORE_TOL, "{what}: normalised scores differ by {d}");
             let max_raw = t.raw.iter().copied().fold(0.0, f32::max);
             let raw: Vec<f32> = e.tokens.iter().map(|t| t.raw).collect();
@@ -176,9 +175,7 @@ fn gradients_reach_the_embeddings_and_match_pytorch() {
         let expected = expected(arch);
         let explainer = explainer(dir, ExplainOptions::default());
         for p in &expected.pairs {
-            let ExpectedTarget::Ok(t) = &p.targets["best"] else {
-                panic!("best target always exists")
-            };
+            let t = target(p, "best");
             let enc = explainer
                 .encode(&QaPair::new(&p.question, &p.context))
                 .unwrap();

@@ -13,7 +13,7 @@ use spangrad::model::preset::Preset;
 use spangrad::text::{Encoded, Segment};
 use spangrad::{ExplainOptions, SaliencyKind};
 
-use super::alloc;
+use spangrad::memory;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -71,8 +71,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let engine = Engine::new(model.clone(), options, 0)?;
         let setup_s = setup.elapsed().as_secs_f64();
         check(engine.explain(&batch)?)?;
-        let before = alloc::live_bytes();
-        alloc::reset_peak();
+        let before = memory::live_bytes();
+        memory::reset_peak();
         let start = Instant::now();
         for _ in 0..args.iters {
             check(engine.explain(&batch)?)?;
@@ -81,7 +81,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             saliency,
             setup_s,
             batch_s: start.elapsed().as_secs_f64() / args.iters as f64,
-            peak_mib: (alloc::peak_bytes() - before) as f64 / (1 << 20) as f64,
+            peak_mib: (memory::peak_bytes() - before) as f64 / (1 << 20) as f64,
         });
     }
     let table = table(&args, &rows);

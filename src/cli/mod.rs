@@ -1,6 +1,5 @@
 //! The `spangrad` command line: `explain` (one pair, or JSON lines) and `bench`.
 
-pub mod alloc;
 mod bench;
 mod explain;
 mod jsonl;

@@ -91,6 +91,19 @@ pub fn explainer(dir: &str, options: ExplainOptions) -> Explainer {
         .unwrap_or_else(|e| panic!("loading {dir}: {e}"))
 }
 
+/// The expected result of a gradient target that exists.
+pub fn target<'a>(p: &'a ExpectedPair, label: &str) -> &'a TargetResult {
+    match &p.targets[label] {
+        ExpectedTarget::Ok(t) => t,
+        ExpectedTarget::Err { error } => panic!("target {label} failed in the reference: {error}"),
+    }
+}
+
+/// Normalised scores of every token.
+pub fn scores(e: &spangrad::Explanation) -> Vec<f32> {
+    e.tokens.iter().map(|t| t.score).collect()
+}
+
 /// Largest absolute difference, asserting equal lengths.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");

@@ -1,5 +1,7 @@
-//! A global allocator that counts live heap bytes and their peak, so `spangrad bench` can report
-//! the memory each saliency method needs (CPU tensors live on the heap).
+//! A global allocator that counts live heap bytes and their peak, so benchmarks can report the
+//! memory each saliency method needs (CPU tensors live on the heap). A program opts in with
+//! `#[global_allocator] static A: spangrad::memory::Counting = spangrad::memory::Counting;`;
+//! without that the counters stay at zero.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
