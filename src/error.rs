@@ -59,6 +59,9 @@ pub enum Error {
     )]
     SeedCompatEndIsLast { end: usize },
 
+    #[error("no such device: {0}")]
+    Device(String),
+
     #[error("invalid option: {0}")]
     InvalidOption(String),
 

@@ -1,10 +1,15 @@
-//! A global allocator that counts live heap bytes and their peak, so benchmarks can report the
-//! memory each saliency method needs (CPU tensors live on the heap). A program opts in with
-//! `#[global_allocator] static A: spangrad::memory::Counting = spangrad::memory::Counting;`;
-//! without that the counters stay at zero.
+//! Peak memory for benchmarks. On the CPU tensors live on the heap: a global allocator counts
+//! live bytes and their peak (a program opts in with
+//! `#[global_allocator] static A: spangrad::memory::Counting = spangrad::memory::Counting;`,
+//! without that the counters stay at zero). On a GPU candle allocates from the device's default
+//! stream-ordered memory pool, whose used-bytes counters the driver keeps.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use candle_core::{Device, DeviceLocation};
+
+use crate::error::Result;
 
 pub struct Counting;
 
@@ -48,15 +53,98 @@ fn grow(size: usize) {
     PEAK.fetch_max(live, Ordering::Relaxed);
 }
 
-pub fn live_bytes() -> usize {
-    LIVE.load(Ordering::Relaxed)
+/// Bytes in use on `device` now (after its queued work has finished).
+pub fn live_bytes(device: &Device) -> Result<usize> {
+    device.synchronize()?;
+    match device.location() {
+        DeviceLocation::Cuda { gpu_id } => gpu::used(gpu_id, false),
+        _ => Ok(LIVE.load(Ordering::Relaxed)),
+    }
 }
 
-/// Starts a new peak measurement from the current live size.
-pub fn reset_peak() {
-    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+/// Starts a new peak measurement from the current use.
+pub fn reset_peak(device: &Device) -> Result<()> {
+    device.synchronize()?;
+    match device.location() {
+        DeviceLocation::Cuda { gpu_id } => gpu::reset_high(gpu_id),
+        _ => {
+            PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+            Ok(())
+        }
+    }
 }
 
-pub fn peak_bytes() -> usize {
-    PEAK.load(Ordering::Relaxed)
+/// The most bytes in use on `device` since the last [`reset_peak`].
+pub fn peak_bytes(device: &Device) -> Result<usize> {
+    device.synchronize()?;
+    match device.location() {
+        DeviceLocation::Cuda { gpu_id } => gpu::used(gpu_id, true),
+        _ => Ok(PEAK.load(Ordering::Relaxed)),
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod gpu {
+    use cudarc::driver::sys;
+
+    use crate::error::{Error, Result};
+
+    fn pool(gpu_id: usize) -> Result<sys::CUmemoryPool> {
+        let device = cudarc::driver::result::device::get(gpu_id as i32)
+            .map_err(|e| Error::Device(e.to_string()))?;
+        let mut pool = std::ptr::null_mut();
+        // SAFETY: an out-pointer for the driver to fill.
+        check(unsafe { sys::cuDeviceGetDefaultMemPool(&mut pool, device) })?;
+        Ok(pool)
+    }
+
+    fn check(status: sys::CUresult) -> Result<()> {
+        match status {
+            sys::CUresult::CUDA_SUCCESS => Ok(()),
+            other => Err(Error::Device(format!(
+                "memory pool query failed: {other:?}"
+            ))),
+        }
+    }
+
+    pub fn used(gpu_id: usize, high: bool) -> Result<usize> {
+        let attr = if high {
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH
+        } else {
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_CURRENT
+        };
+        let mut value: u64 = 0;
+        // SAFETY: these attributes are 64-bit integers.
+        check(unsafe {
+            sys::cuMemPoolGetAttribute(pool(gpu_id)?, attr, (&mut value as *mut u64).cast())
+        })?;
+        Ok(value as usize)
+    }
+
+    /// The high watermark can only be reset to zero, which restarts it from the current use.
+    pub fn reset_high(gpu_id: usize) -> Result<()> {
+        let mut zero: u64 = 0;
+        let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH;
+        // SAFETY: as in `used`.
+        check(unsafe {
+            sys::cuMemPoolSetAttribute(pool(gpu_id)?, attr, (&mut zero as *mut u64).cast())
+        })
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+mod gpu {
+    use crate::error::{Error, Result};
+
+    fn unavailable() -> Error {
+        Error::Device("built without the `cuda` feature".into())
+    }
+
+    pub fn used(_: usize, _: bool) -> Result<usize> {
+        Err(unavailable())
+    }
+
+    pub fn reset_high(_: usize) -> Result<()> {
+        Err(unavailable())
+    }
 }

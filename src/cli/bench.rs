@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use candle_core::Device;
 use spangrad::explain::Engine;
 use spangrad::model::preset::Preset;
 use spangrad::text::{Encoded, Segment};
@@ -31,6 +30,9 @@ pub struct BenchArgs {
     /// Timed batches per method (after one warm-up batch).
     #[arg(long, default_value_t = 3)]
     iters: usize,
+    /// cpu, cuda or cuda:N [default: the first GPU when built with the cuda feature, else cpu].
+    #[arg(long)]
+    device: Option<String>,
     /// Append the table, with machine and date, to this markdown file (e.g. bench/RESULTS.md).
     #[arg(long)]
     record: Option<PathBuf>,
@@ -57,7 +59,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.batch == 0 || args.iters == 0 || args.saliency.is_empty() {
         bail!("--batch, --iters and --saliency must be non-empty");
     }
-    let model = args.preset.random_model(&Device::Cpu)?;
+    let device = match &args.device {
+        Some(spec) => spangrad::device::parse(spec)?,
+        None => spangrad::device::default_device(),
+    };
+    let model = args.preset.random_model(&device)?;
     let batch: Vec<Encoded> = (0..args.batch)
         .map(|b| synthetic_pair(b, args.seq_len, config.vocab_size))
         .collect();
@@ -71,20 +77,22 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let engine = Engine::new(model.clone(), options, 0)?;
         let setup_s = setup.elapsed().as_secs_f64();
         check(engine.explain(&batch)?)?;
-        let before = memory::live_bytes();
-        memory::reset_peak();
+        let before = memory::live_bytes(&device)?;
+        memory::reset_peak(&device)?;
         let start = Instant::now();
         for _ in 0..args.iters {
             check(engine.explain(&batch)?)?;
         }
+        let batch_s = start.elapsed().as_secs_f64() / args.iters as f64;
+        let peak = memory::peak_bytes(&device)?.saturating_sub(before);
         rows.push(Row {
             saliency,
             setup_s,
-            batch_s: start.elapsed().as_secs_f64() / args.iters as f64,
-            peak_mib: (memory::peak_bytes() - before) as f64 / (1 << 20) as f64,
+            batch_s,
+            peak_mib: peak as f64 / (1 << 20) as f64,
         });
     }
-    let table = table(&args, &rows);
+    let table = table(&args, &spangrad::device::name(&device), &rows);
     print!("{table}");
     if let Some(path) = &args.record {
         record(path, &table).with_context(|| format!("cannot append to {}", path.display()))?;
@@ -126,10 +134,10 @@ fn synthetic_pair(b: usize, len: usize, vocab: usize) -> Encoded {
     }
 }
 
-fn table(args: &BenchArgs, rows: &[Row]) -> String {
+fn table(args: &BenchArgs, device: &str, rows: &[Row]) -> String {
     let mut s = format!(
-        "spangrad bench: {} (random weights), batch {} x {} tokens, {} timed batches, CPU\n\n\
-         | saliency | setup (s) | s / batch | explanations / s | peak extra heap (MiB) | speed-up vs {} | memory vs {} |\n\
+        "spangrad bench: {} (random weights), batch {} x {} tokens, {} timed batches, {device}\n\n\
+         | saliency | setup (s) | s / batch | explanations / s | peak extra memory (MiB) | speed-up vs {} | memory vs {} |\n\
          |---|---|---|---|---|---|---|\n",
         args.preset.name(),
         args.batch,

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use candle_core::Device;
 use spangrad::hub::HubCache;
 use spangrad::{ExplainOptions, Explainer, QaPair, SaliencyKind, SpanMode};
 
@@ -49,6 +48,9 @@ pub struct ExplainArgs {
     /// Longest answer considered by `--span best`, in tokens.
     #[arg(long, default_value_t = 15)]
     max_answer_len: usize,
+    /// cpu, cuda or cuda:N [default: the first GPU when built with the cuda feature, else cpu].
+    #[arg(long)]
+    device: Option<String>,
     /// Pairs per forward/backward pass with `--input`.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
@@ -60,6 +62,10 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         (None, Some(q), Some(c)) => Some(QaPair::new(q, c)),
         _ => bail!("give --question and --context, or --input FILE"),
     };
+    let device = match &args.device {
+        Some(spec) => spangrad::device::parse(spec)?,
+        None => spangrad::device::default_device(),
+    };
     let dir = HubCache::from_env().resolve(&args.model)?;
     let options = ExplainOptions {
         span: args.span,
@@ -68,7 +74,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         max_length: args.max_length,
         max_answer_len: args.max_answer_len,
     };
-    let explainer = Explainer::from_dir(&dir, options, &Device::Cpu)
+    let explainer = Explainer::from_dir(&dir, options, &device)
         .with_context(|| format!("cannot load model {}", args.model))?;
     let Some(pair) = single else {
         let input = args.input.expect("checked above");

@@ -3,10 +3,12 @@
 
 use std::ops::Range;
 
-use candle_core::{Tensor, Var, D};
+use candle_core::{Tensor, Var};
 
 use super::explanation::{Answer, Explanation, Target, TokenExplanation};
+use super::normalise::normalise;
 use super::options::ExplainOptions;
+use super::rows;
 use super::saliency::Saliency;
 use super::span::{self, Span};
 use super::words::{self, char_slice};
@@ -19,6 +21,13 @@ pub struct Engine {
     saliency: Box<dyn Saliency>,
     options: ExplainOptions,
     pad_id: u32,
+}
+
+/// One pair's slices of the batch's per-token values.
+struct PerToken<'a> {
+    raw: &'a [f32],
+    score: &'a [f32],
+    grad_x_input: &'a [f32],
 }
 
 /// The backward pass of one batch, before saliency.
@@ -66,14 +75,20 @@ impl Engine {
             return Ok(Vec::new());
         }
         let gradients = self.gradients(batch)?;
-        let raw = self.saliency.norms(&gradients.grads)?.to_vec1::<f32>()?;
-        let embeddings = self
-            .model
-            .word_embeddings()
-            .index_select(&gradients.ids, 0)?;
-        let grad_x_input = (&gradients.grads * embeddings)?
-            .sum(D::Minus1)?
-            .to_vec1::<f32>()?;
+        let embeddings = self.model.word_embeddings();
+        let raw = self.saliency.norms(&gradients.grads)?;
+        let own_rows = gradients.ids.unsqueeze(1)?;
+        let grad_x_input = rows::gather_dot(&gradients.grads, embeddings, &own_rows)?.squeeze(1)?;
+        let mut offsets: Vec<u32> = gradients.rows.iter().map(|r| r.start as u32).collect();
+        offsets.push(gradients.rows.last().map_or(0, |r| r.end as u32));
+        let offsets = Tensor::new(offsets, embeddings.device())?;
+        let scores = normalise(&raw, &offsets)?;
+        // The only copy back: everything above is queued on the model's device.
+        let (raw, scores, grad_x_input) = (
+            raw.to_vec1::<f32>()?,
+            scores.to_vec1::<f32>()?,
+            grad_x_input.to_vec1::<f32>()?,
+        );
         let Gradients {
             targets,
             logits,
@@ -87,14 +102,12 @@ impl Engine {
             .zip(rows)
             .map(|(((enc, target), logits), rows)| {
                 let (span, target) = target?;
-                self.build(
-                    enc,
-                    span,
-                    target,
-                    &logits,
-                    &raw[rows.clone()],
-                    &grad_x_input[rows],
-                )
+                let per_token = PerToken {
+                    raw: &raw[rows.clone()],
+                    score: &scores[rows.clone()],
+                    grad_x_input: &grad_x_input[rows],
+                };
+                self.build(enc, span, target, &logits, per_token)
             })
             .collect())
     }
@@ -181,15 +194,18 @@ impl Engine {
         span: Span,
         target: Target,
         (start, end): &(Vec<f32>, Vec<f32>),
-        raw: &[f32],
-        grad_x_input: &[f32],
+        values: PerToken,
     ) -> Result<Explanation> {
+        let PerToken {
+            raw,
+            score,
+            grad_x_input,
+        } = values;
         if !raw.iter().chain(grad_x_input).all(|v| v.is_finite()) {
             return Err(Error::NonFinite("gradient"));
         }
         let mut warnings = Vec::new();
-        let max = raw.iter().copied().fold(0f32, f32::max);
-        if max == 0.0 {
+        if raw.iter().all(|&r| r == 0.0) {
             warnings
                 .push("the gradient is zero for every token: all scores are set to 0".to_string());
         }
@@ -202,7 +218,7 @@ impl Engine {
                 char_end: enc.offsets[i].1,
                 start_logit: start[i],
                 end_logit: end[i],
-                score: if max > 0.0 { raw[i] / max } else { 0.0 },
+                score: score[i],
                 raw: raw[i],
                 grad_x_input: grad_x_input[i],
             })

@@ -4,7 +4,9 @@
 mod engine;
 mod explainer;
 pub mod explanation;
+pub mod normalise;
 mod options;
+pub mod rows;
 pub mod saliency;
 pub mod span;
 pub mod words;

@@ -23,8 +23,12 @@ impl Saliency for Dense {
     }
 
     fn embed(&self, ids: &Tensor) -> Result<Tensor> {
-        let vocab = self.embeddings.dim(0)?;
-        let one_hot = candle_nn::encoding::one_hot(ids.clone(), vocab, 1f32, 0f32)?;
+        let vocab = self.embeddings.dim(0)? as u32;
+        let columns = Tensor::arange(0u32, vocab, ids.device())?.unsqueeze(0)?;
+        let one_hot = ids
+            .unsqueeze(1)?
+            .broadcast_eq(&columns)?
+            .to_dtype(self.embeddings.dtype())?;
         Ok(one_hot.matmul(&self.embeddings)?)
     }
 

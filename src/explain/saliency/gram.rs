@@ -1,7 +1,9 @@
 //! `raw² = G (EᵀE) Gᵀ` per row: the `hidden × hidden` Gram matrix replaces the vocabulary-sized
-//! product. Rounding can push a tiny square below zero, hence the clamp before the root.
+//! product. Rounding can push a tiny square below zero, hence the clamp before the root. `G·EᵀE`
+//! is a matmul (cuBLAS on CUDA); the row dot, clamp and root are one kernel there, and this CPU
+//! path is its twin.
 
-use candle_core::{Tensor, D};
+use candle_core::{DType, Tensor, D};
 
 use super::{gather_rows, Saliency, SaliencyKind};
 use crate::error::Result;
@@ -12,9 +14,10 @@ pub struct Gram {
 }
 
 impl Gram {
-    /// Computes `EᵀE` once; it is reused for every batch explained with this model.
+    /// Computes `EᵀE` (in f32) once; it is reused for every batch explained with this model.
     pub fn new(embeddings: &Tensor) -> Result<Self> {
-        let gram = embeddings.t()?.matmul(embeddings)?;
+        let e = embeddings.to_dtype(DType::F32)?;
+        let gram = e.t()?.matmul(&e)?;
         Ok(Self {
             embeddings: embeddings.clone(),
             gram,
@@ -32,7 +35,13 @@ impl Saliency for Gram {
     }
 
     fn norms(&self, grads: &Tensor) -> Result<Tensor> {
-        let squares = (grads.matmul(&self.gram)? * grads)?.sum(D::Minus1)?;
+        let g = grads.to_dtype(DType::F32)?;
+        let gm = g.matmul(&self.gram)?;
+        #[cfg(feature = "cuda")]
+        if grads.device().is_cuda() {
+            return Ok(crate::kernels::gram_norms(&gm, grads)?);
+        }
+        let squares = (gm * g)?.sum(D::Minus1)?;
         Ok(squares.clamp(0f32, f32::INFINITY)?.sqrt()?)
     }
 }

@@ -1,5 +1,6 @@
 //! The dense sum over the vocabulary, taken in blocks of embedding rows: memory is bounded by
-//! one `[n, block]` product instead of `[n, vocab]`.
+//! one `[n, block]` product instead of `[n, vocab]`. On CUDA a fused kernel squares and sums
+//! each tile of the product in registers; this CPU path is its twin.
 
 use candle_core::{Tensor, D};
 
@@ -34,6 +35,10 @@ impl Saliency for Streaming {
     }
 
     fn norms(&self, grads: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if grads.device().is_cuda() {
+            return Ok(crate::kernels::streaming_norms(grads, &self.embeddings)?);
+        }
         let vocab = self.embeddings.dim(0)?;
         let mut squares = Tensor::zeros(grads.dim(0)?, grads.dtype(), grads.device())?;
         for start in (0..vocab).step_by(self.block) {

@@ -1,0 +1,45 @@
+/* Parameters and tile sizes shared by the kernels and the Rust launchers (through bindgen), so
+ * the two sides cannot drift. Plain C only. */
+#ifndef SPANGRAD_PARAMS_H
+#define SPANGRAD_PARAMS_H
+
+/* streaming_norms: a block computes SN_TILE_TOKENS x SN_TILE_VOCAB products at a time with
+ * SN_THREADS threads, each holding SN_THREAD_TOKENS x SN_THREAD_VOCAB of them; the hidden
+ * dimension is staged through shared memory SN_TILE_K at a time. */
+#define SN_TILE_TOKENS 128
+#define SN_TILE_VOCAB 128
+#define SN_TILE_K 8
+#define SN_THREAD_TOKENS 8
+#define SN_THREAD_VOCAB 8
+#define SN_THREADS 256
+/* Vocabulary rows per block along grid y: partial sums land in [splits, tokens]. */
+#define SN_VOCAB_PER_SPLIT 2048
+
+/* Threads per block of the row kernels (one warp per row or per example chunk). */
+#define ROW_THREADS 256
+/* scatter_rows: tokens whose ids one block stages in shared memory at a time, and the most
+ * hidden elements each of its threads accumulates (so hidden <= ROW_THREADS * SCATTER_MAX_H). */
+#define SCATTER_CHUNK 256
+#define SCATTER_MAX_H 8
+
+typedef struct StreamingParams {
+    unsigned int tokens;
+    unsigned int vocab;
+    unsigned int hidden;
+    unsigned int splits;
+} StreamingParams;
+
+typedef struct RowsParams {
+    unsigned int tokens;
+    unsigned int hidden;
+    /* gather_dot: embedding rows per token; scatter_rows: chunks of SCATTER_CHUNK tokens. */
+    unsigned int per_token;
+    unsigned int vocab;
+} RowsParams;
+
+typedef struct NormaliseParams {
+    unsigned int examples;
+    unsigned int tokens;
+} NormaliseParams;
+
+#endif

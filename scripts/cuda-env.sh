@@ -1,0 +1,55 @@
+# Source this file (bash): it installs, once, a CUDA 13.0 build environment from NVIDIA's PyPI
+# wheels and exports what `cargo build --features cuda` needs on a machine without a GPU or a
+# CUDA install. With a normal CUDA toolkit on the PATH none of this is needed.
+#
+#   source scripts/cuda-env.sh && cargo build --release --features cuda
+#
+# SPANGRAD_CUDA_ENV (default ~/.cache/spangrad/cuda-13.0.2) holds the venv; CUDA_COMPUTE_CAP
+# defaults to 90 (H100/H200). nvcc stays at 13.0: the target GPUs' driver 580 rejects PTX from
+# newer compilers.
+
+spangrad_cuda_env() {
+    local env_dir="${SPANGRAD_CUDA_ENV:-$HOME/.cache/spangrad/cuda-13.0.2}"
+    local spec='cuda-toolkit[nvcc,crt,nvvm,cudart,cublas,curand,nvrtc,cccl,profiler]==13.0.2'
+    if [ ! -x "$env_dir/venv/bin/python" ]; then
+        python3 -m venv "$env_dir/venv" || return 1
+    fi
+    local root
+    root=$(ls -d "$env_dir"/venv/lib/python3*/site-packages/nvidia/cu13 2>/dev/null | head -n 1)
+    if [ -z "$root" ] || [ ! -x "$root/bin/nvcc" ]; then
+        echo "cuda-env: installing $spec (about 1.2 GB) into $env_dir" >&2
+        "$env_dir/venv/bin/pip" install -q "$spec" || return 1
+        root=$(ls -d "$env_dir"/venv/lib/python3*/site-packages/nvidia/cu13 | head -n 1)
+    fi
+
+    # The wheels ship only versioned libraries; the linker wants unversioned names.
+    mkdir -p "$root/lib64/stubs"
+    local lib base
+    for lib in "$root"/lib/*.so.*; do
+        base=$(basename "$lib")
+        ln -sf "$lib" "$root/lib64/${base%%.so.*}.so"
+    done
+
+    # No wheel ships the driver library: link against a stub exporting every CUresult entry
+    # point of cuda.h (never loaded at run time, where the real libcuda.so.1 is used).
+    if [ ! -f "$root/lib64/stubs/libcuda.so" ]; then
+        printf '#include <cuda.h>\n#include <cudaProfiler.h>\n' |
+            gcc -E -P -I"$root/include" -x c - |
+            grep -oE 'CUresult +cu[A-Za-z0-9_]+ *\(' |
+            sed -E 's/CUresult +//; s/ *\($//' | sort -u |
+            awk '{ printf "int %s(void) { return 999; }\n", $1 }' >"$root/lib64/stubs/cuda_stub.c"
+        gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$root/lib64/stubs/libcuda.so" \
+            "$root/lib64/stubs/cuda_stub.c" || return 1
+    fi
+
+    export CUDA_HOME="$root"
+    export CUDA_PATH="$root"
+    export PATH="$root/bin:$PATH"
+    export LIBRARY_PATH="$root/lib64:$root/lib64/stubs${LIBRARY_PATH:+:$LIBRARY_PATH}"
+    export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+    export CUDARC_CUDA_VERSION=13000
+    export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-2}"
+    echo "cuda-env: $(nvcc --version | tail -n 2 | head -n 1) at $root" >&2
+}
+
+spangrad_cuda_env

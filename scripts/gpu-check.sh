@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The GPU check, in two steps.
+#
+#   scripts/gpu-check.sh pack        on the build machine (no GPU needed): builds the GPU test,
+#                                    the saliency benchmark and the spangrad binary with
+#                                    --features cuda (release) and packs them, compressed, into
+#                                    .gpu-pack/ (git-ignored, well under 64 MiB).
+#   scripts/gpu-check.sh run [DIR]   on a machine with an NVIDIA GPU, the CUDA 13 libraries and
+#                                    no Rust, from the repository root: prints the GPU, runs the
+#                                    GPU tests, the kernel benchmark and `spangrad bench`, and
+#                                    writes DIR/gpu-check.md (default: $OUT, else .gpu-pack/).
+#                                    Finishes in a few minutes on an H100.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PACK=.gpu-pack
+
+pack() {
+    # shellcheck source=scripts/cuda-env.sh
+    source scripts/cuda-env.sh
+    export RUSTFLAGS="${RUSTFLAGS:-} -C strip=symbols"
+    local json
+    json=$(mktemp)
+    cargo build --release --features cuda --bin spangrad --test gpu --bench saliency \
+        --message-format=json-render-diagnostics >"$json"
+    rm -rf "$PACK" && mkdir -p "$PACK/bin"
+    # The executables cargo just built, by target name.
+    python3 - "$json" "$PACK/bin" <<'PY'
+import json, shutil, sys
+for line in open(sys.argv[1]):
+    msg = json.loads(line)
+    if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
+        name = msg["target"]["name"]
+        if name in ("spangrad", "gpu", "saliency"):
+            shutil.copy(msg["executable"], f"{sys.argv[2]}/{name}")
+PY
+    rm -f "$json"
+    ls -la "$PACK/bin"
+    tar -C "$PACK" -cJf "$PACK/bin.tar.xz" bin && rm -rf "$PACK/bin"
+    du -h "$PACK/bin.tar.xz"
+}
+
+# Directories holding the CUDA 13 user-space libraries: a toolkit, or a PyTorch install's wheels.
+cuda_libs() {
+    local dirs=()
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+        [ -e "$d/libcublas.so.13" ] && dirs+=("$d")
+    done
+    local site
+    for py in python3 /opt/torch/.venv/bin/python3; do
+        site=$("$py" -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null) || continue
+        for d in "$site"/nvidia/cu13/lib "$site"/nvidia/*/lib; do
+            [ -d "$d" ] && dirs+=("$d")
+        done
+        break
+    done
+    local IFS=:
+    echo "${dirs[*]}"
+}
+
+run() {
+    local out=${1:-${OUT:-$PACK}}
+    mkdir -p "$out"
+    local report="$out/gpu-check.md"
+    local work
+    work=$(mktemp -d)
+    tar -C "$work" -xJf "$PACK/bin.tar.xz"
+    export LD_LIBRARY_PATH="$(cuda_libs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export SPANGRAD_FIXTURES="$PWD/tests/fixtures"
+    local gpu
+    gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)
+    {
+        echo "# spangrad GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo
+        echo "GPU: $gpu"
+        echo
+    } | tee "$report"
+    # Each step runs whatever the one before gave; the exit code reports any failure.
+    local failed=0
+    echo "## GPU tests" | tee -a "$report"
+    "$work/bin/gpu" --include-ignored --test-threads=1 >"$out/gpu-tests.log" 2>&1 || failed=1
+    grep -E '^test |test result|SKIPPED|panicked' "$out/gpu-tests.log" | tee -a "$report"
+    echo "## Kernel benchmark (criterion)" | tee -a "$report"
+    "$work/bin/saliency" --bench >"$out/bench.log" 2>&1 || failed=1
+    grep -E '^\||^saliency/|^gram_setup|time:|panicked' "$out/bench.log" | tee -a "$report"
+    echo "## End to end" | tee -a "$report"
+    for preset in bert-base distilbert-base; do
+        "$work/bin/spangrad" bench --device cuda --preset "$preset" --batch 64 --seq-len 384 \
+            --iters 3 --saliency dense,streaming,gram 2>&1 | tee -a "$report" || failed=1
+    done
+    rm -rf "$work"
+    echo "gpu-check: $([ $failed = 0 ] && echo passed || echo FAILED), report in $report"
+    return $failed
+}
+
+case "${1:-}" in
+    pack) pack ;;
+    run) run "${2:-}" ;;
+    *) echo "usage: $0 pack | run [DIR]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,44 @@
+//! Per-example max-normalisation of the raw norms of a batch's real tokens (concatenated; example
+//! `b` holds `offsets[b]..offsets[b + 1]`). An example whose maximum is 0 gets zeros.
+
+use candle_core::Tensor;
+
+use crate::error::Result;
+
+/// `raw` `[tokens]` f32, `offsets` `[examples + 1]` u32 → scores `[tokens]`.
+pub fn normalise(raw: &Tensor, offsets: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if raw.device().is_cuda() {
+        return Ok(crate::kernels::normalise(raw, offsets)?);
+    }
+    let device = raw.device().clone();
+    let raw = raw.to_vec1::<f32>()?;
+    let offsets = offsets.to_vec1::<u32>()?;
+    let mut scores = vec![0f32; raw.len()];
+    for bounds in offsets.windows(2) {
+        let range = bounds[0] as usize..bounds[1] as usize;
+        let max = raw[range.clone()].iter().copied().fold(0f32, f32::max);
+        if max > 0.0 {
+            for (s, r) in scores[range.clone()].iter_mut().zip(&raw[range]) {
+                *s = r / max;
+            }
+        }
+    }
+    Ok(Tensor::from_vec(scores, raw.len(), &device)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    use super::normalise;
+
+    #[test]
+    fn each_example_is_divided_by_its_own_max() {
+        let dev = Device::Cpu;
+        let raw = Tensor::new(&[1f32, 4.0, 2.0, 0.0, 0.0, 3.0], &dev).unwrap();
+        let offsets = Tensor::new(&[0u32, 3, 5, 6], &dev).unwrap();
+        let scores = normalise(&raw, &offsets).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(scores, [0.25, 1.0, 0.5, 0.0, 0.0, 1.0]);
+    }
+}

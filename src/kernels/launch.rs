@@ -1,0 +1,117 @@
+//! What every launcher needs: device views of candle tensors, outputs wrapped back into
+//! tensors, modules loaded once per device, launch geometry.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::cuda_backend::{CudaDevice, CudaFunc, CudaStorage, CudaStorageSlice, WrapErr};
+use candle_core::op::BackpropOp;
+use candle_core::{Device, Layout, Result, Shape, Storage, StorageRef, Tensor};
+use cudarc::driver::{CudaSlice, CudaView, LaunchArgs, LaunchConfig, PushKernelArg};
+
+static POISON: AtomicBool = AtomicBool::new(false);
+
+/// From now on, fill every kernel output with NaN before the kernel runs, so a test sees any
+/// element a kernel failed to write. Costs a host-to-device copy per output: tests only.
+pub fn poison_outputs(on: bool) {
+    POISON.store(on, Ordering::Relaxed);
+}
+
+pub fn device(t: &Tensor) -> Result<CudaDevice> {
+    match t.device() {
+        Device::Cuda(d) => Ok(d.clone()),
+        other => candle_core::bail!("a CUDA kernel was given a tensor on {other:?}"),
+    }
+}
+
+/// A contiguous tensor's storage, held for as long as its view is in use.
+pub struct Read<'a> {
+    storage: StorageRef<'a>,
+    layout: &'a Layout,
+}
+
+pub fn read(t: &Tensor) -> Result<Read<'_>> {
+    if !t.is_contiguous() {
+        candle_core::bail!("CUDA kernels take contiguous tensors");
+    }
+    let (storage, layout) = t.storage_and_layout();
+    Ok(Read { storage, layout })
+}
+
+/// A typed device view; only the pointer reaches the kernel, whose parameter has the type.
+pub enum View<'a> {
+    F32(CudaView<'a, f32>),
+    F16(CudaView<'a, half::f16>),
+    BF16(CudaView<'a, half::bf16>),
+    U32(CudaView<'a, u32>),
+}
+
+impl Read<'_> {
+    pub fn view(&self) -> Result<View<'_>> {
+        let Storage::Cuda(cuda) = &*self.storage else {
+            candle_core::bail!("a CUDA kernel was given a tensor that is not on the GPU");
+        };
+        let start = self.layout.start_offset();
+        let end = start + self.layout.shape().elem_count();
+        Ok(match &cuda.slice {
+            CudaStorageSlice::F32(s) => View::F32(s.slice(start..end)),
+            CudaStorageSlice::F16(s) => View::F16(s.slice(start..end)),
+            CudaStorageSlice::BF16(s) => View::BF16(s.slice(start..end)),
+            CudaStorageSlice::U32(s) => View::U32(s.slice(start..end)),
+            _ => candle_core::bail!("CUDA kernels take f32, f16, bf16 or u32 tensors"),
+        })
+    }
+}
+
+impl<'v> View<'v> {
+    pub fn push<'a>(&'a self, args: &mut LaunchArgs<'a>)
+    where
+        'v: 'a,
+    {
+        match self {
+            View::F32(v) => args.arg(v),
+            View::F16(v) => args.arg(v),
+            View::BF16(v) => args.arg(v),
+            View::U32(v) => args.arg(v),
+        };
+    }
+}
+
+/// An f32 output of `len > 0` elements (poisoned with NaN when tests ask for it).
+pub fn output(dev: &CudaDevice, len: usize) -> Result<CudaSlice<f32>> {
+    if len == 0 {
+        candle_core::bail!("CUDA kernels take non-empty inputs");
+    }
+    // SAFETY: every launcher's kernels write each element before it is read.
+    let mut out = unsafe { dev.alloc::<f32>(len)? };
+    if POISON.load(Ordering::Relaxed) {
+        dev.memcpy_htod(&vec![f32::NAN; len], &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Wraps a kernel's output as a tensor of `shape`.
+pub fn tensor(slice: CudaSlice<f32>, dev: &CudaDevice, shape: impl Into<Shape>) -> Result<Tensor> {
+    let storage = Storage::Cuda(CudaStorage::wrap_cuda_slice(slice, dev.clone()));
+    Ok(Tensor::from_storage(
+        storage,
+        shape,
+        BackpropOp::none(),
+        false,
+    ))
+}
+
+pub fn kernel(dev: &CudaDevice, (module, ptx): (&str, &str), name: &str) -> Result<CudaFunc> {
+    dev.get_or_load_custom_func(name, &format!("spangrad::{module}"), ptx)
+}
+
+/// Launches with `blocks` blocks of `threads` threads and no dynamic shared memory.
+pub fn launch(mut args: LaunchArgs<'_>, blocks: (usize, usize), threads: u32) -> Result<()> {
+    let cfg = LaunchConfig {
+        grid_dim: (blocks.0 as u32, blocks.1 as u32, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: each launcher passes the arguments its kernel declares, with sizes in bounds.
+    unsafe { args.launch(cfg) }.w()?;
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! Every CUDA kernel against its CPU twin on fresh random inputs of awkward sizes, with kernel
+//! outputs poisoned (NaN) before each run so an unwritten element fails; then the fixture
+//! explanations on the GPU against the CPU. Without the `cuda` feature or a GPU each test prints
+//! why it is skipped.
+
+mod common;
+
+use std::io::Write;
+
+use candle_core::{DType, Device, Tensor};
+use common::*;
+use spangrad::explain::normalise::normalise;
+use spangrad::explain::rows::{gather_dot, scatter_rows};
+use spangrad::explain::saliency::{Dense, Gram, Saliency, Streaming};
+use spangrad::{ExplainOptions, Explainer, QaPair, SaliencyKind, SpanMode};
+
+fn gpu(test: &str) -> Option<Device> {
+    match spangrad::device::parse("cuda") {
+        Ok(device) => {
+            #[cfg(feature = "cuda")]
+            spangrad::kernels::poison_outputs(true);
+            Some(device)
+        }
+        Err(e) => {
+            // Written past libtest's output capture, so the skip shows in every run.
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: no GPU to test on ({e})");
+            None
+        }
+    }
+}
+
+/// (tokens, vocabulary, hidden): one token, sizes off every tile, hidden not a multiple of 32.
+const SHAPES: [(usize, usize, usize); 4] = [
+    (1, 300, 37),
+    (130, 4099, 64),
+    (257, 2177, 100),
+    (70, 30_522, 768),
+];
+
+const DTYPES: [(DType, f64); 3] = [(DType::F32, 1e-5), (DType::F16, 1e-2), (DType::BF16, 1e-2)];
+
+/// `‖a − b‖ / ‖b‖`; NaN anywhere (an unwritten, poisoned element) fails.
+fn relative_error(a: &Tensor, b: &Tensor) -> f64 {
+    let a = a
+        .to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    let b = b
+        .to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    assert_eq!(a.len(), b.len());
+    assert!(
+        a.iter().all(|v| v.is_finite()),
+        "non-finite output: an element was not written"
+    );
+    let diff: f64 = a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum();
+    let norm: f64 = b.iter().map(|y| y * y).sum();
+    (diff / norm.max(1e-300)).sqrt()
+}
+
+/// Random CPU data rounded to `dtype`: the GPU gets it in `dtype`, the CPU twin in f32.
+fn random(shape: (usize, usize), dtype: DType, gpu: &Device) -> (Tensor, Tensor) {
+    let x = (Tensor::randn(0f32, 1.0, shape, &Device::Cpu).unwrap() + 0.1)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap();
+    (x.to_device(gpu).unwrap(), x.to_dtype(DType::F32).unwrap())
+}
+
+fn random_ids(shape: (usize, usize), vocab: usize, gpu: &Device) -> (Tensor, Tensor) {
+    let ids = Tensor::rand(0f32, vocab as f32, shape, &Device::Cpu)
+        .unwrap()
+        .floor()
+        .unwrap()
+        .clamp(0f32, (vocab - 1) as f32)
+        .unwrap()
+        .to_dtype(DType::U32)
+        .unwrap();
+    (ids.to_device(gpu).unwrap(), ids)
+}
+
+#[test]
+#[cfg_attr(not(feature = "cuda"), ignore = "needs the cuda feature and a GPU")]
+fn streaming_and_gram_kernels_match_their_cpu_twins() {
+    let Some(gpu) = gpu("streaming_and_gram_kernels_match_their_cpu_twins") else {
+        return;
+    };
+    for (tokens, vocab, hidden) in SHAPES {
+        for (dtype, tol) in DTYPES {
+            let (g_gpu, g_cpu) = random((tokens, hidden), dtype, &gpu);
+            let (e_gpu, e_cpu) = random((vocab, hidden), dtype, &gpu);
+            let twin = Streaming::new(e_cpu.clone(), 512)
+                .unwrap()
+                .norms(&g_cpu)
+                .unwrap();
+            let got = Streaming::new(e_gpu.clone(), 512)
+                .unwrap()
+                .norms(&g_gpu)
+                .unwrap();
+            let err = relative_error(&got, &twin);
+            assert!(
+                err <= tol,
+                "streaming {dtype:?} {tokens}x{vocab}x{hidden}: {err}"
+            );
+            let twin = Gram::new(&e_cpu).unwrap().norms(&g_cpu).unwrap();
+            let got = Gram::new(&e_gpu).unwrap().norms(&g_gpu).unwrap();
+            let err = relative_error(&got, &twin);
+            assert!(
+                err <= tol,
+                "gram {dtype:?} {tokens}x{vocab}x{hidden}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(not(feature = "cuda"), ignore = "needs the cuda feature and a GPU")]
+fn dense_on_the_gpu_matches_the_cpu() {
+    let Some(gpu) = gpu("dense_on_the_gpu_matches_the_cpu") else {
+        return;
+    };
+    for (tokens, vocab, hidden) in SHAPES {
+        let (g_gpu, g_cpu) = random((tokens, hidden), DType::F32, &gpu);
+        let (e_gpu, e_cpu) = random((vocab, hidden), DType::F32, &gpu);
+        let twin = Dense::new(e_cpu.clone()).norms(&g_cpu).unwrap();
+        let got = Dense::new(e_gpu.clone()).norms(&g_gpu).unwrap();
+        assert!(
+            relative_error(&got, &twin) <= 1e-5,
+            "{tokens}x{vocab}x{hidden}"
+        );
+        let (ids_gpu, ids_cpu) = random_ids((tokens, 1), vocab, &gpu);
+        let twin = Dense::new(e_cpu)
+            .embed(&ids_cpu.squeeze(1).unwrap())
+            .unwrap();
+        let got = Dense::new(e_gpu)
+            .embed(&ids_gpu.squeeze(1).unwrap())
+            .unwrap();
+        assert_eq!(
+            relative_error(&got, &twin),
+            0.0,
+            "the one-hot product picks rows exactly"
+        );
+    }
+}
+
+#[test]
+#[cfg_attr(not(feature = "cuda"), ignore = "needs the cuda feature and a GPU")]
+fn gather_dot_matches_its_cpu_twin() {
+    let Some(gpu) = gpu("gather_dot_matches_its_cpu_twin") else {
+        return;
+    };
+    for (tokens, vocab, hidden) in SHAPES {
+        for (dtype, tol) in DTYPES {
+            let (g_gpu, g_cpu) = random((tokens, hidden), dtype, &gpu);
+            let (e_gpu, e_cpu) = random((vocab, hidden), dtype, &gpu);
+            for k in [1, 3] {
+                let (ids_gpu, ids_cpu) = random_ids((tokens, k), vocab, &gpu);
+                let twin = gather_dot(&g_cpu, &e_cpu, &ids_cpu).unwrap();
+                let got = gather_dot(&g_gpu, &e_gpu, &ids_gpu).unwrap();
+                let err = relative_error(&got, &twin);
+                assert!(
+                    err <= tol,
+                    "{dtype:?} k={k} {tokens}x{vocab}x{hidden}: {err}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(not(feature = "cuda"), ignore = "needs the cuda feature and a GPU")]
+fn scatter_rows_is_deterministic_and_bit_exact() {
+    let Some(gpu) = gpu("scatter_rows_is_deterministic_and_bit_exact") else {
+        return;
+    };
+    for (tokens, vocab, hidden) in SHAPES {
+        for (dtype, _) in DTYPES {
+            let (g_gpu, g_cpu) = random((tokens, hidden), dtype, &gpu);
+            // Few distinct ids, so rows gather many tokens from several chunks.
+            let (ids_gpu, ids_cpu) = random_ids((tokens, 1), vocab.min(50), &gpu);
+            let (ids_gpu, ids_cpu) = (ids_gpu.squeeze(1).unwrap(), ids_cpu.squeeze(1).unwrap());
+            let twin = scatter_rows(&g_cpu, &ids_cpu, vocab)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            let first = scatter_rows(&g_gpu, &ids_gpu, vocab)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            let second = scatter_rows(&g_gpu, &ids_gpu, vocab)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            assert!(first == second, "{dtype:?}: two runs differ");
+            assert!(
+                first == twin,
+                "{dtype:?} {tokens}x{vocab}x{hidden}: differs from the CPU sum in token order"
+            );
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(not(feature = "cuda"), ignore = "needs the cuda feature and a GPU")]
+fn normalise_matches_its_cpu_twin() {
+    let Some(gpu) = gpu("normalise_matches_its_cpu_twin") else {
+        return;
+    };
+    let lengths = [1usize, 384, 0, 1000, 37];
+    let mut offsets = vec![0u32];
+    for l in lengths {
+        offsets.push(offsets.last().unwrap() + l as u32);
+    }
+    let total = *offsets.last().unwrap() as usize;
+    let raw = Tensor::rand(0f32, 5.0, total, &Device::Cpu).unwrap();
+    // The last example is all zeros: it must get zeros, not NaN.
+    let zeros = Tensor::zeros(37, DType::F32, &Device::Cpu).unwrap();
+    let raw = Tensor::cat(&[raw.narrow(0, 0, total - 37).unwrap(), zeros], 0).unwrap();
+    let offsets = Tensor::new(offsets, &Device::Cpu).unwrap();
+    let twin = normalise(&raw, &offsets).unwrap();
+    let got = normalise(
+        &raw.to_device(&gpu).unwrap(),
+        &offsets.to_device(&gpu).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        got.to_vec1::<f32>().unwrap(),
+        twin.to_vec1::<f32>().unwrap()
+    );
+}
+
+#[test]
+#[cfg_attr(not(feature = "cuda"), ignore = "needs the cuda feature and a GPU")]
+fn fixture_explanations_on_the_gpu_equal_the_cpu() {
+    let Some(gpu) = gpu("fixture_explanations_on_the_gpu_equal_the_cpu") else {
+        return;
+    };
+    for (arch, dir) in MODELS {
+        let expected = expected(arch);
+        let pairs: Vec<QaPair> = expected
+            .pairs
+            .iter()
+            .map(|p| QaPair::new(&p.question, &p.context))
+            .collect();
+        for saliency in SaliencyKind::ALL {
+            let options = ExplainOptions {
+                saliency,
+                span: SpanMode::Best,
+                ..ExplainOptions::default()
+            };
+            let on_gpu = Explainer::from_dir(&fixture(dir), options.clone(), &gpu).unwrap();
+            let on_cpu = Explainer::from_dir(&fixture(dir), options, &Device::Cpu).unwrap();
+            let (g, c) = (
+                on_gpu.explain(&pairs).unwrap(),
+                on_cpu.explain(&pairs).unwrap(),
+            );
+            for ((g, c), p) in g.iter().zip(&c).zip(&expected.pairs) {
+                assert_eq!(g.answer.text, c.answer.text, "{arch} {saliency}");
+                assert!(
+                    max_abs_diff(&scores(g), &scores(c)) < 1e-4,
+                    "{arch} {saliency}"
+                );
+                assert!(
+                    max_abs_diff(&scores(g), &target(p, "best").score) < 1e-4,
+                    "{arch} {saliency}"
+                );
+            }
+        }
+    }
+}
