@@ -3,10 +3,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use candle_core::cuda_backend::{CudaDevice, CudaFunc, CudaStorage, CudaStorageSlice, WrapErr};
+use candle_core::cuda_backend::{CudaDevice, CudaStorage, CudaStorageSlice, WrapErr};
 use candle_core::op::BackpropOp;
 use candle_core::{Device, Layout, Result, Shape, Storage, StorageRef, Tensor};
-use cudarc::driver::{CudaSlice, CudaView, LaunchArgs, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, CudaView, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
 
 static POISON: AtomicBool = AtomicBool::new(false);
 
@@ -62,17 +62,35 @@ impl Read<'_> {
     }
 }
 
-impl<'v> View<'v> {
-    pub fn push<'a>(&'a self, args: &mut LaunchArgs<'a>)
-    where
-        'v: 'a,
-    {
+/// Anything a launcher passes to a kernel: device views and slices by pointer, parameter
+/// structs by value.
+pub trait KernelArg {
+    fn push<'a>(&'a self, args: &mut LaunchArgs<'a>);
+}
+
+impl KernelArg for View<'_> {
+    fn push<'a>(&'a self, args: &mut LaunchArgs<'a>) {
         match self {
             View::F32(v) => args.arg(v),
             View::F16(v) => args.arg(v),
             View::BF16(v) => args.arg(v),
             View::U32(v) => args.arg(v),
         };
+    }
+}
+
+impl<T> KernelArg for CudaSlice<T> {
+    fn push<'a>(&'a self, args: &mut LaunchArgs<'a>) {
+        args.arg(self);
+    }
+}
+
+/// Marks the `cuda/params.h` structs, passed by value.
+pub trait Params: DeviceRepr {}
+
+impl<P: Params> KernelArg for P {
+    fn push<'a>(&'a self, args: &mut LaunchArgs<'a>) {
+        args.arg(self);
     }
 }
 
@@ -100,12 +118,8 @@ pub fn tensor(slice: CudaSlice<f32>, dev: &CudaDevice, shape: impl Into<Shape>) 
     ))
 }
 
-pub fn kernel(dev: &CudaDevice, (module, ptx): (&str, &str), name: &str) -> Result<CudaFunc> {
-    dev.get_or_load_custom_func(name, &format!("spangrad::{module}"), ptx)
-}
-
 /// Launches with `blocks` blocks of `threads` threads and no dynamic shared memory.
-pub fn launch(mut args: LaunchArgs<'_>, blocks: (usize, usize), threads: u32) -> Result<()> {
+pub fn run(mut args: LaunchArgs<'_>, blocks: (usize, usize), threads: u32) -> Result<()> {
     let cfg = LaunchConfig {
         grid_dim: (blocks.0 as u32, blocks.1 as u32, 1),
         block_dim: (threads, 1, 1),
@@ -115,3 +129,16 @@ pub fn launch(mut args: LaunchArgs<'_>, blocks: (usize, usize), threads: u32) ->
     unsafe { args.launch(cfg) }.w()?;
     Ok(())
 }
+
+/// `launch!(device, MODULE, name, blocks, threads; args...)`: loads the kernel (once per device,
+/// by candle's module cache) and launches it on candle's stream.
+macro_rules! launch {
+    ($dev:expr, $module:expr, $name:expr, $blocks:expr, $threads:expr; $($arg:expr),+ $(,)?) => {{
+        let (module, ptx) = $module;
+        let func = $dev.get_or_load_custom_func(&$name, &format!("spangrad::{module}"), ptx)?;
+        let mut args = func.builder();
+        $( $crate::kernels::launch::KernelArg::push($arg, &mut args); )+
+        $crate::kernels::launch::run(args, $blocks, $threads)
+    }};
+}
+pub(crate) use launch;

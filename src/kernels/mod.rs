@@ -6,10 +6,8 @@
 mod launch;
 
 use candle_core::{DType, Result, Tensor};
-use cudarc::driver::PushKernelArg;
-
 pub use launch::poison_outputs;
-use launch::{device, kernel, launch, output, read, tensor};
+use launch::{device, launch, output, read, tensor, Params};
 use params::{NormaliseParams, RowsParams, StreamingParams};
 
 #[allow(
@@ -26,6 +24,9 @@ pub mod params {
 unsafe impl cudarc::driver::DeviceRepr for StreamingParams {}
 unsafe impl cudarc::driver::DeviceRepr for RowsParams {}
 unsafe impl cudarc::driver::DeviceRepr for NormaliseParams {}
+impl Params for StreamingParams {}
+impl Params for RowsParams {}
+impl Params for NormaliseParams {}
 
 macro_rules! ptx {
     ($name:literal) => {
@@ -84,18 +85,10 @@ pub fn streaming_norms(grads: &Tensor, embeddings: &Tensor) -> Result<Tensor> {
     let raw = output(&dev, tokens)?;
     let (g, e) = (read(grads)?, read(embeddings)?);
     let (g, e) = (g.view()?, e.view()?);
-    let func = kernel(&dev, STREAMING, &typed("streaming_partial", grads.dtype())?)?;
-    let mut args = func.builder();
-    g.push(&mut args);
-    e.push(&mut args);
-    args.arg(&partial).arg(&p);
+    let name = typed("streaming_partial", grads.dtype())?;
     let token_tiles = tokens.div_ceil(params::SN_TILE_TOKENS as usize);
-    launch(args, (token_tiles, splits), params::SN_THREADS)?;
-
-    let func = kernel(&dev, STREAMING, "streaming_finish")?;
-    let mut args = func.builder();
-    args.arg(&partial).arg(&raw).arg(&p);
-    launch(args, (tokens.div_ceil(256), 1), 256)?;
+    launch!(dev, STREAMING, name, (token_tiles, splits), params::SN_THREADS; &g, &e, &partial, &p)?;
+    launch!(dev, STREAMING, "streaming_finish", (tokens.div_ceil(256), 1), 256; &partial, &raw, &p)?;
     tensor(raw, &dev, tokens)
 }
 
@@ -116,12 +109,8 @@ pub fn gram_norms(gm: &Tensor, grads: &Tensor) -> Result<Tensor> {
     let raw = output(&dev, tokens)?;
     let (m, g) = (read(gm)?, read(grads)?);
     let (m, g) = (m.view()?, g.view()?);
-    let func = kernel(&dev, GRAM, &typed("gram_norms", grads.dtype())?)?;
-    let mut args = func.builder();
-    m.push(&mut args);
-    g.push(&mut args);
-    args.arg(&raw).arg(&p);
-    launch(args, (tokens.div_ceil(WARPS_PER_BLOCK), 1), ROW_THREADS)?;
+    let blocks = (tokens.div_ceil(WARPS_PER_BLOCK), 1);
+    launch!(dev, GRAM, typed("gram_norms", grads.dtype())?, blocks, ROW_THREADS; &m, &g, &raw, &p)?;
     tensor(raw, &dev, tokens)
 }
 
@@ -142,14 +131,9 @@ pub fn gather_dot(grads: &Tensor, embeddings: &Tensor, ids: &Tensor) -> Result<T
     let out = output(&dev, tokens * per_token)?;
     let (g, e, i) = (read(grads)?, read(embeddings)?, read(ids)?);
     let (g, e, i) = (g.view()?, e.view()?, i.view()?);
-    let func = kernel(&dev, GATHER, &typed("gather_dot", grads.dtype())?)?;
-    let mut args = func.builder();
-    g.push(&mut args);
-    e.push(&mut args);
-    i.push(&mut args);
-    args.arg(&out).arg(&p);
-    let blocks = (tokens * per_token).div_ceil(WARPS_PER_BLOCK);
-    launch(args, (blocks, 1), ROW_THREADS)?;
+    let blocks = ((tokens * per_token).div_ceil(WARPS_PER_BLOCK), 1);
+    let name = typed("gather_dot", grads.dtype())?;
+    launch!(dev, GATHER, name, blocks, ROW_THREADS; &g, &e, &i, &out, &p)?;
     tensor(out, &dev, (tokens, per_token))
 }
 
@@ -178,17 +162,10 @@ pub fn scatter_rows(grads: &Tensor, ids: &Tensor, vocab: usize) -> Result<Tensor
     let counts = dev.alloc_zeros::<u32>(chunks * vocab)?;
     let (g, i) = (read(grads)?, read(ids)?);
     let (g, i) = (g.view()?, i.view()?);
-    let func = kernel(&dev, SCATTER, "scatter_count")?;
-    let mut args = func.builder();
-    i.push(&mut args);
-    args.arg(&counts).arg(&p);
-    launch(args, (tokens.div_ceil(256), 1), 256)?;
-    let func = kernel(&dev, SCATTER, &typed("scatter_rows", grads.dtype())?)?;
-    let mut args = func.builder();
-    g.push(&mut args);
-    i.push(&mut args);
-    args.arg(&counts).arg(&de).arg(&p);
-    launch(args, (vocab.min(65_535), 1), ROW_THREADS)?;
+    launch!(dev, SCATTER, "scatter_count", (tokens.div_ceil(256), 1), 256; &i, &counts, &p)?;
+    let name = typed("scatter_rows", grads.dtype())?;
+    let blocks = (vocab.min(65_535), 1);
+    launch!(dev, SCATTER, name, blocks, ROW_THREADS; &g, &i, &counts, &de, &p)?;
     tensor(de, &dev, (vocab, hidden))
 }
 
@@ -208,11 +185,6 @@ pub fn normalise(raw: &Tensor, offsets: &Tensor) -> Result<Tensor> {
     let scores = output(&dev, tokens)?;
     let (r, o) = (read(raw)?, read(offsets)?);
     let (r, o) = (r.view()?, o.view()?);
-    let func = kernel(&dev, NORMALISE, "normalise")?;
-    let mut args = func.builder();
-    r.push(&mut args);
-    o.push(&mut args);
-    args.arg(&scores).arg(&p);
-    launch(args, (examples, 1), ROW_THREADS)?;
+    launch!(dev, NORMALISE, "normalise", (examples, 1), ROW_THREADS; &r, &o, &scores, &p)?;
     tensor(scores, &dev, tokens)
 }

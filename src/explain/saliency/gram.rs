@@ -14,6 +14,10 @@ pub struct Gram {
 }
 
 impl Gram {
+    /// Token rows per `G·EᵀE` product: bounds the intermediate to `ROWS × hidden` floats
+    /// whatever the batch.
+    pub const ROWS: usize = 4096;
+
     /// Computes `EᵀE` (in f32) once; it is reused for every batch explained with this model.
     pub fn new(embeddings: &Tensor) -> Result<Self> {
         let e = embeddings.to_dtype(DType::F32)?;
@@ -22,6 +26,19 @@ impl Gram {
             embeddings: embeddings.clone(),
             gram,
         })
+    }
+}
+
+impl Gram {
+    fn quadratic_form(&self, grads: &Tensor) -> Result<Tensor> {
+        let g = grads.to_dtype(DType::F32)?;
+        let gm = g.matmul(&self.gram)?;
+        #[cfg(feature = "cuda")]
+        if grads.device().is_cuda() {
+            return Ok(crate::kernels::gram_norms(&gm, grads)?);
+        }
+        let squares = (gm * g)?.sum(D::Minus1)?;
+        Ok(squares.clamp(0f32, f32::INFINITY)?.sqrt()?)
     }
 }
 
@@ -35,13 +52,11 @@ impl Saliency for Gram {
     }
 
     fn norms(&self, grads: &Tensor) -> Result<Tensor> {
-        let g = grads.to_dtype(DType::F32)?;
-        let gm = g.matmul(&self.gram)?;
-        #[cfg(feature = "cuda")]
-        if grads.device().is_cuda() {
-            return Ok(crate::kernels::gram_norms(&gm, grads)?);
-        }
-        let squares = (gm * g)?.sum(D::Minus1)?;
-        Ok(squares.clamp(0f32, f32::INFINITY)?.sqrt()?)
+        let n = grads.dim(0)?;
+        let parts = (0..n)
+            .step_by(Self::ROWS)
+            .map(|start| self.quadratic_form(&grads.narrow(0, start, Self::ROWS.min(n - start))?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&parts, 0)?)
     }
 }
