@@ -65,6 +65,12 @@ fn relative_error(a: &Tensor, b: &Tensor) -> f64 {
     (diff / norm.max(1e-300)).sqrt()
 }
 
+/// The GPU result is within `tol` of its CPU twin.
+fn assert_close(got: &Tensor, twin: &Tensor, tol: f64, what: String) {
+    let err = relative_error(got, twin);
+    assert!(err <= tol, "{what}: relative error {err} > {tol}");
+}
+
 /// Random CPU data rounded to `dtype`: the GPU gets it in `dtype`, the CPU twin in f32.
 fn random(shape: (usize, usize), dtype: DType, gpu: &Device) -> (Tensor, Tensor) {
     let x = (Tensor::randn(0f32, 1.0, shape, &Device::Cpu).unwrap() + 0.1)
@@ -104,17 +110,19 @@ fn streaming_and_gram_kernels_match_their_cpu_twins() {
                 .unwrap()
                 .norms(&g_gpu)
                 .unwrap();
-            let err = relative_error(&got, &twin);
-            assert!(
-                err <= tol,
-                "streaming {dtype:?} {tokens}x{vocab}x{hidden}: {err}"
+            assert_close(
+                &got,
+                &twin,
+                tol,
+                format!("streaming {dtype:?} {tokens}x{vocab}x{hidden}"),
             );
             let twin = Gram::new(&e_cpu).unwrap().norms(&g_cpu).unwrap();
             let got = Gram::new(&e_gpu).unwrap().norms(&g_gpu).unwrap();
-            let err = relative_error(&got, &twin);
-            assert!(
-                err <= tol,
-                "gram {dtype:?} {tokens}x{vocab}x{hidden}: {err}"
+            assert_close(
+                &got,
+                &twin,
+                tol,
+                format!("gram {dtype:?} {tokens}x{vocab}x{hidden}"),
             );
         }
     }
@@ -131,9 +139,11 @@ fn dense_on_the_gpu_matches_the_cpu() {
         let (e_gpu, e_cpu) = random((vocab, hidden), DType::F32, &gpu);
         let twin = Dense::new(e_cpu.clone()).norms(&g_cpu).unwrap();
         let got = Dense::new(e_gpu.clone()).norms(&g_gpu).unwrap();
-        assert!(
-            relative_error(&got, &twin) <= 1e-5,
-            "{tokens}x{vocab}x{hidden}"
+        assert_close(
+            &got,
+            &twin,
+            1e-5,
+            format!("dense {tokens}x{vocab}x{hidden}"),
         );
         let (ids_gpu, ids_cpu) = random_ids((tokens, 1), vocab, &gpu);
         let twin = Dense::new(e_cpu)
@@ -142,10 +152,11 @@ fn dense_on_the_gpu_matches_the_cpu() {
         let got = Dense::new(e_gpu)
             .embed(&ids_gpu.squeeze(1).unwrap())
             .unwrap();
-        assert_eq!(
-            relative_error(&got, &twin),
+        assert_close(
+            &got,
+            &twin,
             0.0,
-            "the one-hot product picks rows exactly"
+            "the one-hot product picks rows exactly".into(),
         );
     }
 }
@@ -164,10 +175,11 @@ fn gather_dot_matches_its_cpu_twin() {
                 let (ids_gpu, ids_cpu) = random_ids((tokens, k), vocab, &gpu);
                 let twin = gather_dot(&g_cpu, &e_cpu, &ids_cpu).unwrap();
                 let got = gather_dot(&g_gpu, &e_gpu, &ids_gpu).unwrap();
-                let err = relative_error(&got, &twin);
-                assert!(
-                    err <= tol,
-                    "{dtype:?} k={k} {tokens}x{vocab}x{hidden}: {err}"
+                assert_close(
+                    &got,
+                    &twin,
+                    tol,
+                    format!("{dtype:?} k={k} {tokens}x{vocab}x{hidden}"),
                 );
             }
         }
