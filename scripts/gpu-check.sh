@@ -87,6 +87,11 @@ run() {
     echo "## Kernel benchmark (criterion)" | tee -a "$report"
     "$work/bin/saliency" --bench >"$out/bench.log" 2>&1 || failed=1
     grep -E '^\||^saliency/|^gram_setup|time:|panicked' "$out/bench.log" | tee -a "$report"
+    echo "## The CLI on the GPU" | tee -a "$report"
+    "$work/bin/spangrad" explain --device cuda --model tests/fixtures/bert-tiny \
+        --question "Who wrote the novel?" \
+        --context "The novel was written by Jane Austen in 1813 and published in London." \
+        2>&1 | tee -a "$report" || failed=1
     echo "## End to end" | tee -a "$report"
     # candle's autograd keeps every activation and weight gradient: bert-base at 64 x 384 does
     # not fit in 80 GB (out of memory on an H100, 2026-11-26), so bert-base runs at 32 x 384.
