@@ -61,14 +61,6 @@ impl Engine {
         })
     }
 
-    pub fn model(&self) -> &QaModel {
-        &self.model
-    }
-
-    pub fn options(&self) -> &ExplainOptions {
-        &self.options
-    }
-
     /// One padded batch; a pair whose gradient target does not exist gets its own error.
     pub fn explain(&self, batch: &[Encoded]) -> Result<Vec<Result<Explanation>>> {
         if batch.is_empty() {

@@ -128,10 +128,6 @@ impl ModelConfig {
         }
         Ok(())
     }
-
-    pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_heads
-    }
 }
 
 enum ConfigError {
@@ -193,7 +189,7 @@ mod tests {
         });
         let c = ModelConfig::from_json(&json).ok().unwrap();
         assert_eq!(c.architecture, Architecture::DistilBert);
-        assert_eq!((c.hidden_size, c.num_layers, c.head_dim()), (8, 2, 4));
+        assert_eq!((c.hidden_size, c.num_layers, c.num_heads), (8, 2, 2));
         assert_eq!(c.activation, Activation::Relu);
     }
 
