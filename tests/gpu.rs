@@ -29,6 +29,21 @@ fn gpu(test: &str) -> Option<Device> {
     }
 }
 
+/// A test that runs on the GPU: ignored (with the reason) without the `cuda` feature; with it
+/// but without a device, it says loudly why it did nothing.
+macro_rules! gpu_test {
+    ($name:ident, |$gpu:ident| $body:block) => {
+        #[test]
+        #[cfg_attr(not(feature = "cuda"), ignore = "needs the cuda feature and a GPU")]
+        fn $name() {
+            let Some($gpu) = gpu(stringify!($name)) else {
+                return;
+            };
+            $body
+        }
+    };
+}
+
 /// (tokens, vocabulary, hidden): one token, sizes off every tile, hidden not a multiple of 32.
 const SHAPES: [(usize, usize, usize); 4] = [
     (1, 300, 37),
@@ -92,12 +107,7 @@ fn random_ids(shape: (usize, usize), vocab: usize, gpu: &Device) -> (Tensor, Ten
     (ids.to_device(gpu).unwrap(), ids)
 }
 
-#[test]
-#[cfg_attr(not(feature = "cuda"), ignore = "needs the cuda feature and a GPU")]
-fn streaming_and_gram_kernels_match_their_cpu_twins() {
-    let Some(gpu) = gpu("streaming_and_gram_kernels_match_their_cpu_twins") else {
-        return;
-    };
+gpu_test!(streaming_and_gram_kernels_match_their_cpu_twins, |gpu| {
     for (tokens, vocab, hidden) in SHAPES {
         for (dtype, tol) in DTYPES {
             let (g_gpu, g_cpu) = random((tokens, hidden), dtype, &gpu);
@@ -126,14 +136,9 @@ fn streaming_and_gram_kernels_match_their_cpu_twins() {
             );
         }
     }
-}
+});
 
-#[test]
-#[cfg_attr(not(feature = "cuda"), ignore = "needs the cuda feature and a GPU")]
-fn dense_on_the_gpu_matches_the_cpu() {
-    let Some(gpu) = gpu("dense_on_the_gpu_matches_the_cpu") else {
-        return;
-    };
+gpu_test!(dense_on_the_gpu_matches_the_cpu, |gpu| {
     for (tokens, vocab, hidden) in SHAPES {
         let (g_gpu, g_cpu) = random((tokens, hidden), DType::F32, &gpu);
         let (e_gpu, e_cpu) = random((vocab, hidden), DType::F32, &gpu);
@@ -159,14 +164,9 @@ fn dense_on_the_gpu_matches_the_cpu() {
             "the one-hot product picks rows exactly".into(),
         );
     }
-}
+});
 
-#[test]
-#[cfg_attr(not(feature = "cuda"), ignore = "needs the cuda feature and a GPU")]
-fn gather_dot_matches_its_cpu_twin() {
-    let Some(gpu) = gpu("gather_dot_matches_its_cpu_twin") else {
-        return;
-    };
+gpu_test!(gather_dot_matches_its_cpu_twin, |gpu| {
     for (tokens, vocab, hidden) in SHAPES {
         for (dtype, tol) in DTYPES {
             let (g_gpu, g_cpu) = random((tokens, hidden), dtype, &gpu);
@@ -184,14 +184,9 @@ fn gather_dot_matches_its_cpu_twin() {
             }
         }
     }
-}
+});
 
-#[test]
-#[cfg_attr(not(feature = "cuda"), ignore = "needs the cuda feature and a GPU")]
-fn scatter_rows_is_deterministic_and_bit_exact() {
-    let Some(gpu) = gpu("scatter_rows_is_deterministic_and_bit_exact") else {
-        return;
-    };
+gpu_test!(scatter_rows_is_deterministic_and_bit_exact, |gpu| {
     for (tokens, vocab, hidden) in SHAPES {
         for (dtype, _) in DTYPES {
             let (g_gpu, g_cpu) = random((tokens, hidden), dtype, &gpu);
@@ -217,14 +212,9 @@ fn scatter_rows_is_deterministic_and_bit_exact() {
             );
         }
     }
-}
+});
 
-#[test]
-#[cfg_attr(not(feature = "cuda"), ignore = "needs the cuda feature and a GPU")]
-fn normalise_matches_its_cpu_twin() {
-    let Some(gpu) = gpu("normalise_matches_its_cpu_twin") else {
-        return;
-    };
+gpu_test!(normalise_matches_its_cpu_twin, |gpu| {
     let lengths = [1usize, 384, 0, 1000, 37];
     let mut offsets = vec![0u32];
     for l in lengths {
@@ -246,14 +236,9 @@ fn normalise_matches_its_cpu_twin() {
         got.to_vec1::<f32>().unwrap(),
         twin.to_vec1::<f32>().unwrap()
     );
-}
+});
 
-#[test]
-#[cfg_attr(not(feature = "cuda"), ignore = "needs the cuda feature and a GPU")]
-fn fixture_explanations_on_the_gpu_equal_the_cpu() {
-    let Some(gpu) = gpu("fixture_explanations_on_the_gpu_equal_the_cpu") else {
-        return;
-    };
+gpu_test!(fixture_explanations_on_the_gpu_equal_the_cpu, |gpu| {
     for (arch, dir) in MODELS {
         let expected = expected(arch);
         let pairs: Vec<QaPair> = expected
@@ -286,4 +271,4 @@ fn fixture_explanations_on_the_gpu_equal_the_cpu() {
             }
         }
     }
-}
+});
