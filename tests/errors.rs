@@ -256,3 +256,22 @@ fn non_finite_weights_are_reported_not_returned() {
         .unwrap_err();
     assert!(matches!(e, Error::NonFinite(_)), "{e}");
 }
+
+#[test]
+fn zero_sized_options_are_rejected() {
+    for options in [
+        ExplainOptions {
+            max_batch_tokens: Some(0),
+            ..ExplainOptions::default()
+        },
+        ExplainOptions {
+            max_answer_len: 0,
+            ..ExplainOptions::default()
+        },
+    ] {
+        let e = Explainer::from_dir(&fixture("bert-tiny"), options, &Device::Cpu)
+            .err()
+            .unwrap();
+        assert!(matches!(e, Error::InvalidOption(_)), "{e}");
+    }
+}

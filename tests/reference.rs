@@ -255,3 +255,24 @@ fn pytorch_bin_and_vocab_txt_load_to_the_same_model() {
         assert!(max_abs_diff(&starts, &p.start_logits) < LOGIT_TOL);
     }
 }
+
+#[test]
+fn passes_bounded_by_a_token_budget_give_the_same_results() {
+    for (arch, dir) in MODELS {
+        let pairs = pairs(&expected(arch));
+        let one_pass = explainer(dir, ExplainOptions::default())
+            .explain(&pairs)
+            .unwrap();
+        let options = ExplainOptions {
+            max_batch_tokens: Some(100),
+            ..ExplainOptions::default()
+        };
+        let split = explainer(dir, options).explain(&pairs).unwrap();
+        for (a, b) in one_pass.iter().zip(&split) {
+            assert_eq!(a.answer.text, b.answer.text, "{arch}");
+            assert_eq!(a.target, b.target, "{arch}");
+            assert!((a.answer.score - b.answer.score).abs() < 1e-5, "{arch}");
+            assert!(max_abs_diff(&scores(a), &scores(b)) < 1e-5, "{arch}");
+        }
+    }
+}

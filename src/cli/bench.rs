@@ -30,6 +30,9 @@ pub struct BenchArgs {
     /// Timed batches per method (after one warm-up batch).
     #[arg(long, default_value_t = 3)]
     iters: usize,
+    /// Padded tokens per forward/backward pass (the batch runs in several passes if larger).
+    #[arg(long)]
+    max_batch_tokens: Option<usize>,
     /// cpu, cuda or cuda:N [default: the first GPU when built with the cuda feature, else cpu].
     #[arg(long)]
     device: Option<String>,
@@ -71,6 +74,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     for &saliency in &args.saliency {
         let options = ExplainOptions {
             saliency,
+            max_batch_tokens: args.max_batch_tokens,
             ..ExplainOptions::default()
         };
         let setup = Instant::now();
@@ -136,12 +140,14 @@ fn synthetic_pair(b: usize, len: usize, vocab: usize) -> Encoded {
 
 fn table(args: &BenchArgs, device: &str, rows: &[Row]) -> String {
     let mut s = format!(
-        "spangrad bench: {} (random weights), batch {} x {} tokens, {} timed batches, {device}\n\n\
+        "spangrad bench: {} (random weights), batch {} x {} tokens{}, {} timed batches, {device}\n\n\
          | saliency | setup (s) | s / batch | explanations / s | peak extra memory (MiB) | speed-up vs {} | memory vs {} |\n\
          |---|---|---|---|---|---|---|\n",
         args.preset.name(),
         args.batch,
         args.seq_len,
+        args.max_batch_tokens
+            .map_or(String::new(), |n| format!(" (passes of at most {n} tokens)")),
         args.iters,
         rows[0].saliency,
         rows[0].saliency,

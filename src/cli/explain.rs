@@ -48,6 +48,10 @@ pub struct ExplainArgs {
     /// Longest answer considered by `--span best`, in tokens.
     #[arg(long, default_value_t = 15)]
     max_answer_len: usize,
+    /// Padded tokens per forward/backward pass; larger batches run in several passes (same
+    /// results, bounded memory) [default: one pass per batch].
+    #[arg(long)]
+    max_batch_tokens: Option<usize>,
     /// cpu, cuda or cuda:N [default: the first GPU when built with the cuda feature, else cpu].
     #[arg(long)]
     device: Option<String>,
@@ -73,6 +77,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         seed_compat: args.seed_compat,
         max_length: args.max_length,
         max_answer_len: args.max_answer_len,
+        max_batch_tokens: args.max_batch_tokens,
     };
     let explainer = Explainer::from_dir(&dir, options, &device)
         .with_context(|| format!("cannot load model {}", args.model))?;

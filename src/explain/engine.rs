@@ -52,6 +52,11 @@ impl Engine {
                 "max answer length must be positive".into(),
             ));
         }
+        if options.max_batch_tokens == Some(0) {
+            return Err(Error::InvalidOption(
+                "max batch tokens must be positive".into(),
+            ));
+        }
         let saliency = options.saliency.build(model.word_embeddings())?;
         Ok(Self {
             model,
@@ -61,11 +66,18 @@ impl Engine {
         })
     }
 
-    /// One padded batch; a pair whose gradient target does not exist gets its own error.
+    /// A batch, in padded passes of at most `max_batch_tokens`; a pair whose gradient target
+    /// does not exist gets its own error.
     pub fn explain(&self, batch: &[Encoded]) -> Result<Vec<Result<Explanation>>> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
+        let mut results = Vec::with_capacity(batch.len());
+        let lengths = batch.iter().map(Encoded::len);
+        for pass in passes(lengths, self.options.max_batch_tokens.unwrap_or(usize::MAX)) {
+            results.extend(self.explain_pass(&batch[pass])?);
         }
+        Ok(results)
+    }
+
+    fn explain_pass(&self, batch: &[Encoded]) -> Result<Vec<Result<Explanation>>> {
         let gradients = self.gradients(batch)?;
         let embeddings = self.model.word_embeddings();
         let raw = self.saliency.norms(&gradients.grads)?;
@@ -237,6 +249,27 @@ impl Engine {
     }
 }
 
+/// Consecutive ranges of pairs whose padded size (pairs x longest) fits `budget` tokens; a pair
+/// longer than the budget gets a pass of its own.
+fn passes(lengths: impl Iterator<Item = usize>, budget: usize) -> Vec<Range<usize>> {
+    let mut passes: Vec<Range<usize>> = Vec::new();
+    let mut longest = 0;
+    for (i, len) in lengths.enumerate() {
+        let grown = longest.max(len);
+        match passes.last_mut() {
+            Some(pass) if (pass.len() + 1) * grown <= budget => {
+                pass.end = i + 1;
+                longest = grown;
+            }
+            _ => {
+                passes.push(i..i + 1);
+                longest = len;
+            }
+        }
+    }
+    passes
+}
+
 /// The answer cut from the context between the first and last context token of the span.
 fn answer(enc: &Encoded, span: Span, start: &[f32], end: &[f32]) -> Answer {
     let context_tokens: Vec<usize> = (span.start..=span.end)
@@ -257,5 +290,23 @@ fn answer(enc: &Encoded, span: Span, start: &[f32], end: &[f32]) -> Answer {
         start_logit: start[span.start],
         end_logit: end[span.end],
         score: start[span.start] + end[span.end],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::passes;
+
+    #[test]
+    fn passes_fill_the_token_budget_in_order() {
+        let lengths = [10, 20, 5, 40, 40, 100, 3];
+        assert_eq!(passes(lengths.into_iter(), usize::MAX), vec![(0..7)]);
+        // 3 x 20 = 60 fits, 4 x 40 = 160 does not; a pair over the budget stands alone.
+        assert_eq!(passes(lengths.into_iter(), 80), [0..3, 3..5, 5..6, 6..7]);
+        assert_eq!(
+            passes(lengths.into_iter(), 1),
+            [0..1, 1..2, 2..3, 3..4, 4..5, 5..6, 6..7]
+        );
+        assert!(passes(std::iter::empty(), 10).is_empty());
     }
 }

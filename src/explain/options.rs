@@ -15,6 +15,10 @@ pub struct ExplainOptions {
     /// stop earlier.
     pub max_length: Option<usize>,
     pub max_answer_len: usize,
+    /// Padded tokens (pairs x longest pair) per forward/backward pass: a larger batch is
+    /// explained in several passes, with the same results (pairs never interact). `None`: one
+    /// pass. Bounds the autograd's memory, which grows with the pass.
+    pub max_batch_tokens: Option<usize>,
 }
 
 impl Default for ExplainOptions {
@@ -25,6 +29,7 @@ impl Default for ExplainOptions {
             seed_compat: false,
             max_length: None,
             max_answer_len: 15,
+            max_batch_tokens: None,
         }
     }
 }
