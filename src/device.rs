@@ -33,6 +33,11 @@ pub fn default_device() -> Device {
     }
 }
 
+/// The device a user named, or the default when none was named.
+pub fn select(spec: Option<&str>) -> Result<Device> {
+    spec.map_or_else(|| Ok(default_device()), parse)
+}
+
 /// `cpu` or `cuda:N`, as `parse` reads it.
 pub fn name(device: &Device) -> String {
     match device.location() {

@@ -62,10 +62,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.batch == 0 || args.iters == 0 || args.saliency.is_empty() {
         bail!("--batch, --iters and --saliency must be non-empty");
     }
-    let device = match &args.device {
-        Some(spec) => spangrad::device::parse(spec)?,
-        None => spangrad::device::default_device(),
-    };
+    let device = spangrad::device::select(args.device.as_deref())?;
     let model = args.preset.random_model(&device)?;
     let batch: Vec<Encoded> = (0..args.batch)
         .map(|b| synthetic_pair(b, args.seq_len, config.vocab_size))

@@ -66,10 +66,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         (None, Some(q), Some(c)) => Some(QaPair::new(q, c)),
         _ => bail!("give --question and --context, or --input FILE"),
     };
-    let device = match &args.device {
-        Some(spec) => spangrad::device::parse(spec)?,
-        None => spangrad::device::default_device(),
-    };
+    let device = spangrad::device::select(args.device.as_deref())?;
     let dir = HubCache::from_env().resolve(&args.model)?;
     let options = ExplainOptions {
         span: args.span,

@@ -27,9 +27,7 @@ impl Gram {
             gram,
         })
     }
-}
 
-impl Gram {
     fn quadratic_form(&self, grads: &Tensor) -> Result<Tensor> {
         let g = grads.to_dtype(DType::F32)?;
         let gm = g.matmul(&self.gram)?;
