@@ -68,11 +68,6 @@ pub enum Error {
     #[error("model {name:?} could not be resolved: {message}")]
     Hub { name: String, message: String },
 
-    #[error(
-        "the gradient did not reach the word embeddings (a non-differentiable op cut the graph)"
-    )]
-    GradientMissing,
-
     #[error("non-finite {0} (NaN or infinity) in the model output")]
     NonFinite(&'static str),
 

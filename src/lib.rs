@@ -27,9 +27,11 @@ pub mod hub;
 pub mod kernels;
 pub mod memory;
 pub mod model;
+pub mod ops;
 pub mod text;
 
 pub use error::{Error, Result};
 pub use explain::{
-    ExplainOptions, Explainer, Explanation, QaPair, SaliencyKind, SpanMode, DEFAULT_MAX_LENGTH,
+    ExplainOptions, Explainer, Explanation, Precision, QaPair, SaliencyKind, SpanMode,
+    DEFAULT_MAX_LENGTH,
 };

@@ -63,7 +63,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         bail!("--batch, --iters and --saliency must be non-empty");
     }
     let device = spangrad::device::select(args.device.as_deref())?;
-    let model = args.preset.random_model(&device)?;
+    let model = args.preset.random_model(&device, candle_core::DType::F32)?;
     let batch: Vec<Encoded> = (0..args.batch)
         .map(|b| synthetic_pair(b, args.seq_len, config.vocab_size))
         .collect();

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use spangrad::hub::HubCache;
-use spangrad::{ExplainOptions, Explainer, QaPair, SaliencyKind, SpanMode};
+use spangrad::{ExplainOptions, Explainer, Precision, QaPair, SaliencyKind, SpanMode};
 
 use super::{jsonl, render};
 
@@ -55,6 +55,10 @@ pub struct ExplainArgs {
     /// cpu, cuda or cuda:N [default: the first GPU when built with the cuda feature, else cpu].
     #[arg(long)]
     device: Option<String>,
+    /// Weights and activations (statistics and the saliency are f32 whatever this is)
+    /// [default: bf16 on a GPU, f32 on the CPU].
+    #[arg(long, value_enum)]
+    dtype: Option<Precision>,
     /// Pairs per forward/backward pass with `--input`.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
@@ -75,6 +79,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         max_length: args.max_length,
         max_answer_len: args.max_answer_len,
         max_batch_tokens: args.max_batch_tokens,
+        precision: args.dtype,
     };
     let explainer = Explainer::from_dir(&dir, options, &device)
         .with_context(|| format!("cannot load model {}", args.model))?;

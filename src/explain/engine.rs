@@ -3,7 +3,9 @@
 
 use std::ops::Range;
 
-use candle_core::{Tensor, Var};
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Tensor};
 
 use super::explanation::{Answer, Explanation, Target, TokenExplanation};
 use super::normalise::normalise;
@@ -28,6 +30,16 @@ struct PerToken<'a> {
     raw: &'a [f32],
     score: &'a [f32],
     grad_x_input: &'a [f32],
+}
+
+/// Time spent per stage over one or more batches: the forward (with the copy of the logits to
+/// the host), the backward to the word embeddings, and the saliency with normalisation and the
+/// copy of the scores.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimes {
+    pub forward: Duration,
+    pub backward: Duration,
+    pub saliency: Duration,
 }
 
 /// The backward pass of one batch, before saliency.
@@ -72,13 +84,33 @@ impl Engine {
         let mut results = Vec::with_capacity(batch.len());
         let lengths = batch.iter().map(Encoded::len);
         for pass in passes(lengths, self.options.max_batch_tokens.unwrap_or(usize::MAX)) {
-            results.extend(self.explain_pass(&batch[pass])?);
+            results.extend(self.explain_pass(&batch[pass], None)?);
         }
         Ok(results)
     }
 
-    fn explain_pass(&self, batch: &[Encoded]) -> Result<Vec<Result<Explanation>>> {
-        let gradients = self.gradients(batch)?;
+    /// As [`Engine::explain`], adding the time each stage took to `stages` (the device is
+    /// synchronised between stages, so the stages' sum is a little above the plain run's time).
+    pub fn explain_timed(
+        &self,
+        batch: &[Encoded],
+        stages: &mut StageTimes,
+    ) -> Result<Vec<Result<Explanation>>> {
+        let mut results = Vec::with_capacity(batch.len());
+        let lengths = batch.iter().map(Encoded::len);
+        for pass in passes(lengths, self.options.max_batch_tokens.unwrap_or(usize::MAX)) {
+            results.extend(self.explain_pass(&batch[pass], Some(stages))?);
+        }
+        Ok(results)
+    }
+
+    fn explain_pass(
+        &self,
+        batch: &[Encoded],
+        mut stages: Option<&mut StageTimes>,
+    ) -> Result<Vec<Result<Explanation>>> {
+        let gradients = self.gradients_timed(batch, stages.as_deref_mut())?;
+        let clock = Instant::now();
         let embeddings = self.model.word_embeddings();
         let raw = self.saliency.norms(&gradients.grads)?;
         let own_rows = gradients.ids.unsqueeze(1)?;
@@ -93,6 +125,9 @@ impl Engine {
             scores.to_vec1::<f32>()?,
             grad_x_input.to_vec1::<f32>()?,
         );
+        if let Some(stages) = stages {
+            stages.saliency += clock.elapsed();
+        }
         let Gradients {
             targets,
             logits,
@@ -118,32 +153,40 @@ impl Engine {
 
     /// Forward, span choice and backward: `∂(start[s] + end[e]) / ∂(word embeddings)`.
     pub fn gradients(&self, batch: &[Encoded]) -> Result<Gradients> {
+        self.gradients_timed(batch, None)
+    }
+
+    fn gradients_timed(
+        &self,
+        batch: &[Encoded],
+        stages: Option<&mut StageTimes>,
+    ) -> Result<Gradients> {
+        let clock = Instant::now();
         let device = self.model.device();
         let b = batch.len();
         let t = batch.iter().map(Encoded::len).max().unwrap_or(0);
         let mut ids = vec![self.pad_id; b * t];
         let mut types = vec![0u32; b * t];
-        let mut mask = vec![0f32; b * t];
         for (i, enc) in batch.iter().enumerate() {
             let row = i * t..i * t + enc.len();
             ids[row.clone()].copy_from_slice(&enc.ids);
-            types[row.clone()].copy_from_slice(&enc.type_ids);
-            mask[row].fill(1.0);
+            types[row].copy_from_slice(&enc.type_ids);
         }
+        let lengths: Vec<u32> = batch.iter().map(|e| e.len() as u32).collect();
+        let shape = self.model.batch_shape(b, t);
         let ids = Tensor::from_vec(ids, b * t, device)?;
-        let h = self.model.config().hidden_size;
-        let words = Var::from_tensor(&self.saliency.embed(&ids)?.reshape((b, t, h))?)?;
-        let logits = self.model.forward(
-            words.as_tensor(),
-            &Tensor::from_vec(types, (b, t), device)?,
-            &Tensor::from_vec(mask, (b, t), device)?,
+        let (logits, saved) = self.model.forward(
+            &self.saliency.embed(&ids)?,
+            &Tensor::from_vec(types, b * t, device)?,
+            &Tensor::from_vec(lengths, b, device)?,
+            &shape,
         )?;
-        let start = logits.start.to_vec2::<f32>()?;
-        let end = logits.end.to_vec2::<f32>()?;
+        let start = logits.start.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let end = logits.end.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let forward_done = clock.elapsed();
 
-        let mut select_start = vec![0f32; b * t];
-        let mut select_end = vec![0f32; b * t];
         let mut targets = Vec::with_capacity(b);
+        let mut target_tokens = Vec::with_capacity(b);
         let mut per_pair_logits = Vec::with_capacity(b);
         let mut real_rows = Vec::new();
         let mut rows = Vec::with_capacity(b);
@@ -161,37 +204,41 @@ impl Engine {
                 self.options.max_answer_len,
             );
             let target = span::gradient_end(span, n, self.options.seed_compat).map(|end_token| {
-                select_start[i * t + span.start] = 1.0;
-                select_end[i * t + end_token] = 1.0;
                 let target = Target {
                     start_token: span.start,
                     end_token,
                 };
                 (span, target)
             });
+            target_tokens.push(
+                target
+                    .as_ref()
+                    .ok()
+                    .map(|(_, t)| (t.start_token, t.end_token)),
+            );
             targets.push(target);
             per_pair_logits.push((s.to_vec(), e.to_vec()));
             rows.push(real_rows.len()..real_rows.len() + n);
             real_rows.extend((i * t..i * t + n).map(|r| r as u32));
         }
 
-        let select = |v: Vec<f32>| Tensor::from_vec(v, (b, t), device);
-        let y = ((logits.start * select(select_start)?)?.sum_all()?
-            + (logits.end * select(select_end)?)?.sum_all()?)?;
-        let grads = y.backward()?;
-        let grads = grads
-            .get(words.as_tensor())
-            .ok_or(Error::GradientMissing)?
-            .reshape((b * t, h))?;
+        let grads = self.model.input_grad(saved, &target_tokens)?;
         let real_rows = Tensor::from_vec(real_rows, rows.last().map_or(0, |r| r.end), device)?;
-        Ok(Gradients {
+        let gradients = Gradients {
             targets,
             logits: per_pair_logits,
             grads: grads.index_select(&real_rows, 0)?,
             ids: ids.index_select(&real_rows, 0)?,
             rows,
-        })
+        };
+        if let Some(stages) = stages {
+            device.synchronize()?;
+            stages.forward += forward_done;
+            stages.backward += clock.elapsed() - forward_done;
+        }
+        Ok(gradients)
     }
+
     fn build(
         &self,
         enc: &Encoded,

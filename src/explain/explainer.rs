@@ -6,7 +6,7 @@ use candle_core::Device;
 
 use super::engine::Engine;
 use super::explanation::Explanation;
-use super::options::{ExplainOptions, QaPair, DEFAULT_MAX_LENGTH};
+use super::options::{ExplainOptions, Precision, QaPair, DEFAULT_MAX_LENGTH};
 use crate::error::{Error, Result};
 use crate::model::QaModel;
 use crate::text::{Encoded, QaTokenizer};
@@ -26,7 +26,10 @@ impl Explainer {
                 path: dir.to_path_buf(),
             });
         }
-        let model = QaModel::load(dir, device)?;
+        let precision = options
+            .precision
+            .unwrap_or_else(|| Precision::default_for(device));
+        let model = QaModel::load(dir, device, precision.dtype())?;
         let tokenizer = QaTokenizer::load(dir)?;
         Self::new(model, tokenizer, options)
     }

@@ -11,9 +11,9 @@ pub mod saliency;
 pub mod span;
 pub mod words;
 
-pub use engine::{Engine, Gradients};
+pub use engine::{Engine, Gradients, StageTimes};
 pub use explainer::Explainer;
 pub use explanation::{Answer, Explanation, Target, TokenExplanation, WordExplanation};
-pub use options::{ExplainOptions, QaPair, DEFAULT_MAX_LENGTH};
+pub use options::{ExplainOptions, Precision, QaPair, DEFAULT_MAX_LENGTH};
 pub use saliency::{Saliency, SaliencyKind};
 pub use span::{Span, SpanMode};

@@ -1,5 +1,7 @@
 //! What a user can choose about an explanation.
 
+use candle_core::{DType, Device};
+
 use super::saliency::SaliencyKind;
 use super::span::SpanMode;
 
@@ -17,8 +19,51 @@ pub struct ExplainOptions {
     pub max_answer_len: usize,
     /// Padded tokens (pairs x longest pair) per forward/backward pass: a larger batch is
     /// explained in several passes, with the same results (pairs never interact). `None`: one
-    /// pass. Bounds the autograd's memory, which grows with the pass.
+    /// pass. Bounds the saved activations, which grow with the pass.
     pub max_batch_tokens: Option<usize>,
+    /// Weights and activations; `None`: [`Precision::default_for`] the device.
+    pub precision: Option<Precision>,
+}
+
+/// The dtype of the weights and activations (weights are converted once, at load). LayerNorm
+/// statistics, softmax sums, matmul accumulation and the saliency are f32 in every case.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Precision {
+    pub fn dtype(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::Bf16 => DType::BF16,
+            Self::F16 => DType::F16,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::F16 => "f16",
+        }
+    }
+
+    /// bf16 on a GPU (tensor cores, half the memory), f32 on the CPU, where half precision
+    /// is slower (no AMX; candle's CPU matmul has no bf16, so half operands are multiplied
+    /// in f32).
+    pub fn default_for(device: &Device) -> Self {
+        if device.is_cuda() {
+            Self::Bf16
+        } else {
+            Self::F32
+        }
+    }
 }
 
 impl Default for ExplainOptions {
@@ -30,6 +75,7 @@ impl Default for ExplainOptions {
             max_length: None,
             max_answer_len: 15,
             max_batch_tokens: None,
+            precision: None,
         }
     }
 }

@@ -1,9 +1,12 @@
 //! Everything between the word embeddings and the first encoder block: position (and, for BERT,
-//! token-type) embeddings and the embedding LayerNorm.
+//! token-type) embeddings and the embedding LayerNorm, `x = LN(words + positions + types)`.
+//! The backward is the LayerNorm's alone: the word embeddings enter the sum with weight 1.
 
-use candle_core::{Module, Tensor};
+use candle_core::{Result, Tensor};
 
-use super::layers::LayerNorm;
+use super::layers::{Grad, LayerNorm};
+use super::saved::BatchShape;
+use crate::ops::LayerNormSaved;
 
 #[derive(Debug, Clone)]
 pub struct Embeddings {
@@ -14,17 +17,45 @@ pub struct Embeddings {
 }
 
 impl Embeddings {
-    /// `words`: `[batch, tokens, hidden]` word embeddings; `token_types`: `[batch, tokens]` u32.
-    pub fn forward(&self, words: &Tensor, token_types: &Tensor) -> candle_core::Result<Tensor> {
-        let (_, t, _) = words.dims3()?;
-        let mut x = words.broadcast_add(&self.position.narrow(0, 0, t)?)?;
-        if let Some(table) = &self.token_type {
-            let (b, t) = token_types.dims2()?;
-            let types = table
-                .index_select(&token_types.flatten_all()?, 0)?
-                .reshape((b, t, ()))?;
-            x = (x + types)?;
+    /// `positions + types` for every row, `[n, h]`; `token_types` `[n]` u32.
+    fn offsets(&self, token_types: &Tensor, shape: &BatchShape) -> Result<Tensor> {
+        let (b, t, h) = (shape.pairs, shape.tokens, shape.hidden);
+        let positions = self
+            .position
+            .narrow(0, 0, t)?
+            .unsqueeze(0)?
+            .broadcast_as((b, t, h))?
+            .reshape((b * t, h))?;
+        match &self.token_type {
+            Some(table) => positions + table.index_select(token_types, 0)?,
+            None => Ok(positions),
         }
-        self.norm.forward(&x)
+    }
+
+    /// `words` `[n, h]` → the first block's input and the norm's saved statistics.
+    pub fn forward(
+        &self,
+        words: &Tensor,
+        token_types: &Tensor,
+        shape: &BatchShape,
+    ) -> Result<(Tensor, LayerNormSaved)> {
+        self.norm
+            .forward(words, Some(&self.offsets(token_types, shape)?), None)
+    }
+
+    /// The gradient of the word embeddings given the first block's input's.
+    pub fn backward(&self, dx: &Grad, saved: &LayerNormSaved) -> Result<Tensor> {
+        self.norm.backward(dx, saved)
+    }
+
+    /// The forward of candle ops (differentiable): the reference.
+    pub fn forward_slow(
+        &self,
+        words: &Tensor,
+        token_types: &Tensor,
+        shape: &BatchShape,
+    ) -> Result<Tensor> {
+        self.norm
+            .forward_slow(&(words + self.offsets(token_types, shape)?)?)
     }
 }

@@ -1,11 +1,31 @@
 //! The post-LayerNorm transformer block that BERT and DistilBERT share; only the weight names
 //! differ, so each architecture passes its own [`LayerNames`].
+//!
+//! Forward (one block, `x` `[n, h]`):
+//! ```text
+//! Q, K, V = split_heads(x Wqkvᵀ + bqkv)          saved
+//! C, P    = attention(Q, K, V, mask)               P saved
+//! x1      = LN1(C Woᵀ + bo + x)                    x̂, rstd saved
+//! u       = x1 W1ᵀ + b1                            saved
+//! y       = LN2(act(u) W2ᵀ + b2 + x1)              x̂, rstd saved
+//! ```
+//! Backward, each line from the forward line above it, in reverse; `dy` arrives as two terms:
+//! ```text
+//! ds2 = LN2_backward(dy)                 the gradient of act(u) W2ᵀ + b2 + x1
+//! du  = act_backward(ds2 W2, u)
+//! ds1 = LN1_backward(du W1 + ds2)        x1's gradient from both of its uses
+//! dQ, dK, dV = attention_backward(split_heads(ds1 Wo))
+//! dx  = [dQ dK dV] Wqkv + ds1            returned as the two terms
+//! ```
 
-use candle_core::{Module, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::attention::{self, merge_heads, split_heads};
 use super::config::{Activation, ModelConfig};
-use super::layers::{softmax, LayerNorm, Linear};
+use super::layers::{Grad, LayerNorm, Linear};
+use super::saved::{BatchShape, LayerSaved};
+use crate::ops;
 
 /// Where each weight of one block lives, relative to the block's prefix.
 pub struct LayerNames {
@@ -21,71 +41,179 @@ pub struct LayerNames {
 
 #[derive(Debug, Clone)]
 pub struct EncoderLayer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
+    /// Query, key and value projections in one `[3h, h]` matrix.
+    qkv: Linear,
     attention_out: Linear,
     attention_norm: LayerNorm,
     ffn_in: Linear,
     ffn_out: Linear,
     ffn_norm: LayerNorm,
     activation: Activation,
-    num_heads: usize,
+    /// `1/√d`.
+    scale: f64,
+}
+
+/// The rows of a batch that the gradient target reads: two slots per pair (start, end).
+pub struct TargetRows {
+    /// Row `p·t + token` of each slot, `[2b]` u32 (a slot may repeat a row: start = end).
+    pub rows: Tensor,
+    /// The slots' rows of each (pair, head) in head layout, `(p·a + head)·t + token`, ordered
+    /// (pair, head, slot): `[b·a·2]` u32.
+    pub head_rows: Tensor,
+    /// The gradient arriving at the last layer's output in those rows, `[2b, h]`.
+    pub dy: Tensor,
 }
 
 impl EncoderLayer {
-    pub fn load(
-        vb: VarBuilder,
-        names: &LayerNames,
-        config: &ModelConfig,
-    ) -> candle_core::Result<Self> {
+    pub fn load(vb: VarBuilder, names: &LayerNames, config: &ModelConfig) -> Result<Self> {
         let h = config.hidden_size;
         let i = config.intermediate_size;
         let eps = config.layer_norm_eps;
+        let qkv = Linear::concat(&[
+            Linear::load(vb.pp(names.query), h, h)?,
+            Linear::load(vb.pp(names.key), h, h)?,
+            Linear::load(vb.pp(names.value), h, h)?,
+        ])?;
         Ok(Self {
-            query: Linear::load(vb.pp(names.query), h, h)?,
-            key: Linear::load(vb.pp(names.key), h, h)?,
-            value: Linear::load(vb.pp(names.value), h, h)?,
+            qkv,
             attention_out: Linear::load(vb.pp(names.attention_out), h, h)?,
             attention_norm: LayerNorm::load(vb.pp(names.attention_norm), h, eps)?,
             ffn_in: Linear::load(vb.pp(names.ffn_in), h, i)?,
             ffn_out: Linear::load(vb.pp(names.ffn_out), i, h)?,
             ffn_norm: LayerNorm::load(vb.pp(names.ffn_norm), h, eps)?,
             activation: config.activation,
-            num_heads: config.num_heads,
+            scale: 1.0 / ((h / config.num_heads) as f64).sqrt(),
         })
     }
 
-    /// `x`: `[batch, tokens, hidden]`; `mask_bias`: `[batch, 1, 1, tokens]`, 0 for real tokens
-    /// and a large negative number for padding.
-    pub fn forward(&self, x: &Tensor, mask_bias: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, t, h) = x.dims3()?;
-        let head_dim = h / self.num_heads;
-        let heads = |y: Tensor| {
-            y.reshape((b, t, self.num_heads, head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
+    /// `x` `[n, h]` → the block's output `[n, h]` and what its backward needs.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        lengths: &Tensor,
+        shape: &BatchShape,
+    ) -> Result<(Tensor, LayerSaved)> {
+        let projected = self.qkv.product(x)?.broadcast_add(&self.qkv.bias)?;
+        let qkv = split_heads(&projected, shape, shape.tokens)?;
+        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+        let (context, probs) = attention::forward(&q, &k, &v, lengths, self.scale)?;
+        let context = merge_heads(&[context])?;
+        let (attended, attention_norm) = self.attention_norm.forward(
+            &self.attention_out.product(&context)?,
+            Some(x),
+            Some(&self.attention_out.bias),
+        )?;
+        let (ffn_pre, activated) = ops::bias_activation_forward(
+            &self.ffn_in.product(&attended)?,
+            &self.ffn_in.bias,
+            self.activation,
+        )?;
+        let (y, ffn_norm) = self.ffn_norm.forward(
+            &self.ffn_out.product(&activated)?,
+            Some(&attended),
+            Some(&self.ffn_out.bias),
+        )?;
+        let saved = LayerSaved {
+            qkv,
+            probs,
+            attention_norm,
+            ffn_pre,
+            ffn_norm,
         };
-        let q = heads(self.query.forward(x)?)?;
-        let k = heads(self.key.forward(x)?)?;
-        let v = heads(self.value.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?.broadcast_add(mask_bias)?;
-        let context = softmax(&scores)?
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((b, t, h))?;
+        Ok((y, saved))
+    }
+
+    /// The input gradient of the block given its output's.
+    pub fn backward(&self, saved: &LayerSaved, dy: &Grad, shape: &BatchShape) -> Result<Grad> {
+        let ds2 = self.ffn_norm.backward(dy, &saved.ffn_norm)?;
+        let du = ops::activation_backward(
+            &self.ffn_out.input_grad(&ds2)?,
+            &saved.ffn_pre,
+            self.activation,
+        )?;
+        let ds1 = self.attention_norm.backward(
+            &Grad {
+                main: self.ffn_in.input_grad(&du)?,
+                residual: Some(ds2),
+            },
+            &saved.attention_norm,
+        )?;
+        let dcontext =
+            split_heads(&self.attention_out.input_grad(&ds1)?, shape, shape.tokens)?.squeeze(0)?;
+        let (q, k, v) = saved.qkv()?;
+        let (dq, dk, dv) = attention::backward(&dcontext, &q, &k, &v, &saved.probs, self.scale)?;
+        Ok(Grad {
+            main: self.qkv.input_grad(&merge_heads(&[dq, dk, dv])?)?,
+            residual: Some(ds1),
+        })
+    }
+
+    /// The input gradient when the output's gradient is non-zero only in `target`'s rows (the
+    /// last block under a start + end logit target). The feed-forward sublayer, the attention
+    /// output and the query projection run on those rows alone; keys and values still reach
+    /// every token. Exact: the other rows' terms are zero.
+    pub fn backward_rows(
+        &self,
+        saved: &LayerSaved,
+        target: &TargetRows,
+        shape: &BatchShape,
+    ) -> Result<Grad> {
+        let slots = 2;
+        let ffn_norm = saved.ffn_norm.select(&target.rows)?;
+        let attention_norm = saved.attention_norm.select(&target.rows)?;
+        let ds2 = ops::layer_norm_backward(&target.dy, None, &ffn_norm, &self.ffn_norm.gamma)?;
+        let du = ops::activation_backward(
+            &self.ffn_out.input_grad(&ds2)?,
+            &saved.ffn_pre.index_select(&target.rows, 0)?,
+            self.activation,
+        )?;
+        let ds1 = ops::layer_norm_backward(
+            &self.ffn_in.input_grad(&du)?,
+            Some(&ds2),
+            &attention_norm,
+            &self.attention_norm.gamma,
+        )?;
+        let dcontext =
+            split_heads(&self.attention_out.input_grad(&ds1)?, shape, slots)?.squeeze(0)?;
+        let (q, k, v) = saved.qkv()?;
+        let (b, a, t, d) = q.dims4()?;
+        let rows_of = |x: &Tensor, width: usize| {
+            x.reshape((b * a * t, width))?
+                .index_select(&target.head_rows, 0)?
+                .reshape((b, a, slots, width))
+        };
+        let (q_rows, p_rows) = (rows_of(&q, d)?, rows_of(&saved.probs, t)?);
+        let (dq, dk, dv) = attention::backward(&dcontext, &q_rows, &k, &v, &p_rows, self.scale)?;
+        let h = shape.hidden;
+        let main = self
+            .qkv
+            .outputs(h, 2 * h)?
+            .input_grad(&merge_heads(&[dk, dv])?)?;
+        let at_rows = (self.qkv.outputs(0, h)?.input_grad(&merge_heads(&[dq])?)? + ds1)?;
+        let residual = Tensor::zeros((shape.rows(), h), at_rows.dtype(), at_rows.device())?
+            .index_add(&target.rows, &at_rows, 0)?;
+        Ok(Grad {
+            main,
+            residual: Some(residual),
+        })
+    }
+
+    /// The forward of candle ops (differentiable): the reference. `x` `[n, h]`.
+    pub fn forward_slow(&self, x: &Tensor, lengths: &Tensor, shape: &BatchShape) -> Result<Tensor> {
+        let qkv = split_heads(&self.qkv.forward_slow(x)?, shape, shape.tokens)?;
+        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+        let scores = q.matmul(&k.t()?)?;
+        let probs = ops::masked_softmax_slow(&scores, lengths, self.scale)?;
+        let context = merge_heads(&[probs.matmul(&v)?])?;
         let attended = self
             .attention_norm
-            .forward(&(self.attention_out.forward(&context)? + x)?)?;
-        let ffn = self
-            .ffn_out
-            .forward(&self.activation.forward(&self.ffn_in.forward(&attended)?)?)?;
-        self.ffn_norm.forward(&(ffn + attended)?)
+            .forward_slow(&(self.attention_out.forward_slow(&context)? + x)?)?;
+        let activated = ops::bias_activation_slow(
+            &attended.matmul(&self.ffn_in.weight.t()?)?,
+            &self.ffn_in.bias,
+            self.activation,
+        )?;
+        self.ffn_norm
+            .forward_slow(&(self.ffn_out.forward_slow(&activated)? + attended)?)
     }
-}
-
-/// Additive attention bias from a `[batch, tokens]` mask of ones (real) and zeros (padding).
-pub fn mask_bias(mask: &Tensor) -> candle_core::Result<Tensor> {
-    let (b, t) = mask.dims2()?;
-    ((1.0 - mask)? * f32::MIN as f64)?.reshape((b, 1, 1, t))
 }

@@ -1,29 +1,57 @@
-//! Building blocks shared by both architectures. Every op here has a backward in candle:
-//! candle-nn's fused `layer_norm` / `softmax_last_dim` do not, and would silently cut the gradient.
+//! The weights of the building blocks and the few lines each block's forward and backward need.
 
-use candle_core::{Module, Tensor, D};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::config::Activation;
+use crate::ops::{self, LayerNormSaved};
 
-/// `y = x Wᵀ + b` over the last dimension of a tensor of any rank.
+/// `y = x Wᵀ + b` over the last dimension; `weight` `[out, in]`, `bias` `[out]`. The fast path
+/// takes the product alone and leaves the bias to the fused op that follows (LayerNorm,
+/// activation), which adds it as it reads the product.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Tensor,
-    bias: Tensor,
+    pub weight: Tensor,
+    pub bias: Tensor,
 }
 
 impl Linear {
-    pub fn load(vb: VarBuilder, in_dim: usize, out_dim: usize) -> candle_core::Result<Self> {
+    pub fn load(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
         Ok(Self {
             weight: vb.get((out_dim, in_dim), "weight")?,
             bias: vb.get(out_dim, "bias")?,
         })
     }
-}
 
-impl Module for Linear {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// One layer computing all of `parts`' outputs, concatenated (fusion at load).
+    pub fn concat(parts: &[Linear]) -> Result<Self> {
+        let weights: Vec<&Tensor> = parts.iter().map(|p| &p.weight).collect();
+        let biases: Vec<&Tensor> = parts.iter().map(|p| &p.bias).collect();
+        Ok(Self {
+            weight: Tensor::cat(&weights, 0)?,
+            bias: Tensor::cat(&biases, 0)?,
+        })
+    }
+
+    /// The outputs `start..start + len` only.
+    pub fn outputs(&self, start: usize, len: usize) -> Result<Self> {
+        Ok(Self {
+            weight: self.weight.narrow(0, start, len)?,
+            bias: self.bias.narrow(0, start, len)?,
+        })
+    }
+
+    /// `x Wᵀ` for `x` `[rows, in]`, without the bias.
+    pub fn product(&self, x: &Tensor) -> Result<Tensor> {
+        ops::matmul(x, &self.weight.t()?)
+    }
+
+    /// The input gradient `dy W`, `[rows, out]` → `[rows, in]`.
+    pub fn input_grad(&self, dy: &Tensor) -> Result<Tensor> {
+        ops::matmul(dy, &self.weight)
+    }
+
+    /// `x Wᵀ + b` of candle ops, for a tensor of any rank: the reference forward.
+    pub fn forward_slow(&self, x: &Tensor) -> Result<Tensor> {
         let mut dims = x.dims().to_vec();
         let in_dim = dims.pop().expect("linear input has at least one dimension");
         let rows = dims.iter().product::<usize>();
@@ -36,17 +64,17 @@ impl Module for Linear {
     }
 }
 
-/// LayerNorm over the last dimension, composed of differentiable ops.
+/// LayerNorm parameters over the last dimension.
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
-    gamma: Tensor,
-    beta: Tensor,
-    eps: f64,
+    pub gamma: Tensor,
+    pub beta: Tensor,
+    pub eps: f64,
 }
 
 impl LayerNorm {
     /// Accepts both the current (`weight`/`bias`) and the TF-era (`gamma`/`beta`) names.
-    pub fn load(vb: VarBuilder, dim: usize, eps: f64) -> candle_core::Result<Self> {
+    pub fn load(vb: VarBuilder, dim: usize, eps: f64) -> Result<Self> {
         let (w, b) = if vb.contains_tensor("gamma") {
             ("gamma", "beta")
         } else {
@@ -58,25 +86,31 @@ impl LayerNorm {
             eps,
         })
     }
-}
 
-impl Module for LayerNorm {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        candle_nn::ops::layer_norm_slow(x, &self.gamma, &self.beta, self.eps as f32)
+    /// `LN(x + residual + bias)`, saving what the backward needs.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        bias: Option<&Tensor>,
+    ) -> Result<(Tensor, LayerNormSaved)> {
+        ops::layer_norm_forward(x, residual, bias, &self.gamma, &self.beta, self.eps)
+    }
+
+    /// The gradient of the norm's input given its output's, as the sum of the two terms.
+    pub fn backward(&self, dy: &Grad, saved: &LayerNormSaved) -> Result<Tensor> {
+        ops::layer_norm_backward(&dy.main, dy.residual.as_ref(), saved, &self.gamma)
+    }
+
+    pub fn forward_slow(&self, x: &Tensor) -> Result<Tensor> {
+        ops::layer_norm_slow(x, None, None, &self.gamma, &self.beta, self.eps)
     }
 }
 
-impl Module for Activation {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Activation::Gelu => x.gelu_erf(),
-            Activation::GeluTanh => x.gelu(),
-            Activation::Relu => x.relu(),
-        }
-    }
-}
-
-/// Softmax over the last dimension (differentiable, unlike `softmax_last_dim`).
-pub fn softmax(x: &Tensor) -> candle_core::Result<Tensor> {
-    candle_nn::ops::softmax(x, D::Minus1)
+/// A gradient `[rows, hidden]` kept as two terms whose sum it is, a matmul's output and a
+/// residual branch: the LayerNorm backward that reads it next adds them on the fly, so a
+/// residual sum costs no pass of its own.
+pub struct Grad {
+    pub main: Tensor,
+    pub residual: Option<Tensor>,
 }

@@ -1,6 +1,7 @@
 //! The QA transformer in candle. It takes the word embeddings as an input tensor, so the
 //! explanation can differentiate with respect to them (or a one-hot product) directly.
 
+mod attention;
 mod bert;
 pub mod config;
 mod distilbert;
@@ -8,17 +9,21 @@ mod embeddings;
 mod encoder;
 mod layers;
 pub mod preset;
+mod saved;
 mod weights;
 
 use std::path::Path;
 
-use candle_core::{Device, Module, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 pub use config::{Activation, Architecture, ModelConfig};
 use embeddings::Embeddings;
+pub use encoder::TargetRows;
 use encoder::{EncoderLayer, LayerNames};
+pub use layers::Grad;
 use layers::{LayerNorm, Linear};
+pub use saved::{BatchShape, LayerSaved, Saved};
 
 use crate::error::{Error, Result};
 
@@ -48,9 +53,10 @@ pub struct Logits {
 
 impl QaModel {
     /// Loads `config.json` and `model.safetensors` (or `pytorch_model.bin`) from a directory.
-    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+    /// Weights are converted to `dtype` once, here.
+    pub fn load(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
-        let (path, vb) = weights::open(dir, device)?;
+        let (path, vb) = weights::open(dir, device, dtype)?;
         Self::from_var_builder(vb, &config).map_err(|e| Error::Weights {
             path,
             message: e.to_string(),
@@ -116,18 +122,130 @@ impl QaModel {
         self.word_embeddings.device()
     }
 
-    /// `words`: `[batch, tokens, hidden]` word embeddings; `token_types`: `[batch, tokens]` u32
-    /// (ignored by DistilBERT); `mask`: `[batch, tokens]` f32, 1 for real tokens, 0 for padding.
-    pub fn forward(&self, words: &Tensor, token_types: &Tensor, mask: &Tensor) -> Result<Logits> {
-        let bias = encoder::mask_bias(mask)?;
-        let mut x = self.embeddings.forward(words, token_types)?;
-        for layer in &self.layers {
-            x = layer.forward(&x, &bias)?;
+    /// The dtype of the weights and activations.
+    pub fn dtype(&self) -> DType {
+        self.word_embeddings.dtype()
+    }
+
+    /// The shape of a padded batch of `pairs` x `tokens`.
+    pub fn batch_shape(&self, pairs: usize, tokens: usize) -> BatchShape {
+        BatchShape {
+            pairs,
+            tokens,
+            hidden: self.config.hidden_size,
+            heads: self.config.num_heads,
+            intermediate: self.config.intermediate_size,
+            layers: self.config.num_layers,
         }
-        let logits = self.qa_outputs.forward(&x)?;
+    }
+
+    /// The forward pass, saving what [`QaModel::input_grad`] needs. `words` `[n, h]` word
+    /// embeddings (`n = b·t`, pair-major), `token_types` `[n]` u32 (ignored by DistilBERT),
+    /// `lengths` `[b]` u32 real tokens per pair (the rest is padding).
+    pub fn forward(
+        &self,
+        words: &Tensor,
+        token_types: &Tensor,
+        lengths: &Tensor,
+        shape: &BatchShape,
+    ) -> Result<(Logits, Saved)> {
+        let (mut x, embedding_norm) = self.embeddings.forward(words, token_types, shape)?;
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let (y, saved) = layer.forward(&x, lengths, shape)?;
+            layers.push(saved);
+            x = y;
+        }
+        let saved = Saved {
+            shape: *shape,
+            lengths: lengths.clone(),
+            embedding_norm,
+            layers,
+        };
+        Ok((
+            self.logits(&self.qa_outputs.forward_slow(&x)?, shape)?,
+            saved,
+        ))
+    }
+
+    /// `∂(start[s] + end[e]) / ∂words`, `[n, h]`, for each pair's `(s, e)` token target
+    /// (`None`: no target, a zero gradient). Consumes the saved activations, freeing each
+    /// layer's as soon as its backward is done. The last layer runs on the target rows alone.
+    pub fn input_grad(
+        &self,
+        mut saved: Saved,
+        targets: &[Option<(usize, usize)>],
+    ) -> Result<Tensor> {
+        let shape = saved.shape;
+        let target = self.target_rows(targets, &shape)?;
+        let last = saved
+            .layers
+            .pop()
+            .ok_or_else(|| candle_core::Error::Msg("the model has no encoder layer".into()))?;
+        let mut grad = self.layers[saved.layers.len()].backward_rows(&last, &target, &shape)?;
+        drop(last);
+        while let Some(layer_saved) = saved.layers.pop() {
+            grad = self.layers[saved.layers.len()].backward(&layer_saved, &grad, &shape)?;
+        }
+        Ok(self.embeddings.backward(&grad, &saved.embedding_norm)?)
+    }
+
+    fn target_rows(
+        &self,
+        targets: &[Option<(usize, usize)>],
+        shape: &BatchShape,
+    ) -> Result<TargetRows> {
+        let (t, a) = (shape.tokens, shape.heads);
+        let mut rows = Vec::with_capacity(2 * targets.len());
+        let mut head_rows = Vec::with_capacity(2 * a * targets.len());
+        let mut select = Vec::with_capacity(4 * targets.len());
+        for (p, target) in targets.iter().enumerate() {
+            let (tokens, weight) = match *target {
+                Some((s, e)) if s < t && e < t => ([s, e], 1f32),
+                Some(_) => {
+                    return Err(Error::InvalidOption(
+                        "gradient target outside the batch".into(),
+                    ))
+                }
+                None => ([0, 0], 0f32),
+            };
+            rows.extend(tokens.map(|tok| (p * t + tok) as u32));
+            for head in 0..a {
+                head_rows.extend(tokens.map(|tok| ((p * a + head) * t + tok) as u32));
+            }
+            select.extend([weight, 0.0, 0.0, weight]);
+        }
+        let device = self.device();
+        let slots = rows.len();
+        let select = Tensor::from_vec(select, (slots, 2), device)?.to_dtype(self.dtype())?;
+        Ok(TargetRows {
+            rows: Tensor::from_vec(rows, slots, device)?,
+            head_rows: Tensor::from_vec(head_rows, slots * a, device)?,
+            dy: crate::ops::matmul(&select, &self.qa_outputs.weight)?,
+        })
+    }
+
+    fn logits(&self, logits: &Tensor, shape: &BatchShape) -> Result<Logits> {
+        let logits = logits.reshape((shape.pairs, shape.tokens, 2))?;
         Ok(Logits {
             start: logits.narrow(2, 0, 1)?.squeeze(2)?,
             end: logits.narrow(2, 1, 1)?.squeeze(2)?,
         })
+    }
+
+    /// The same forward composed of candle ops, which candle's autograd differentiates: the
+    /// reference of [`QaModel::forward`] and [`QaModel::input_grad`] in the tests.
+    pub fn forward_slow(
+        &self,
+        words: &Tensor,
+        token_types: &Tensor,
+        lengths: &Tensor,
+        shape: &BatchShape,
+    ) -> Result<Logits> {
+        let mut x = self.embeddings.forward_slow(words, token_types, shape)?;
+        for layer in &self.layers {
+            x = layer.forward_slow(&x, lengths, shape)?;
+        }
+        self.logits(&self.qa_outputs.forward_slow(&x)?, shape)
     }
 }

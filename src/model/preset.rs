@@ -44,9 +44,10 @@ impl Preset {
         }
     }
 
-    /// A model of this shape with normally distributed weights (LayerNorm scales at 1).
-    pub fn random_model(self, device: &Device) -> Result<QaModel> {
-        let vb = VarBuilder::from_backend(Box::new(RandomWeights), DType::F32, device.clone());
+    /// A model of this shape with normally distributed weights (LayerNorm scales at 1), in
+    /// `dtype`.
+    pub fn random_model(self, device: &Device, dtype: DType) -> Result<QaModel> {
+        let vb = VarBuilder::from_backend(Box::new(RandomWeights), dtype, device.clone());
         Ok(QaModel::from_var_builder(vb, &self.config())?)
     }
 }

@@ -7,7 +7,8 @@ use candle_nn::VarBuilder;
 
 use crate::error::{Error, Result};
 
-pub fn open(dir: &Path, device: &Device) -> Result<(PathBuf, VarBuilder<'static>)> {
+/// Tensors are converted to `dtype` as they are read.
+pub fn open(dir: &Path, device: &Device, dtype: DType) -> Result<(PathBuf, VarBuilder<'static>)> {
     let safetensors = dir.join("model.safetensors");
     let pickle = dir.join("pytorch_model.bin");
     let fail = |path: &Path, e: candle_core::Error| Error::Weights {
@@ -19,11 +20,11 @@ pub fn open(dir: &Path, device: &Device) -> Result<(PathBuf, VarBuilder<'static>
             path: safetensors.clone(),
             source,
         })?;
-        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)
+        let vb = VarBuilder::from_buffered_safetensors(bytes, dtype, device)
             .map_err(|e| fail(&safetensors, e))?;
         Ok((safetensors, vb))
     } else if pickle.is_file() {
-        let vb = VarBuilder::from_pth(&pickle, DType::F32, device).map_err(|e| fail(&pickle, e))?;
+        let vb = VarBuilder::from_pth(&pickle, dtype, device).map_err(|e| fail(&pickle, e))?;
         Ok((pickle, vb))
     } else if dir.join("model.safetensors.index.json").is_file() {
         Err(Error::Weights {

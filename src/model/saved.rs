@@ -1,0 +1,97 @@
+//! What the forward keeps for the input-gradient backward, and how big it is.
+
+use candle_core::{DType, Result, Tensor};
+
+use crate::ops::{self, LayerNormSaved};
+
+/// The sizes of one padded batch; every saved tensor's shape is written in these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchShape {
+    /// Pairs in the batch (`b`).
+    pub pairs: usize,
+    /// Padded tokens per pair (`t`).
+    pub tokens: usize,
+    /// `h`.
+    pub hidden: usize,
+    /// Attention heads (`a`); `d = h / a`.
+    pub heads: usize,
+    /// Feed-forward width (`i`).
+    pub intermediate: usize,
+    /// Encoder layers (`l`).
+    pub layers: usize,
+}
+
+impl BatchShape {
+    /// Rows of the token-major tensors, `n = b·t`.
+    pub fn rows(&self) -> usize {
+        self.pairs * self.tokens
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.hidden / self.heads
+    }
+
+    /// Bytes [`Saved`] holds for this shape, activations in `dtype` (`s` bytes each),
+    /// statistics in f32:
+    ///
+    /// `l · (s·(5nh + n·i + b·a·t²) + 8n) + s·nh + 4n`
+    ///
+    /// per layer two LayerNorms' `x̂` (`2nh`) and `rstd` (`2n` f32), Q, K, V (`3nh`), the
+    /// activation's input (`n·i`) and the attention probabilities (`b·a·t²`); and the
+    /// embedding LayerNorm's `x̂` and `rstd`.
+    pub fn saved_bytes(&self, dtype: DType) -> usize {
+        let s = dtype.size_in_bytes();
+        let (n, h, i, t) = (self.rows(), self.hidden, self.intermediate, self.tokens);
+        let per_layer = s * (5 * n * h + n * i + self.pairs * self.heads * t * t) + 8 * n;
+        self.layers * per_layer + s * n * h + 4 * n
+    }
+}
+
+/// One encoder layer's saved activations.
+#[derive(Debug)]
+pub struct LayerSaved {
+    /// Q, K, V in head layout, `[3, b, a, t, d]`.
+    pub qkv: Tensor,
+    /// The attention probabilities, `[b, a, t, t]` (0 on padded keys).
+    pub probs: Tensor,
+    /// The attention sublayer's LayerNorm: `x̂` `[n, h]`, `rstd` `[n]` f32.
+    pub attention_norm: LayerNormSaved,
+    /// The activation's input (bias added), `[n, i]`.
+    pub ffn_pre: Tensor,
+    /// The feed-forward sublayer's LayerNorm: `x̂` `[n, h]`, `rstd` `[n]` f32.
+    pub ffn_norm: LayerNormSaved,
+}
+
+impl LayerSaved {
+    pub fn bytes(&self) -> usize {
+        ops::bytes(&self.qkv)
+            + ops::bytes(&self.probs)
+            + self.attention_norm.bytes()
+            + ops::bytes(&self.ffn_pre)
+            + self.ffn_norm.bytes()
+    }
+
+    /// Q, K and V, each `[b, a, t, d]`.
+    pub fn qkv(&self) -> Result<(Tensor, Tensor, Tensor)> {
+        Ok((self.qkv.get(0)?, self.qkv.get(1)?, self.qkv.get(2)?))
+    }
+}
+
+/// Everything the backward needs from one forward pass over a padded batch.
+#[derive(Debug)]
+pub struct Saved {
+    pub shape: BatchShape,
+    /// Real tokens per pair, `[b]` u32 (the padding mask).
+    pub lengths: Tensor,
+    /// The embedding LayerNorm: `x̂` `[n, h]`, `rstd` `[n]` f32.
+    pub embedding_norm: LayerNormSaved,
+    /// One per encoder layer, first to last.
+    pub layers: Vec<LayerSaved>,
+}
+
+impl Saved {
+    /// Bytes held now (equal to [`BatchShape::saved_bytes`] right after the forward).
+    pub fn bytes(&self) -> usize {
+        self.embedding_norm.bytes() + self.layers.iter().map(LayerSaved::bytes).sum::<usize>()
+    }
+}
