@@ -114,26 +114,11 @@ fn forward_cpu<T: Elem>(x: &Tensor, bias: &Tensor, act: Activation) -> Result<(T
     let width = bias_s.len();
     let mut u = vec![T::of(0.0); xs.len()];
     let mut a = vec![T::of(0.0); xs.len()];
-    // Chunks of whole rows, so each chunk's bias pattern starts at column 0.
     let chunk = width * (CHUNK / width).max(1);
     u.par_chunks_mut(chunk)
         .zip(a.par_chunks_mut(chunk))
         .zip(xs.par_chunks(chunk))
-        .for_each(|((u, a), x)| {
-            cpu::simd(|| {
-                for ((u, a), x) in u
-                    .chunks_mut(width)
-                    .zip(a.chunks_mut(width))
-                    .zip(x.chunks(width))
-                {
-                    for (((u, a), x), b) in u.iter_mut().zip(a.iter_mut()).zip(x).zip(bias_s) {
-                        let v = x.f32() + b.f32();
-                        *u = T::of(v);
-                        *a = T::of(act.value(v));
-                    }
-                }
-            })
-        });
+        .for_each(|((u, a), x)| forward_chunk::<T>(x, bias_s, act, u, a));
     Ok((cpu::tensor(u, x.shape())?, cpu::tensor(a, x.shape())?))
 }
 
@@ -143,12 +128,28 @@ fn backward_cpu<T: Elem>(dout: &Tensor, u: &Tensor, act: Activation) -> Result<T
     let mut du = vec![T::of(0.0); d.len()];
     du.par_chunks_mut(CHUNK)
         .zip(d.par_chunks(CHUNK).zip(us.par_chunks(CHUNK)))
-        .for_each(|(du, (d, u))| {
-            cpu::simd(|| {
-                for ((du, d), u) in du.iter_mut().zip(d).zip(u) {
-                    *du = T::of(d.f32() * act.derivative(u.f32()));
-                }
-            })
-        });
+        .for_each(|(du, (d, u))| backward_chunk::<T>(d, u, act, du));
     cpu::tensor(du, dout.shape())
+}
+
+cpu::simd_fn! {
+/// Whole rows of `x`, so the bias pattern starts at column 0.
+fn forward_chunk<T>(x: &[T], bias: &[T], act: Activation, u: &mut [T], a: &mut [T]) {
+    let width = bias.len();
+    for ((u, a), x) in u.chunks_mut(width).zip(a.chunks_mut(width)).zip(x.chunks(width)) {
+        for (((u, a), x), b) in u.iter_mut().zip(a.iter_mut()).zip(x).zip(bias) {
+            let v = x.f32() + b.f32();
+            *u = T::of(v);
+            *a = T::of(act.value(v));
+        }
+    }
+}
+}
+
+cpu::simd_fn! {
+fn backward_chunk<T>(dout: &[T], u: &[T], act: Activation, du: &mut [T]) {
+    for ((du, d), u) in du.iter_mut().zip(dout).zip(u) {
+        *du = T::of(d.f32() * act.derivative(u.f32()));
+    }
+}
 }

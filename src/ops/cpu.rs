@@ -90,6 +90,22 @@ impl Read<'_> {
     }
 }
 
+impl Read<'_> {
+    /// The whole storage and the tensor's layout in it, for strided access.
+    pub fn strided<T: WithDType>(&self) -> Result<(&[T], &Layout)> {
+        let Storage::Cpu(cpu) = &*self.storage else {
+            candle_core::bail!("a CPU op was given a tensor that is not on the CPU");
+        };
+        Ok((cpu.as_slice::<T>()?, self.layout))
+    }
+}
+
+/// A CPU tensor's storage, contiguous or not (read it with [`Read::strided`]).
+pub fn read_strided(t: &Tensor) -> Read<'_> {
+    let (storage, layout) = t.storage_and_layout();
+    Read { storage, layout }
+}
+
 /// The elements of an optional tensor, or `None`.
 pub fn optional<'a>(t: Option<&'a Tensor>) -> Result<Option<Read<'a>>> {
     t.map(read).transpose()
@@ -104,35 +120,71 @@ pub fn rows_per_task(width: usize) -> usize {
     (16_384 / width.max(1)).max(1)
 }
 
-/// Runs `f` compiled for the widest vector unit the CPU has (AVX-512, AVX2 + FMA, or the
-/// baseline). `f` and the `#[inline(always)]` functions it calls are inlined into the wrappers
-/// below, so their loops are vectorised for that unit.
-#[inline(always)]
-pub fn simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
-            // SAFETY: the features were just detected.
-            return unsafe { avx512(f) };
+/// `simd_fn! { fn name<T>(args) { body } }` defines `name<T: Elem>(args)`, which runs `body`
+/// compiled for the widest vector unit the CPU has (AVX-512, AVX2 + FMA, or the baseline),
+/// chosen at run time. The body's loops, and the `#[inline(always)]` helpers it calls, are
+/// vectorised for that unit.
+macro_rules! simd_fn {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident<$T:ident>($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name<$T: $crate::ops::cpu::Elem>($($arg: $ty),*) {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body<$T: $crate::ops::cpu::Elem>($($arg: $ty),*) $body
+
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx512<$T: $crate::ops::cpu::Elem>($($arg: $ty),*) {
+                    body::<$T>($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma,f16c")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx2<$T: $crate::ops::cpu::Elem>($($arg: $ty),*) {
+                    body::<$T>($($arg),*)
+                }
+                match $crate::ops::cpu::vector_unit() {
+                    // SAFETY: the unit's features were detected on this CPU.
+                    $crate::ops::cpu::VectorUnit::Avx512 => return unsafe { avx512::<$T>($($arg),*) },
+                    // SAFETY: as above.
+                    $crate::ops::cpu::VectorUnit::Avx2 => return unsafe { avx2::<$T>($($arg),*) },
+                    $crate::ops::cpu::VectorUnit::Baseline => {}
+                }
+            }
+            body::<$T>($($arg),*)
         }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { avx2(f) };
-        }
-    }
-    f()
+    };
+}
+pub(crate) use simd_fn;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VectorUnit {
+    Avx512,
+    Avx2,
+    Baseline,
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")]
-unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
-    f()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-    f()
+/// The widest vector unit of this CPU that the ops have code for (detected once).
+pub fn vector_unit() -> VectorUnit {
+    static UNIT: std::sync::OnceLock<VectorUnit> = std::sync::OnceLock::new();
+    *UNIT.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512dq")
+            {
+                return VectorUnit::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return VectorUnit::Avx2;
+            }
+        }
+        VectorUnit::Baseline
+    })
 }
 
 /// Lanes of the partial sums in reductions: as wide as an AVX-512 register, so the loop
@@ -199,8 +251,11 @@ pub fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding 1.5·2²³ rounds to the nearest integer n and leaves it in the low mantissa bits.
+    const SHIFT: f32 = 12_582_912.0;
     let xc = x.clamp(-87.3, 88.7);
-    let n = (xc * LOG2E + 0.5).floor();
+    let shifted = xc * LOG2E + SHIFT;
+    let n = shifted - SHIFT;
     let r = xc - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -211,7 +266,7 @@ pub fn exp(x: f32) -> f32 {
     let e = p * r * r + r + 1.0;
     // 2ⁿ as 2^⌊n/2⌋ · 2^⌈n/2⌉, each built in the exponent bits: n reaches −126 and 128 at
     // the ends of the range, where 2ⁿ alone is not a normal float.
-    let n = n as i32;
+    let n = shifted.to_bits() as i32 - SHIFT.to_bits() as i32;
     let half = n >> 1;
     let pow2 = |k: i32| f32::from_bits(((k + 127).clamp(1, 254) as u32) << 23);
     let y = e * pow2(half) * pow2(n - half);

@@ -159,9 +159,7 @@ fn forward_cpu<T: Elem>(
             |z, (row, ((y, xhat), rstd))| {
                 let span = row * hidden..(row + 1) * hidden;
                 let residual = residual.map(|r| &r[span.clone()]);
-                cpu::simd(|| {
-                    forward_row(&x[span], residual, bias, gamma, beta, eps, z, y, xhat, rstd)
-                })
+                forward_row::<T>(&x[span], residual, bias, gamma, beta, eps, z, y, xhat, rstd)
             },
         );
     Ok((
@@ -173,9 +171,8 @@ fn forward_cpu<T: Elem>(
     ))
 }
 
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn forward_row<T: Elem>(
+cpu::simd_fn! {
+fn forward_row<T>(
     x: &[T],
     residual: Option<&[T]>,
     bias: Option<&[T]>,
@@ -211,6 +208,7 @@ fn forward_row<T: Elem>(
         *y = T::of(xh * g.f32() + b.f32());
     }
 }
+}
 
 fn backward_cpu<T: Elem>(
     dout: &Tensor,
@@ -243,24 +241,22 @@ fn backward_cpu<T: Elem>(
             |g, (row, dx)| {
                 let span = row * hidden..(row + 1) * hidden;
                 let dres = dres.map(|r| &r[span.clone()]);
-                cpu::simd(|| {
-                    backward_row(
-                        &dout[span.clone()],
-                        dres,
-                        &xhat[span],
-                        rstd[row],
-                        gamma,
-                        g,
-                        dx,
-                    )
-                })
+                backward_row::<T>(
+                    &dout[span.clone()],
+                    dres,
+                    &xhat[span],
+                    rstd[row],
+                    gamma,
+                    g,
+                    dx,
+                )
             },
         );
     cpu::tensor(dx, (rows, hidden))
 }
 
-#[inline(always)]
-fn backward_row<T: Elem>(
+cpu::simd_fn! {
+fn backward_row<T>(
     dout: &[T],
     dres: Option<&[T]>,
     xhat: &[T],
@@ -286,4 +282,5 @@ fn backward_row<T: Elem>(
     for ((dx, g), xh) in dx.iter_mut().zip(g.iter()).zip(xhat) {
         *dx = T::of(rstd * (g - mean_g - xh.f32() * mean_gx));
     }
+}
 }

@@ -10,27 +10,15 @@
 pub mod activation;
 mod cpu;
 pub mod layer_norm;
+mod matmul;
 pub mod softmax;
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::Tensor;
 
 pub use activation::{activation_backward, bias_activation_forward, bias_activation_slow};
 pub use layer_norm::{layer_norm_backward, layer_norm_forward, layer_norm_slow, LayerNormSaved};
+pub use matmul::matmul;
 pub use softmax::{masked_softmax_backward, masked_softmax_forward, masked_softmax_slow};
-
-/// `a · b` (batched over leading dimensions). On the GPU cuBLAS multiplies f16/bf16 with f32
-/// accumulation; the CPU gemm has no bf16 and accumulates f16 in f16, so on the CPU half
-/// operands are multiplied in f32 and the product rounded once, as cuBLAS does.
-pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let dtype = a.dtype();
-    if a.device().is_cpu() && matches!(dtype, DType::F16 | DType::BF16) {
-        return a
-            .to_dtype(DType::F32)?
-            .matmul(&b.to_dtype(DType::F32)?)?
-            .to_dtype(dtype);
-    }
-    a.matmul(b)
-}
 
 /// Bytes of a tensor's elements.
 pub fn bytes(t: &Tensor) -> usize {

@@ -64,20 +64,21 @@ fn forward_cpu<T: Elem>(scores: &Tensor, lengths: &Tensor, scale: f32) -> Result
         .with_min_len(cpu::rows_per_task(keys))
         .for_each(|(row, (p, s))| {
             let real = (lengths[row / rows_per_example] as usize).min(keys);
-            cpu::simd(|| forward_row(&s[..real], scale, &mut p[..real]));
+            forward_row::<T>(&s[..real], scale, &mut p[..real]);
         });
     cpu::tensor(p, scores.shape())
 }
 
+cpu::simd_fn! {
 /// Writes the real keys' probabilities; the padding keys of `p` stay 0.
-#[inline(always)]
-fn forward_row<T: Elem>(s: &[T], scale: f32, p: &mut [T]) {
+fn forward_row<T>(s: &[T], scale: f32, p: &mut [T]) {
     let m = cpu::max(s) * scale;
     let sum = cpu::sum_map(s, |v| cpu::exp(v * scale - m));
     let inv = 1.0 / sum;
     for (p, s) in p.iter_mut().zip(s) {
         *p = T::of(cpu::exp(s.f32() * scale - m) * inv);
     }
+}
 }
 
 fn backward_cpu<T: Elem>(dp: &Tensor, p: &Tensor, scale: f32) -> Result<Tensor> {
@@ -88,13 +89,15 @@ fn backward_cpu<T: Elem>(dp: &Tensor, p: &Tensor, scale: f32) -> Result<Tensor> 
     ds.par_chunks_mut(keys)
         .zip(dps.par_chunks(keys).zip(ps.par_chunks(keys)))
         .with_min_len(cpu::rows_per_task(keys))
-        .for_each(|(ds, (dp, p))| {
-            cpu::simd(|| {
-                let dot = cpu::sum_zip(p, dp, |a, b| a * b);
-                for ((ds, dp), p) in ds.iter_mut().zip(dp).zip(p) {
-                    *ds = T::of(scale * p.f32() * (dp.f32() - dot));
-                }
-            })
-        });
+        .for_each(|(ds, (dp, p))| backward_row::<T>(dp, p, scale, ds));
     cpu::tensor(ds, dp.shape())
+}
+
+cpu::simd_fn! {
+fn backward_row<T>(dp: &[T], p: &[T], scale: f32, ds: &mut [T]) {
+    let dot = cpu::sum_zip(p, dp, |a, b| a * b);
+    for ((ds, dp), p) in ds.iter_mut().zip(dp).zip(p) {
+        *ds = T::of(scale * p.f32() * (dp.f32() - dot));
+    }
+}
 }
