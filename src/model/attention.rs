@@ -1,15 +1,57 @@
-//! Multi-head self-attention over saved Q, K, V: the forward and the input-gradient backward.
+//! Multi-head self-attention over saved Q, K, V: the forward and the input-gradient backward,
+//! each device on its own fused path.
 //!
 //! Forward, per (pair, head): `S = Q Kᵀ`, `P = softmax(S/√d, mask)`, `C = P V`.
 //! Backward, line by line in reverse: `dP = dC Vᵀ`, `dV = Pᵀ dC`,
 //! `dS = softmax_backward(dP, P)` (scale and mask inside), `dQ = dS K`, `dK = dSᵀ Q`.
+//!
+//! On a GPU the products are cuBLAS batched GEMMs around the softmax kernels, and `P` is
+//! saved. On the CPU one core runs a whole (pair, head) in its cache and only each row's
+//! log-sum-exp is saved; the backward recomputes `P` ([`crate::ops::attention`]).
 //! The backward takes any subset of query rows (all of them, or the two each pair's target
-//! reads in the last layer): `dC`, `Q` and `P` are those rows', `K` and `V` every key's.
+//! reads in the last layer): `dC`, `Q` and the saved rows are those rows', `K` and `V` every
+//! key's.
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 use super::saved::BatchShape;
 use crate::ops;
+
+/// What the backward needs of one layer's attention besides Q, K, V.
+#[derive(Debug)]
+pub enum AttentionSaved {
+    /// The probabilities `[b, a, t, t]` (GPU).
+    Probs(Tensor),
+    /// Each query row's log-sum-exp of the scaled scores `[b, a, t]` f32 (CPU).
+    LogSumExp(Tensor),
+}
+
+impl AttentionSaved {
+    pub fn bytes(&self) -> usize {
+        match self {
+            Self::Probs(t) | Self::LogSumExp(t) => ops::bytes(t),
+        }
+    }
+
+    /// The rows at `head_rows` (indices into `[b·a·t]`), as `[b, a, rows]`-shaped saves.
+    pub fn select(&self, head_rows: &Tensor, b: usize, a: usize, rows: usize) -> Result<Self> {
+        Ok(match self {
+            Self::Probs(p) => {
+                let t = p.dim(3)?;
+                Self::Probs(
+                    p.reshape((b * a * t, t))?
+                        .index_select(head_rows, 0)?
+                        .reshape((b, a, rows, t))?,
+                )
+            }
+            Self::LogSumExp(l) => Self::LogSumExp(
+                l.flatten_all()?
+                    .index_select(head_rows, 0)?
+                    .reshape((b, a, rows))?,
+            ),
+        })
+    }
+}
 
 /// `[rows, k·hidden]` (rows `pair·queries + query`) → `[k, pairs, heads, queries, head_dim]`.
 pub fn split_heads(x: &Tensor, shape: &BatchShape, queries: usize) -> Result<Tensor> {
@@ -30,32 +72,54 @@ pub fn merge_heads(parts: &[Tensor]) -> Result<Tensor> {
         .reshape((pairs * queries, parts.len() * heads * head_dim))
 }
 
-/// `(C, P)`: the context `[pairs, heads, tokens, head_dim]` and the probabilities.
+/// The context `[b, a, t, d]` and what the backward needs.
 pub fn forward(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     lengths: &Tensor,
     scale: f64,
-) -> Result<(Tensor, Tensor)> {
+) -> Result<(Tensor, AttentionSaved)> {
+    if q.device().is_cpu() {
+        let dtype = q.dtype();
+        let [q, k, v] = [q, k, v].map(|x| x.to_dtype(DType::F32));
+        let (context, lse) = ops::attention_forward_cpu(&q?, &k?, &v?, lengths, scale)?;
+        return Ok((context.to_dtype(dtype)?, AttentionSaved::LogSumExp(lse)));
+    }
     let scores = ops::matmul(q, &k.t()?)?;
     let probs = ops::masked_softmax_forward(&scores, lengths, scale)?;
-    Ok((ops::matmul(&probs, v)?, probs))
+    Ok((ops::matmul(&probs, v)?, AttentionSaved::Probs(probs)))
 }
 
-/// `(dQ, dK, dV)` for the query rows of `dcontext`, `q` and `probs`.
+/// `(dQ, dK, dV)` for the query rows of `dcontext`, `q` and `saved`.
 pub fn backward(
     dcontext: &Tensor,
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    probs: &Tensor,
+    saved: &AttentionSaved,
+    lengths: &Tensor,
     scale: f64,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let dprobs = ops::matmul(dcontext, &v.t()?)?;
-    let dv = ops::matmul(&probs.t()?, dcontext)?;
-    let dscores = ops::masked_softmax_backward(&dprobs, probs, scale)?;
-    let dq = ops::matmul(&dscores, k)?;
-    let dk = ops::matmul(&dscores.t()?, q)?;
-    Ok((dq, dk, dv))
+    match saved {
+        AttentionSaved::LogSumExp(lse) => {
+            let dtype = q.dtype();
+            let [dc, q, k, v] = [dcontext, q, k, v].map(|x| x.to_dtype(DType::F32));
+            let (dq, dk, dv) =
+                ops::attention_backward_cpu(&dc?, &q?, &k?, &v?, lse, lengths, scale)?;
+            Ok((
+                dq.to_dtype(dtype)?,
+                dk.to_dtype(dtype)?,
+                dv.to_dtype(dtype)?,
+            ))
+        }
+        AttentionSaved::Probs(probs) => {
+            let dprobs = ops::matmul(dcontext, &v.t()?)?;
+            let dv = ops::matmul(&probs.t()?, dcontext)?;
+            let dscores = ops::masked_softmax_backward(&dprobs, probs, scale)?;
+            let dq = ops::matmul(&dscores, k)?;
+            let dk = ops::matmul(&dscores.t()?, q)?;
+            Ok((dq, dk, dv))
+        }
+    }
 }

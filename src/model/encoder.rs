@@ -96,7 +96,7 @@ impl EncoderLayer {
         let projected = self.qkv.product(x)?.broadcast_add(&self.qkv.bias)?;
         let qkv = split_heads(&projected, shape, shape.tokens)?;
         let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let (context, probs) = attention::forward(&q, &k, &v, lengths, self.scale)?;
+        let (context, attention) = attention::forward(&q, &k, &v, lengths, self.scale)?;
         let context = merge_heads(&[context])?;
         let (attended, attention_norm) = self.attention_norm.forward(
             &self.attention_out.product(&context)?,
@@ -115,7 +115,7 @@ impl EncoderLayer {
         )?;
         let saved = LayerSaved {
             qkv,
-            probs,
+            attention,
             attention_norm,
             ffn_pre,
             ffn_norm,
@@ -124,7 +124,13 @@ impl EncoderLayer {
     }
 
     /// The input gradient of the block given its output's.
-    pub fn backward(&self, saved: &LayerSaved, dy: &Grad, shape: &BatchShape) -> Result<Grad> {
+    pub fn backward(
+        &self,
+        saved: &LayerSaved,
+        dy: &Grad,
+        lengths: &Tensor,
+        shape: &BatchShape,
+    ) -> Result<Grad> {
         let ds2 = self.ffn_norm.backward(dy, &saved.ffn_norm)?;
         let du = ops::activation_backward(
             &self.ffn_out.input_grad(&ds2)?,
@@ -141,7 +147,8 @@ impl EncoderLayer {
         let dcontext =
             split_heads(&self.attention_out.input_grad(&ds1)?, shape, shape.tokens)?.squeeze(0)?;
         let (q, k, v) = saved.qkv()?;
-        let (dq, dk, dv) = attention::backward(&dcontext, &q, &k, &v, &saved.probs, self.scale)?;
+        let (dq, dk, dv) =
+            attention::backward(&dcontext, &q, &k, &v, &saved.attention, lengths, self.scale)?;
         Ok(Grad {
             main: self.qkv.input_grad(&merge_heads(&[dq, dk, dv])?)?,
             residual: Some(ds1),
@@ -156,6 +163,7 @@ impl EncoderLayer {
         &self,
         saved: &LayerSaved,
         target: &TargetRows,
+        lengths: &Tensor,
         shape: &BatchShape,
     ) -> Result<Grad> {
         let slots = 2;
@@ -177,13 +185,13 @@ impl EncoderLayer {
             split_heads(&self.attention_out.input_grad(&ds1)?, shape, slots)?.squeeze(0)?;
         let (q, k, v) = saved.qkv()?;
         let (b, a, t, d) = q.dims4()?;
-        let rows_of = |x: &Tensor, width: usize| {
-            x.reshape((b * a * t, width))?
-                .index_select(&target.head_rows, 0)?
-                .reshape((b, a, slots, width))
-        };
-        let (q_rows, p_rows) = (rows_of(&q, d)?, rows_of(&saved.probs, t)?);
-        let (dq, dk, dv) = attention::backward(&dcontext, &q_rows, &k, &v, &p_rows, self.scale)?;
+        let q_rows = q
+            .reshape((b * a * t, d))?
+            .index_select(&target.head_rows, 0)?
+            .reshape((b, a, slots, d))?;
+        let rows_saved = saved.attention.select(&target.head_rows, b, a, slots)?;
+        let (dq, dk, dv) =
+            attention::backward(&dcontext, &q_rows, &k, &v, &rows_saved, lengths, self.scale)?;
         let h = shape.hidden;
         let main = self
             .qkv
@@ -202,9 +210,7 @@ impl EncoderLayer {
     pub fn forward_slow(&self, x: &Tensor, lengths: &Tensor, shape: &BatchShape) -> Result<Tensor> {
         let qkv = split_heads(&self.qkv.forward_slow(x)?, shape, shape.tokens)?;
         let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let scores = q.matmul(&k.t()?)?;
-        let probs = ops::masked_softmax_slow(&scores, lengths, self.scale)?;
-        let context = merge_heads(&[probs.matmul(&v)?])?;
+        let context = merge_heads(&[ops::attention_slow(&q, &k, &v, lengths, self.scale)?])?;
         let attended = self
             .attention_norm
             .forward_slow(&(self.attention_out.forward_slow(&context)? + x)?)?;

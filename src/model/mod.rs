@@ -182,10 +182,13 @@ impl QaModel {
             .layers
             .pop()
             .ok_or_else(|| candle_core::Error::Msg("the model has no encoder layer".into()))?;
-        let mut grad = self.layers[saved.layers.len()].backward_rows(&last, &target, &shape)?;
+        let lengths = saved.lengths.clone();
+        let mut grad =
+            self.layers[saved.layers.len()].backward_rows(&last, &target, &lengths, &shape)?;
         drop(last);
         while let Some(layer_saved) = saved.layers.pop() {
-            grad = self.layers[saved.layers.len()].backward(&layer_saved, &grad, &shape)?;
+            grad =
+                self.layers[saved.layers.len()].backward(&layer_saved, &grad, &lengths, &shape)?;
         }
         Ok(self.embeddings.backward(&grad, &saved.embedding_norm)?)
     }

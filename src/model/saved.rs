@@ -1,7 +1,8 @@
 //! What the forward keeps for the input-gradient backward, and how big it is.
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 
+use super::attention::AttentionSaved;
 use crate::ops::{self, LayerNormSaved};
 
 /// The sizes of one padded batch; every saved tensor's shape is written in these.
@@ -31,18 +32,24 @@ impl BatchShape {
         self.hidden / self.heads
     }
 
-    /// Bytes [`Saved`] holds for this shape, activations in `dtype` (`s` bytes each),
-    /// statistics in f32:
+    /// Bytes [`Saved`] holds for this shape on `device`, activations in `dtype` (`s` bytes
+    /// each), statistics in f32:
     ///
-    /// `l · (s·(5nh + n·i + b·a·t²) + 8n) + s·nh + 4n`
+    /// - GPU: `l · (s·(5nh + n·i + b·a·t²) + 8n) + s·nh + 4n`
+    /// - CPU: `l · (s·(5nh + n·i) + 4n·a + 8n) + s·nh + 4n`
     ///
-    /// per layer two LayerNorms' `x̂` (`2nh`) and `rstd` (`2n` f32), Q, K, V (`3nh`), the
-    /// activation's input (`n·i`) and the attention probabilities (`b·a·t²`); and the
-    /// embedding LayerNorm's `x̂` and `rstd`.
-    pub fn saved_bytes(&self, dtype: DType) -> usize {
+    /// Per layer: two LayerNorms' `x̂` (`2nh`) and `rstd` (`2n` f32), Q, K, V (`3nh`), the
+    /// activation's input (`n·i`), and the attention's probabilities (`b·a·t²`, GPU) or
+    /// row log-sum-exps (`n·a` f32, CPU). Then the embedding LayerNorm's `x̂` and `rstd`.
+    pub fn saved_bytes(&self, dtype: DType, device: &Device) -> usize {
         let s = dtype.size_in_bytes();
         let (n, h, i, t) = (self.rows(), self.hidden, self.intermediate, self.tokens);
-        let per_layer = s * (5 * n * h + n * i + self.pairs * self.heads * t * t) + 8 * n;
+        let attention = if device.is_cpu() {
+            4 * n * self.heads
+        } else {
+            s * self.pairs * self.heads * t * t
+        };
+        let per_layer = s * (5 * n * h + n * i) + attention + 8 * n;
         self.layers * per_layer + s * n * h + 4 * n
     }
 }
@@ -52,8 +59,9 @@ impl BatchShape {
 pub struct LayerSaved {
     /// Q, K, V in head layout, `[3, b, a, t, d]`.
     pub qkv: Tensor,
-    /// The attention probabilities, `[b, a, t, t]` (0 on padded keys).
-    pub probs: Tensor,
+    /// The attention's probabilities `[b, a, t, t]` (GPU) or row log-sum-exps `[b, a, t]`
+    /// f32 (CPU).
+    pub attention: AttentionSaved,
     /// The attention sublayer's LayerNorm: `x̂` `[n, h]`, `rstd` `[n]` f32.
     pub attention_norm: LayerNormSaved,
     /// The activation's input (bias added), `[n, i]`.
@@ -65,7 +73,7 @@ pub struct LayerSaved {
 impl LayerSaved {
     pub fn bytes(&self) -> usize {
         ops::bytes(&self.qkv)
-            + ops::bytes(&self.probs)
+            + self.attention.bytes()
             + self.attention_norm.bytes()
             + ops::bytes(&self.ffn_pre)
             + self.ffn_norm.bytes()

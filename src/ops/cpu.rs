@@ -126,23 +126,28 @@ pub fn rows_per_task(width: usize) -> usize {
 /// vectorised for that unit.
 macro_rules! simd_fn {
     ($(#[$meta:meta])* $vis:vis fn $name:ident<$T:ident>($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $crate::ops::cpu::simd_fn! {
+            $(#[$meta])* $vis fn $name<$T>($($arg: $ty),*) -> () $body
+        }
+    };
+    ($(#[$meta:meta])* $vis:vis fn $name:ident<$T:ident>($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
         $(#[$meta])*
-        #[allow(clippy::too_many_arguments)]
-        $vis fn $name<$T: $crate::ops::cpu::Elem>($($arg: $ty),*) {
+        #[allow(clippy::too_many_arguments, clippy::unused_unit)]
+        $vis fn $name<$T: $crate::ops::cpu::Elem>($($arg: $ty),*) -> $ret {
             #[inline(always)]
-            #[allow(clippy::too_many_arguments)]
-            fn body<$T: $crate::ops::cpu::Elem>($($arg: $ty),*) $body
+            #[allow(clippy::too_many_arguments, clippy::unused_unit)]
+            fn body<$T: $crate::ops::cpu::Elem>($($arg: $ty),*) -> $ret $body
 
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")]
-                #[allow(clippy::too_many_arguments)]
-                fn avx512<$T: $crate::ops::cpu::Elem>($($arg: $ty),*) {
+                #[allow(clippy::too_many_arguments, clippy::unused_unit)]
+                fn avx512<$T: $crate::ops::cpu::Elem>($($arg: $ty),*) -> $ret {
                     body::<$T>($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma,f16c")]
-                #[allow(clippy::too_many_arguments)]
-                fn avx2<$T: $crate::ops::cpu::Elem>($($arg: $ty),*) {
+                #[allow(clippy::too_many_arguments, clippy::unused_unit)]
+                fn avx2<$T: $crate::ops::cpu::Elem>($($arg: $ty),*) -> $ret {
                     body::<$T>($($arg),*)
                 }
                 match $crate::ops::cpu::vector_unit() {

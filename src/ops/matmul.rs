@@ -71,6 +71,78 @@ impl<'a> Operand<'a> {
     }
 }
 
+/// An f32 matrix in a slice, row-major or any strided view of one.
+#[derive(Clone, Copy)]
+pub struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// The row-major `rows x cols` matrix at the start of `data`.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert!(data.len() >= rows * cols, "matrix larger than its slice");
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose, as a view.
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+}
+
+/// `dst = a · b` on the calling thread, `dst` row-major `[a.rows, b.cols]`: the building block
+/// of the CPU's per-(pair, head) attention, which runs one such product per core.
+pub fn gemm_into(dst: &mut [f32], a: Mat, b: Mat) {
+    assert!(
+        a.cols == b.rows && dst.len() >= a.rows * b.cols,
+        "gemm_into: shapes differ"
+    );
+    if a.rows * b.cols == 0 {
+        return;
+    }
+    // SAFETY: `Mat::new` checked that each matrix lies inside its slice (a transpose reaches
+    // the same elements), and `dst` holds the whole product.
+    unsafe {
+        gemm::gemm(
+            a.rows,
+            b.cols,
+            a.cols,
+            dst.as_mut_ptr(),
+            1,
+            b.cols as isize,
+            false,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
 fn batched_f32(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let rank = a.rank();
     let (m, k) = (a.dims()[rank - 2], a.dims()[rank - 1]);

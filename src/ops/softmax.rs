@@ -70,14 +70,19 @@ fn forward_cpu<T: Elem>(scores: &Tensor, lengths: &Tensor, scale: f32) -> Result
 }
 
 cpu::simd_fn! {
-/// Writes the real keys' probabilities; the padding keys of `p` stay 0.
-fn forward_row<T>(s: &[T], scale: f32, p: &mut [T]) {
+/// Writes the probabilities of the real keys `s` (the caller zeroes the padding's) and
+/// returns the row's log-sum-exp of the scaled scores (0 for a row with no real key).
+pub fn forward_row<T>(s: &[T], scale: f32, p: &mut [T]) -> f32 {
+    if s.is_empty() {
+        return 0.0;
+    }
     let m = cpu::max(s) * scale;
     let sum = cpu::sum_map(s, |v| cpu::exp(v * scale - m));
     let inv = 1.0 / sum;
     for (p, s) in p.iter_mut().zip(s) {
         *p = T::of(cpu::exp(s.f32() * scale - m) * inv);
     }
+    m + sum.ln()
 }
 }
 
@@ -94,7 +99,8 @@ fn backward_cpu<T: Elem>(dp: &Tensor, p: &Tensor, scale: f32) -> Result<Tensor> 
 }
 
 cpu::simd_fn! {
-fn backward_row<T>(dp: &[T], p: &[T], scale: f32, ds: &mut [T]) {
+/// `ds = scale · p ⊙ (dp − p·dp)` for one row.
+pub fn backward_row<T>(dp: &[T], p: &[T], scale: f32, ds: &mut [T]) {
     let dot = cpu::sum_zip(p, dp, |a, b| a * b);
     for ((ds, dp), p) in ds.iter_mut().zip(dp).zip(p) {
         *ds = T::of(scale * p.f32() * (dp.f32() - dot));
