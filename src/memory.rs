@@ -53,6 +53,23 @@ fn grow(size: usize) {
     PEAK.fetch_max(live, Ordering::Relaxed);
 }
 
+/// Makes glibc's allocator keep freed memory for reuse instead of returning it to the system.
+///
+/// Every pass allocates the same large activation buffers again; by default glibc serves
+/// blocks over its mmap threshold with a fresh `mmap` and unmaps them on free, so every pass
+/// page-faults, zeroes and cgroup-charges its memory anew (about 40% of the CPU time in the
+/// first profile). Measured on distilbert-base 8 x 384 (2 cores): 3.76 s per batch with the
+/// default, 3.26 s with this, 3.9–4.1 s with mimalloc as the global allocator. The process's
+/// resident memory then stays at its peak. No-op outside glibc.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before any large allocation.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
 /// Bytes in use on `device` now (after its queued work has finished).
 pub fn live_bytes(device: &Device) -> Result<usize> {
     device.synchronize()?;
