@@ -193,6 +193,29 @@ impl QaModel {
         Ok(self.embeddings.backward(&grad, &saved.embedding_norm)?)
     }
 
+    /// [`QaModel::input_grad`] with the last layer's backward over every row (the gradient
+    /// scattered into a zero `[n, h]`): the reference of the sparse last layer, and what it saves.
+    pub fn input_grad_full(
+        &self,
+        mut saved: Saved,
+        targets: &[Option<(usize, usize)>],
+    ) -> Result<Tensor> {
+        let shape = saved.shape;
+        let target = self.target_rows(targets, &shape)?;
+        let dy = Tensor::zeros((shape.rows(), shape.hidden), self.dtype(), self.device())?
+            .index_add(&target.rows, &target.dy, 0)?;
+        let mut grad = Grad {
+            main: dy,
+            residual: None,
+        };
+        let lengths = saved.lengths.clone();
+        while let Some(layer_saved) = saved.layers.pop() {
+            grad =
+                self.layers[saved.layers.len()].backward(&layer_saved, &grad, &lengths, &shape)?;
+        }
+        Ok(self.embeddings.backward(&grad, &saved.embedding_norm)?)
+    }
+
     fn target_rows(
         &self,
         targets: &[Option<(usize, usize)>],

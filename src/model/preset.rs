@@ -44,15 +44,38 @@ impl Preset {
         }
     }
 
-    /// A model of this shape with normally distributed weights (LayerNorm scales at 1), in
-    /// `dtype`.
+    /// A model of this shape with BERT's initialisation (normal weights of standard deviation
+    /// 0.02, LayerNorm scales at 1), in `dtype`.
     pub fn random_model(self, device: &Device, dtype: DType) -> Result<QaModel> {
-        let vb = VarBuilder::from_backend(Box::new(RandomWeights), dtype, device.clone());
-        Ok(QaModel::from_var_builder(vb, &self.config())?)
+        random_model(&self.config(), RandomWeights::BERT_INIT, device, dtype)
     }
 }
 
-struct RandomWeights;
+/// A model of any shape with random weights: `weights.std` for every matrix, embedding and
+/// bias, LayerNorm scales `1 + N(0, weights.norm_std)`.
+pub fn random_model(
+    config: &ModelConfig,
+    weights: RandomWeights,
+    device: &Device,
+    dtype: DType,
+) -> Result<QaModel> {
+    let vb = VarBuilder::from_backend(Box::new(weights), dtype, device.clone());
+    Ok(QaModel::from_var_builder(vb, config)?)
+}
+
+/// How [`random_model`] draws weights.
+#[derive(Debug, Clone, Copy)]
+pub struct RandomWeights {
+    pub std: f64,
+    pub norm_std: f64,
+}
+
+impl RandomWeights {
+    pub const BERT_INIT: Self = Self {
+        std: 0.02,
+        norm_std: 0.0,
+    };
+}
 
 impl SimpleBackend for RandomWeights {
     fn get(
@@ -64,11 +87,12 @@ impl SimpleBackend for RandomWeights {
         device: &Device,
     ) -> candle_core::Result<Tensor> {
         let is_norm_scale = name.ends_with("LayerNorm.weight") || name.ends_with("norm.weight");
-        if is_norm_scale {
-            Tensor::ones(shape, dtype, device)
+        let values = if is_norm_scale {
+            (Tensor::randn(0f32, self.norm_std as f32, shape, device)? + 1.0)?
         } else {
-            Tensor::randn(0f32, 0.02, shape, device)?.to_dtype(dtype)
-        }
+            Tensor::randn(0f32, self.std as f32, shape, device)?
+        };
+        values.to_dtype(dtype)
     }
 
     fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {

@@ -1,6 +1,8 @@
 //! Fixtures written by tools/reference/make_fixtures.py (HF transformers in PyTorch).
 #![allow(dead_code)]
 
+pub mod backward;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
