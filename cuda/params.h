@@ -42,4 +42,35 @@ typedef struct NormaliseParams {
     unsigned int tokens;
 } NormaliseParams;
 
+/* The activations of bias_activation and activation_backward (Rust: model::Activation::code). */
+#define ACT_GELU 0
+#define ACT_GELU_TANH 1
+#define ACT_RELU 2
+
+/* layer_norm_forward / layer_norm_backward: one warp per row. The optional inputs are flags;
+ * their pointers are then any valid pointer and never read. */
+typedef struct LayerNormParams {
+    unsigned int rows;
+    unsigned int hidden;
+    float eps;
+    unsigned int has_residual;
+    unsigned int has_bias;
+} LayerNormParams;
+
+/* bias_activation / activation_backward: element-wise over `elements` = rows x width. */
+typedef struct ActivationParams {
+    unsigned long long elements;
+    unsigned int width;
+    unsigned int activation;
+} ActivationParams;
+
+/* masked_softmax_forward / backward: one warp per row of `keys` scores; row r belongs to
+ * example r / rows_per_example, whose keys at or past lengths[example] are padding. */
+typedef struct SoftmaxParams {
+    unsigned int rows;
+    unsigned int keys;
+    unsigned int rows_per_example;
+    float scale;
+} SoftmaxParams;
+
 #endif

@@ -68,9 +68,44 @@ pub enum Error {
     #[error("model {name:?} could not be resolved: {message}")]
     Hub { name: String, message: String },
 
+    #[error(
+        "out of memory: {what} needs about {needed_mib} MiB, {available_mib} MiB available; \
+         lower --max-batch-tokens or --max-length"
+    )]
+    OutOfMemory {
+        what: String,
+        needed_mib: usize,
+        available_mib: usize,
+    },
+
+    #[error("the device ran out of memory: {0}")]
+    DeviceOutOfMemory(String),
+
     #[error("non-finite {0} (NaN or infinity) in the model output")]
     NonFinite(&'static str),
 
     #[error("tensor computation failed: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
+}
+
+impl From<candle_core::Error> for Error {
+    /// A device allocation failure becomes [`Error::DeviceOutOfMemory`], which the engine
+    /// answers by splitting the pass.
+    fn from(e: candle_core::Error) -> Self {
+        let message = e.to_string();
+        if message.contains("OUT_OF_MEMORY") || message.contains("out of memory") {
+            Error::DeviceOutOfMemory(message)
+        } else {
+            Error::Candle(e)
+        }
+    }
+}
+
+impl Error {
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(
+            self,
+            Error::OutOfMemory { .. } | Error::DeviceOutOfMemory(_)
+        )
+    }
 }

@@ -32,6 +32,6 @@ pub mod text;
 
 pub use error::{Error, Result};
 pub use explain::{
-    ExplainOptions, Explainer, Explanation, Precision, QaPair, SaliencyKind, SpanMode,
+    BatchTokens, ExplainOptions, Explainer, Explanation, Precision, QaPair, SaliencyKind, SpanMode,
     DEFAULT_MAX_LENGTH,
 };

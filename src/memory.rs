@@ -79,6 +79,43 @@ pub fn live_bytes(device: &Device) -> Result<usize> {
     }
 }
 
+/// Bytes the device can still give: the GPU's free memory, or the system's available memory
+/// (`MemAvailable`) for the CPU.
+pub fn available_bytes(device: &Device) -> Result<usize> {
+    match device.location() {
+        DeviceLocation::Cuda { .. } => gpu::free(device),
+        _ => {
+            let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+            let kib = info
+                .lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<usize>().ok());
+            // Without /proc (not Linux), no limit is known.
+            Ok(kib.map_or(usize::MAX, |k| k * 1024))
+        }
+    }
+}
+
+/// The resident set of this process now, and its peak since [`reset_rss_peak`] (Linux: from
+/// `/proc/self/status`; zeros elsewhere). Unlike the counting allocator this sees every
+/// allocation, as an external tool would, so it is the figure compared with other programs.
+pub fn rss_bytes() -> (usize, usize) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<usize>().ok())
+            .map_or(0, |kib| kib * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Resets the resident-set peak to the current resident set (Linux 4.0+).
+pub fn reset_rss_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// Starts a new peak measurement from the current use.
 pub fn reset_peak(device: &Device) -> Result<()> {
     device.synchronize()?;
@@ -138,6 +175,18 @@ mod gpu {
         Ok(value as usize)
     }
 
+    pub fn free(device: &candle_core::Device) -> Result<usize> {
+        let candle_core::Device::Cuda(cuda) = device else {
+            return Err(Error::Device("not a CUDA device".into()));
+        };
+        let (free, _) = cuda
+            .cuda_stream()
+            .context()
+            .mem_get_info()
+            .map_err(|e| Error::Device(e.to_string()))?;
+        Ok(free)
+    }
+
     /// The high watermark can only be reset to zero, which restarts it from the current use.
     pub fn reset_high(gpu_id: usize) -> Result<()> {
         let mut zero: u64 = 0;
@@ -162,6 +211,10 @@ mod gpu {
     }
 
     pub fn reset_high(_: usize) -> Result<()> {
+        Err(unavailable())
+    }
+
+    pub fn free(_: &candle_core::Device) -> Result<usize> {
         Err(unavailable())
     }
 }

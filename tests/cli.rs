@@ -284,10 +284,12 @@ fn bench_prints_a_table_with_the_dense_ratio() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     for name in [
-        "| dense |",
-        "| streaming |",
-        "| gram |",
-        "speed-up vs dense",
+        "| spangrad dense |",
+        "| spangrad streaming |",
+        "| spangrad gram |",
+        "speed-up vs spangrad dense",
+        "forward (s)",
+        "Saved activations of one pass by the formula",
     ] {
         assert!(stdout.contains(name), "{stdout}");
     }

@@ -261,7 +261,7 @@ fn non_finite_weights_are_reported_not_returned() {
 fn zero_sized_options_are_rejected() {
     for options in [
         ExplainOptions {
-            max_batch_tokens: Some(0),
+            max_batch_tokens: spangrad::BatchTokens::Fixed(0),
             ..ExplainOptions::default()
         },
         ExplainOptions {

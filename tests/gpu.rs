@@ -1,6 +1,7 @@
 //! Every CUDA kernel against its CPU twin on fresh random inputs of awkward sizes, with kernel
-//! outputs poisoned (NaN) before each run so an unwritten element fails; then the fixture
-//! explanations on the GPU against the CPU. Without the `cuda` feature or a GPU each test prints
+//! outputs poisoned (NaN) before each run so an unwritten element fails; the ops and the whole
+//! input-gradient backward against candle's autograd on the GPU (the bodies of
+//! tests/backward.rs); then the fixture explanations on the GPU against the CPU. Without the `cuda` feature or a GPU each test prints
 //! why it is skipped.
 
 mod common;
@@ -12,7 +13,9 @@ use common::*;
 use spangrad::explain::normalise::normalise;
 use spangrad::explain::rows::{gather_dot, scatter_rows};
 use spangrad::explain::saliency::{Dense, Gram, Saliency, Streaming};
-use spangrad::{ExplainOptions, Explainer, QaPair, SaliencyKind, SpanMode};
+use spangrad::model::Activation;
+use spangrad::ops;
+use spangrad::{ExplainOptions, Explainer, Precision, QaPair, SaliencyKind, SpanMode};
 
 fn gpu(test: &str) -> Option<Device> {
     match spangrad::device::parse("cuda") {
@@ -87,7 +90,7 @@ fn assert_close(got: &Tensor, twin: &Tensor, tol: f64, what: String) {
 }
 
 /// Random CPU data rounded to `dtype`: the GPU gets it in `dtype`, the CPU twin in f32.
-fn random(shape: (usize, usize), dtype: DType, gpu: &Device) -> (Tensor, Tensor) {
+fn random(shape: impl Into<candle_core::Shape>, dtype: DType, gpu: &Device) -> (Tensor, Tensor) {
     let x = (Tensor::randn(0f32, 1.0, shape, &Device::Cpu).unwrap() + 0.1)
         .unwrap()
         .to_dtype(dtype)
@@ -250,6 +253,7 @@ gpu_test!(fixture_explanations_on_the_gpu_equal_the_cpu, |gpu| {
             let options = ExplainOptions {
                 saliency,
                 span: SpanMode::Best,
+                precision: Some(Precision::F32),
                 ..ExplainOptions::default()
             };
             let on_gpu = Explainer::from_dir(&fixture(dir), options.clone(), &gpu).unwrap();
@@ -270,5 +274,127 @@ gpu_test!(fixture_explanations_on_the_gpu_equal_the_cpu, |gpu| {
                 );
             }
         }
+    }
+});
+
+/// (rows, width) off every warp and block boundary.
+const ROW_SHAPES: [(usize, usize); 4] = [(1, 7), (33, 100), (257, 768), (5, 3072)];
+
+gpu_test!(layer_norm_kernels_match_their_cpu_twins, |gpu| {
+    for (rows, hidden) in ROW_SHAPES {
+        for (dtype, tol) in DTYPES {
+            for fused in [false, true] {
+                let what = format!("layer norm {dtype:?} {rows}x{hidden} fused {fused}");
+                let [x, r, d, dr] = [0; 4].map(|_| random((rows, hidden), dtype, &gpu));
+                let [bias, gamma, beta] = [0; 3].map(|_| random(hidden, dtype, &gpu));
+                let on = |x: &Tensor, r: &Tensor, b: &Tensor, g: &Tensor, be: &Tensor| {
+                    let (r, b) = if fused {
+                        (Some(r), Some(b))
+                    } else {
+                        (None, None)
+                    };
+                    ops::layer_norm_forward(x, r, b, g, be, 1e-12).unwrap()
+                };
+                let (y_g, saved_g) = on(&x.0, &r.0, &bias.0, &gamma.0, &beta.0);
+                let (y_c, saved_c) = on(&x.1, &r.1, &bias.1, &gamma.1, &beta.1);
+                assert_close(&y_g, &y_c, tol, format!("{what}: y"));
+                assert_close(&saved_g.xhat, &saved_c.xhat, tol, format!("{what}: x̂"));
+                assert_close(&saved_g.rstd, &saved_c.rstd, tol, format!("{what}: rstd"));
+                let dres = |t: &Tensor| fused.then(|| t.clone());
+                let dx_g = ops::layer_norm_backward(&d.0, dres(&dr.0).as_ref(), &saved_g, &gamma.0)
+                    .unwrap();
+                let dx_c = ops::layer_norm_backward(&d.1, dres(&dr.1).as_ref(), &saved_c, &gamma.1)
+                    .unwrap();
+                assert_close(&dx_g, &dx_c, tol, format!("{what}: dx"));
+            }
+        }
+    }
+});
+
+gpu_test!(activation_kernels_match_their_cpu_twins, |gpu| {
+    for act in [Activation::Gelu, Activation::GeluTanh, Activation::Relu] {
+        for (rows, width) in ROW_SHAPES {
+            for (dtype, tol) in DTYPES {
+                let what = format!("{act:?} {dtype:?} {rows}x{width}");
+                let [x, d] = [0; 2].map(|_| random((rows, width), dtype, &gpu));
+                let bias = random(width, dtype, &gpu);
+                let (u_g, a_g) = ops::bias_activation_forward(&x.0, &bias.0, act).unwrap();
+                let (u_c, a_c) = ops::bias_activation_forward(&x.1, &bias.1, act).unwrap();
+                assert_close(&u_g, &u_c, tol, format!("{what}: u"));
+                assert_close(&a_g, &a_c, tol, format!("{what}: act(u)"));
+                let du_g = ops::activation_backward(&d.0, &u_g, act).unwrap();
+                let du_c = ops::activation_backward(&d.1, &u_c, act).unwrap();
+                assert_close(&du_g, &du_c, tol, format!("{what}: du"));
+            }
+        }
+    }
+});
+
+gpu_test!(softmax_kernels_match_their_cpu_twins, |gpu| {
+    let cases: [([usize; 4], &[u32]); 4] = [
+        ([2, 3, 5, 7], &[7, 0]),
+        ([1, 12, 384, 384], &[200]),
+        ([3, 2, 2, 513], &[513, 1, 300]),
+        ([4, 1, 33, 33], &[33, 32, 31, 1]),
+    ];
+    for (shape, lengths) in cases {
+        for (dtype, tol) in DTYPES {
+            let what = format!("softmax {dtype:?} {shape:?} lengths {lengths:?}");
+            let lengths_c = Tensor::new(lengths, &Device::Cpu).unwrap();
+            let lengths_g = lengths_c.to_device(&gpu).unwrap();
+            let [s, d] = [0; 2].map(|_| random(&shape[..], dtype, &gpu));
+            let p_g = ops::masked_softmax_forward(&s.0, &lengths_g, 0.125).unwrap();
+            let p_c = ops::masked_softmax_forward(&s.1, &lengths_c, 0.125).unwrap();
+            assert_close(&p_g, &p_c, tol, format!("{what}: p"));
+            let ds_g = ops::masked_softmax_backward(&d.0, &p_g, 0.125).unwrap();
+            let ds_c = ops::masked_softmax_backward(&d.1, &p_c, 0.125).unwrap();
+            assert_close(&ds_g, &ds_c, tol, format!("{what}: ds"));
+        }
+    }
+});
+
+gpu_test!(backward_matches_autograd_on_the_gpu, |gpu| {
+    backward::layer_norm_matches_autograd(&gpu);
+    backward::activations_match_autograd(&gpu);
+    backward::softmax_matches_autograd(&gpu);
+    backward::model_gradient_matches_autograd(&gpu);
+    backward::half_precision_tracks_f32(&fixture("bert-tiny"), &gpu);
+});
+
+gpu_test!(bf16_explanations_on_the_gpu_track_f32, |gpu| {
+    for (arch, dir) in MODELS {
+        let expected = expected(arch);
+        let pairs: Vec<QaPair> = expected
+            .pairs
+            .iter()
+            .map(|p| QaPair::new(&p.question, &p.context))
+            .collect();
+        let run = |precision, device: &Device| {
+            let options = ExplainOptions {
+                precision: Some(precision),
+                ..ExplainOptions::default()
+            };
+            Explainer::from_dir(&fixture(dir), options, device)
+                .unwrap()
+                .explain(&pairs)
+                .unwrap()
+        };
+        let (half, full) = (
+            run(Precision::Bf16, &gpu),
+            run(Precision::F32, &Device::Cpu),
+        );
+        let worst = half
+            .iter()
+            .zip(&full)
+            .map(|(h, f)| max_abs_diff(&scores(h), &scores(f)))
+            .fold(0f32, f32::max);
+        let _ = writeln!(
+            std::io::stderr(),
+            "{arch}: bf16 on the GPU vs f32, largest score difference {worst:.4}"
+        );
+        assert!(
+            worst < 0.25,
+            "{arch}: bf16 scores differ from f32 by {worst}"
+        );
     }
 });

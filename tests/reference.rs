@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use spangrad::explain::{Explanation, SaliencyKind};
 use spangrad::text::Segment;
-use spangrad::{Error, ExplainOptions, QaPair, SpanMode};
+use spangrad::{BatchTokens, Error, ExplainOptions, QaPair, SpanMode};
 
 const LOGIT_TOL: f32 = 1e-5;
 const SCORE_TOL: f32 = 1e-4;
@@ -260,19 +260,89 @@ fn pytorch_bin_and_vocab_txt_load_to_the_same_model() {
 fn passes_bounded_by_a_token_budget_give_the_same_results() {
     for (arch, dir) in MODELS {
         let pairs = pairs(&expected(arch));
-        let one_pass = explainer(dir, ExplainOptions::default())
-            .explain(&pairs)
-            .unwrap();
+        let one_pass = ExplainOptions {
+            max_batch_tokens: BatchTokens::Unlimited,
+            ..ExplainOptions::default()
+        };
+        let one_pass = explainer(dir, one_pass).explain(&pairs).unwrap();
         let options = ExplainOptions {
-            max_batch_tokens: Some(100),
+            max_batch_tokens: BatchTokens::Fixed(100),
             ..ExplainOptions::default()
         };
         let split = explainer(dir, options).explain(&pairs).unwrap();
-        for (a, b) in one_pass.iter().zip(&split) {
-            assert_eq!(a.answer.text, b.answer.text, "{arch}");
-            assert_eq!(a.target, b.target, "{arch}");
-            assert!((a.answer.score - b.answer.score).abs() < 1e-5, "{arch}");
-            assert!(max_abs_diff(&scores(a), &scores(b)) < 1e-5, "{arch}");
+        assert_same_results(arch, &one_pass, &split);
+    }
+}
+
+fn assert_same_results(arch: &str, a: &[Explanation], b: &[Explanation]) {
+    assert_eq!(a.len(), b.len());
+    for (a, b) in a.iter().zip(b) {
+        assert_eq!(a.answer.text, b.answer.text, "{arch}");
+        assert_eq!(a.target, b.target, "{arch}");
+        assert!((a.answer.score - b.answer.score).abs() < 1e-5, "{arch}");
+        assert!(max_abs_diff(&scores(a), &scores(b)) < 1e-5, "{arch}");
+    }
+}
+
+/// A pass over the memory limit is split and retried until it fits, with the same results in
+/// the input order; a pair too large even alone gets its own out-of-memory error.
+#[test]
+fn passes_over_the_memory_limit_are_split_and_nothing_is_lost() {
+    for (arch, dir) in MODELS {
+        let pairs = pairs(&expected(arch));
+        let unlimited = ExplainOptions {
+            max_batch_tokens: BatchTokens::Unlimited,
+            ..ExplainOptions::default()
+        };
+        let reference = explainer(dir, unlimited.clone());
+        let one_pass = reference.explain(&pairs).unwrap();
+        let longest = pairs
+            .iter()
+            .map(|p| reference.encode(p).unwrap().len())
+            .max()
+            .unwrap();
+        let one_pair = reference.engine().pass_bytes(1, longest);
+        let all_pairs = reference.engine().pass_bytes(pairs.len(), longest);
+        assert!(
+            all_pairs > 2 * one_pair,
+            "{arch}: the limit must force splits"
+        );
+        // Room for one or two of the longest pairs: the batch splits down to that.
+        let limited = ExplainOptions {
+            memory_limit: Some(one_pair * 3 / 2),
+            ..unlimited.clone()
+        };
+        let split = explainer(dir, limited).explain(&pairs).unwrap();
+        assert_same_results(arch, &one_pass, &split);
+
+        // Below a single pair of the longest length: those pairs fail alone, the short ones
+        // still run.
+        let shortest = pairs
+            .iter()
+            .map(|p| reference.encode(p).unwrap().len())
+            .min()
+            .unwrap();
+        let starved = ExplainOptions {
+            memory_limit: Some(reference.engine().pass_bytes(1, shortest)),
+            ..unlimited
+        };
+        let results = explainer(dir, starved).explain_each(&pairs).unwrap();
+        let (mut ok, mut oom) = (0, 0);
+        for (r, expected) in results.iter().zip(&one_pass) {
+            match r {
+                Ok(e) => {
+                    ok += 1;
+                    assert!(max_abs_diff(&scores(e), &scores(expected)) < 1e-5, "{arch}");
+                }
+                Err(e) => {
+                    assert!(matches!(e, Error::OutOfMemory { .. }), "{arch}: {e}");
+                    oom += 1;
+                }
+            }
         }
+        assert!(
+            ok >= 1 && oom >= 1,
+            "{arch}: {ok} explained, {oom} out of memory"
+        );
     }
 }

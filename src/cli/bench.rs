@@ -1,24 +1,24 @@
-//! `spangrad bench`: end-to-end explanations per second and peak heap memory on a random-weight
-//! model of a standard shape, one row per saliency method, with the ratio against dense.
+//! `spangrad bench`: end-to-end explanations per second on a random-weight model of a standard
+//! shape, one row per saliency method, with the time per stage and the peak memory; with
+//! `--pytorch PYTHON`, PyTorch doing the same work (tools/reference/bench_pytorch.py) on the
+//! same machine, in the same run, in the same table.
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use spangrad::explain::Engine;
+use spangrad::explain::{Engine, StageTimes};
 use spangrad::model::preset::Preset;
 use spangrad::text::{Encoded, Segment};
-use spangrad::{ExplainOptions, SaliencyKind};
-
-use spangrad::memory;
+use spangrad::{memory, BatchTokens, ExplainOptions, Precision, SaliencyKind};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Preset::DistilBertBase)]
     preset: Preset,
-    /// Pairs per forward/backward pass.
+    /// Pairs per batch.
     #[arg(long, default_value_t = 2)]
     batch: usize,
     /// Tokens per pair (16 of them question, 3 special).
@@ -30,12 +30,25 @@ pub struct BenchArgs {
     /// Timed batches per method (after one warm-up batch).
     #[arg(long, default_value_t = 3)]
     iters: usize,
-    /// Padded tokens per forward/backward pass (the batch runs in several passes if larger).
-    #[arg(long)]
-    max_batch_tokens: Option<usize>,
+    /// Padded tokens per forward/backward pass, `auto` or `all` (see `spangrad explain`).
+    #[arg(long, default_value = "auto")]
+    max_batch_tokens: BatchTokens,
     /// cpu, cuda or cuda:N [default: the first GPU when built with the cuda feature, else cpu].
     #[arg(long)]
     device: Option<String>,
+    /// Weights and activations [default: bf16 on a GPU, f32 on the CPU].
+    #[arg(long, value_enum)]
+    dtype: Option<Precision>,
+    /// A Python with torch and transformers: runs tools/reference/bench_pytorch.py at the same
+    /// preset, shapes, device, dtype (bf16: autocast) and iterations, and adds its rows.
+    #[arg(long)]
+    pytorch: Option<PathBuf>,
+    /// The PyTorch methods (seed, best-norm, best-gram).
+    #[arg(long, default_value = "seed,best-norm,best-gram")]
+    pytorch_methods: String,
+    /// CPU threads of the PyTorch run [default: the threads spangrad uses].
+    #[arg(long)]
+    pytorch_threads: Option<usize>,
     /// Append the table, with machine and date, to this markdown file (e.g. bench/RESULTS.md).
     #[arg(long)]
     record: Option<PathBuf>,
@@ -44,9 +57,11 @@ pub struct BenchArgs {
 const QUESTION_TOKENS: usize = 16;
 
 struct Row {
-    saliency: SaliencyKind,
-    setup_s: f64,
+    method: String,
     batch_s: f64,
+    stages: Option<StageTimes>,
+    /// Peak extra memory: the GPU pool's high watermark, or on the CPU the live-heap peak
+    /// (spangrad) or the resident-set peak (PyTorch), over the use before the run.
     peak_mib: f64,
 }
 
@@ -63,7 +78,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         bail!("--batch, --iters and --saliency must be non-empty");
     }
     let device = spangrad::device::select(args.device.as_deref())?;
-    let model = args.preset.random_model(&device, candle_core::DType::F32)?;
+    let precision = args
+        .dtype
+        .unwrap_or_else(|| Precision::default_for(&device));
+    let model = args.preset.random_model(&device, precision.dtype())?;
+    let shape = model.batch_shape(args.batch, args.seq_len);
     let batch: Vec<Encoded> = (0..args.batch)
         .map(|b| synthetic_pair(b, args.seq_len, config.vocab_size))
         .collect();
@@ -74,26 +93,38 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             max_batch_tokens: args.max_batch_tokens,
             ..ExplainOptions::default()
         };
-        let setup = Instant::now();
         let engine = Engine::new(model.clone(), options, 0)?;
-        let setup_s = setup.elapsed().as_secs_f64();
-        check(engine.explain(&batch)?)?;
         let before = memory::live_bytes(&device)?;
         memory::reset_peak(&device)?;
+        check(engine.explain(&batch)?)?;
+        let mut stages = StageTimes::default();
         let start = Instant::now();
         for _ in 0..args.iters {
-            check(engine.explain(&batch)?)?;
+            check(engine.explain_timed(&batch, &mut stages)?)?;
         }
         let batch_s = start.elapsed().as_secs_f64() / args.iters as f64;
         let peak = memory::peak_bytes(&device)?.saturating_sub(before);
         rows.push(Row {
-            saliency,
-            setup_s,
+            method: format!("spangrad {saliency}"),
             batch_s,
-            peak_mib: peak as f64 / (1 << 20) as f64,
+            stages: Some(stages),
+            peak_mib: mib(peak),
         });
     }
-    let table = table(&args, &spangrad::device::name(&device), &rows);
+    if let Some(python) = &args.pytorch {
+        rows.extend(pytorch_rows(python, &args, &device, precision)?);
+    }
+    let device_name = spangrad::device::name(&device);
+    let mut table = table(&args, &device_name, precision, &rows);
+    table += &format!(
+        "\nSaved activations of one pass by the formula ({} x {} tokens, {}): {:.1} MiB; \
+         estimated pass peak {:.1} MiB.\n",
+        args.batch,
+        args.seq_len,
+        precision.name(),
+        mib(shape.saved_bytes(precision.dtype(), &device)),
+        mib(shape.peak_bytes(precision.dtype(), &device)),
+    );
     print!("{table}");
     if let Some(path) = &args.record {
         record(path, &table).with_context(|| format!("cannot append to {}", path.display()))?;
@@ -101,11 +132,95 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
 fn check(results: Vec<spangrad::Result<spangrad::Explanation>>) -> anyhow::Result<()> {
     for r in results {
         r?;
     }
     Ok(())
+}
+
+/// tools/reference/bench_pytorch.py, beside this binary's source tree or the working directory.
+fn pytorch_script() -> anyhow::Result<PathBuf> {
+    let relative = Path::new("tools/reference/bench_pytorch.py");
+    [
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(relative),
+        relative.to_path_buf(),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .context("tools/reference/bench_pytorch.py not found (run from the repository root)")
+}
+
+fn pytorch_rows(
+    python: &Path,
+    args: &BenchArgs,
+    device: &candle_core::Device,
+    precision: Precision,
+) -> anyhow::Result<Vec<Row>> {
+    let dtype = match precision {
+        Precision::F32 => "f32",
+        Precision::Bf16 => "bf16",
+        Precision::F16 => bail!("the PyTorch comparison runs f32 or bf16 (autocast)"),
+    };
+    let threads = args
+        .pytorch_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let device_arg = if device.is_cuda() { "cuda" } else { "cpu" };
+    let output = Command::new(python)
+        .arg(pytorch_script()?)
+        .args([
+            "--preset",
+            args.preset.name(),
+            "--device",
+            device_arg,
+            "--dtype",
+            dtype,
+        ])
+        .args([
+            "--batch",
+            &args.batch.to_string(),
+            "--seq-len",
+            &args.seq_len.to_string(),
+        ])
+        .args([
+            "--iters",
+            &args.iters.to_string(),
+            "--threads",
+            &threads.to_string(),
+        ])
+        .args(["--methods", &args.pytorch_methods])
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    if !output.status.success() {
+        bail!(
+            "the PyTorch benchmark failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let mut rows = Vec::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let field = |k: &str| {
+            v.get(k)
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(f64::NAN)
+        };
+        let method = v.get("method").and_then(|m| m.as_str()).unwrap_or("?");
+        let versions = v.get("versions").and_then(|m| m.as_str()).unwrap_or("");
+        rows.push(Row {
+            method: format!("PyTorch {method} ({versions})"),
+            batch_s: field("s_per_batch"),
+            stages: None,
+            peak_mib: field("peak_extra_mib"),
+        });
+    }
+    Ok(rows)
 }
 
 /// `[CLS]` 16 question tokens `[SEP]` context `[SEP]`, with ids spread over the vocabulary.
@@ -135,32 +250,46 @@ fn synthetic_pair(b: usize, len: usize, vocab: usize) -> Encoded {
     }
 }
 
-fn table(args: &BenchArgs, device: &str, rows: &[Row]) -> String {
+fn table(args: &BenchArgs, device: &str, precision: Precision, rows: &[Row]) -> String {
+    let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut s = format!(
-        "spangrad bench: {} (random weights), batch {} x {} tokens{}, {} timed batches, {device}\n\n\
-         | saliency | setup (s) | s / batch | explanations / s | peak extra memory (MiB) | speed-up vs {} | memory vs {} |\n\
-         |---|---|---|---|---|---|---|\n",
+        "spangrad bench: {} (random weights), batch {} x {} tokens, {}, {} timed batches, {device} \
+         ({threads} threads), passes: {:?}\n\n\
+         | method | s / batch | explanations / s | forward (s) | backward (s) | saliency (s) | \
+         peak extra memory (MiB) | speed-up vs {} |\n\
+         |---|---|---|---|---|---|---|---|\n",
         args.preset.name(),
         args.batch,
         args.seq_len,
-        args.max_batch_tokens
-            .map_or(String::new(), |n| format!(" (passes of at most {n} tokens)")),
+        precision.name(),
         args.iters,
-        rows[0].saliency,
-        rows[0].saliency,
+        args.max_batch_tokens,
+        rows[0].method,
     );
+    let per_batch = |d: std::time::Duration| format!("{:.3}", d.as_secs_f64() / args.iters as f64);
     for r in rows {
+        let (f, b, sal) = r.stages.map_or_else(
+            || ("—".into(), "—".into(), "—".into()),
+            |st| {
+                (
+                    per_batch(st.forward),
+                    per_batch(st.backward),
+                    per_batch(st.saliency),
+                )
+            },
+        );
         s += &format!(
-            "| {} | {:.2} | {:.3} | {:.2} | {:.1} | {:.2}x | {:.3}x |\n",
-            r.saliency,
-            r.setup_s,
+            "| {} | {:.4} | {:.2} | {f} | {b} | {sal} | {:.1} | {:.2}x |\n",
+            r.method,
             r.batch_s,
             args.batch as f64 / r.batch_s,
             r.peak_mib,
             rows[0].batch_s / r.batch_s,
-            r.peak_mib / rows[0].peak_mib,
         );
     }
+    s += "\nPeak extra memory: GPU memory pool high watermark (spangrad) or \
+          torch.cuda.max_memory_allocated (PyTorch); on the CPU the live-heap peak (spangrad, \
+          counting allocator) or the resident-set peak (PyTorch), over the use before the run.\n";
     s
 }
 

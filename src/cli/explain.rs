@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use spangrad::hub::HubCache;
-use spangrad::{ExplainOptions, Explainer, Precision, QaPair, SaliencyKind, SpanMode};
+use spangrad::{BatchTokens, ExplainOptions, Explainer, Precision, QaPair, SaliencyKind, SpanMode};
 
 use super::{jsonl, render};
 
@@ -48,10 +48,14 @@ pub struct ExplainArgs {
     /// Longest answer considered by `--span best`, in tokens.
     #[arg(long, default_value_t = 15)]
     max_answer_len: usize,
-    /// Padded tokens per forward/backward pass; larger batches run in several passes (same
-    /// results, bounded memory) [default: one pass per batch].
+    /// Padded tokens (pairs x longest) per forward/backward pass, `auto` (as many as the
+    /// device's free memory holds, by the activation-memory formula) or `all` (one pass per
+    /// batch). Passes never change the results; a pass that runs out of memory is split.
+    #[arg(long, default_value = "auto")]
+    max_batch_tokens: BatchTokens,
+    /// Memory a pass may use, in MiB [default: what the device has free].
     #[arg(long)]
-    max_batch_tokens: Option<usize>,
+    memory_limit_mib: Option<usize>,
     /// cpu, cuda or cuda:N [default: the first GPU when built with the cuda feature, else cpu].
     #[arg(long)]
     device: Option<String>,
@@ -79,6 +83,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         max_length: args.max_length,
         max_answer_len: args.max_answer_len,
         max_batch_tokens: args.max_batch_tokens,
+        memory_limit: args.memory_limit_mib.map(|m| m << 20),
         precision: args.dtype,
     };
     let explainer = Explainer::from_dir(&dir, options, &device)

@@ -9,7 +9,7 @@ use candle_core::{DType, Tensor};
 
 use super::explanation::{Answer, Explanation, Target, TokenExplanation};
 use super::normalise::normalise;
-use super::options::ExplainOptions;
+use super::options::{BatchTokens, ExplainOptions};
 use super::rows;
 use super::saliency::Saliency;
 use super::span::{self, Span};
@@ -64,7 +64,7 @@ impl Engine {
                 "max answer length must be positive".into(),
             ));
         }
-        if options.max_batch_tokens == Some(0) {
+        if options.max_batch_tokens == BatchTokens::Fixed(0) {
             return Err(Error::InvalidOption(
                 "max batch tokens must be positive".into(),
             ));
@@ -78,15 +78,12 @@ impl Engine {
         })
     }
 
-    /// A batch, in padded passes of at most `max_batch_tokens`; a pair whose gradient target
-    /// does not exist gets its own error.
+    /// A batch, results in its order. Pairs are sorted by length (longest first) and cut into
+    /// padded passes as `max_batch_tokens` says; a pass the memory cannot hold is split in two
+    /// and retried, down to single pairs. A pair that cannot be explained (no gradient target,
+    /// or too large alone) gets its own error; the others are unaffected.
     pub fn explain(&self, batch: &[Encoded]) -> Result<Vec<Result<Explanation>>> {
-        let mut results = Vec::with_capacity(batch.len());
-        let lengths = batch.iter().map(Encoded::len);
-        for pass in passes(lengths, self.options.max_batch_tokens.unwrap_or(usize::MAX)) {
-            results.extend(self.explain_pass(&batch[pass], None)?);
-        }
-        Ok(results)
+        self.explain_staged(batch, None)
     }
 
     /// As [`Engine::explain`], adding the time each stage took to `stages` (the device is
@@ -96,17 +93,97 @@ impl Engine {
         batch: &[Encoded],
         stages: &mut StageTimes,
     ) -> Result<Vec<Result<Explanation>>> {
-        let mut results = Vec::with_capacity(batch.len());
-        let lengths = batch.iter().map(Encoded::len);
-        for pass in passes(lengths, self.options.max_batch_tokens.unwrap_or(usize::MAX)) {
-            results.extend(self.explain_pass(&batch[pass], Some(stages))?);
+        self.explain_staged(batch, Some(stages))
+    }
+
+    fn explain_staged(
+        &self,
+        batch: &[Encoded],
+        mut stages: Option<&mut StageTimes>,
+    ) -> Result<Vec<Result<Explanation>>> {
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(batch[i].len()));
+        let sorted: Vec<&Encoded> = order.iter().map(|&i| &batch[i]).collect();
+        let available = self.available_memory()?;
+        let fits = |pairs: usize, longest: usize| match self.options.max_batch_tokens {
+            BatchTokens::Fixed(n) => pairs * longest <= n,
+            BatchTokens::Unlimited => true,
+            BatchTokens::Auto => self.pass_bytes(pairs, longest) <= available,
+        };
+        let mut results: Vec<Option<Result<Explanation>>> =
+            (0..batch.len()).map(|_| None).collect();
+        for pass in passes(sorted.iter().map(|e| e.len()), fits) {
+            let explained = self.explain_splitting(&sorted[pass.clone()], stages.as_deref_mut())?;
+            for (&i, result) in order[pass].iter().zip(explained) {
+                results[i] = Some(result);
+            }
         }
-        Ok(results)
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every pair is in one pass"))
+            .collect())
+    }
+
+    /// Bytes a pass may use: the limit of the options, else what the device has free.
+    fn available_memory(&self) -> Result<usize> {
+        match self.options.memory_limit {
+            Some(limit) => Ok(limit),
+            None if self.options.max_batch_tokens == BatchTokens::Auto => {
+                // Room for the device's other work (cuBLAS workspaces, the allocator's slack).
+                Ok(crate::memory::available_bytes(self.model.device())? / 10 * 9)
+            }
+            None => Ok(usize::MAX),
+        }
+    }
+
+    /// The estimated peak memory of a pass of `pairs` padded to `longest` tokens.
+    pub fn pass_bytes(&self, pairs: usize, longest: usize) -> usize {
+        self.model
+            .batch_shape(pairs, longest)
+            .peak_bytes(self.model.dtype(), self.model.device())
+    }
+
+    /// One pass, split in halves while the memory cannot hold it.
+    fn explain_splitting(
+        &self,
+        batch: &[&Encoded],
+        mut stages: Option<&mut StageTimes>,
+    ) -> Result<Vec<Result<Explanation>>> {
+        let outcome = self
+            .check_memory(batch)
+            .and_then(|()| self.explain_pass(batch, stages.as_deref_mut()));
+        match outcome {
+            Err(e) if e.is_out_of_memory() && batch.len() > 1 => {
+                let (first, second) = batch.split_at(batch.len() / 2);
+                let mut results = self.explain_splitting(first, stages.as_deref_mut())?;
+                results.extend(self.explain_splitting(second, stages)?);
+                Ok(results)
+            }
+            Err(e) if e.is_out_of_memory() => Ok(vec![Err(e)]),
+            other => other,
+        }
+    }
+
+    /// With a memory limit, a pass estimated above it fails as the device would.
+    fn check_memory(&self, batch: &[&Encoded]) -> Result<()> {
+        let Some(limit) = self.options.memory_limit else {
+            return Ok(());
+        };
+        let longest = batch.iter().map(|e| e.len()).max().unwrap_or(0);
+        let needed = self.pass_bytes(batch.len(), longest);
+        if needed > limit {
+            return Err(Error::OutOfMemory {
+                what: format!("a pass of {} pairs of {longest} tokens", batch.len()),
+                needed_mib: needed >> 20,
+                available_mib: limit >> 20,
+            });
+        }
+        Ok(())
     }
 
     fn explain_pass(
         &self,
-        batch: &[Encoded],
+        batch: &[&Encoded],
         mut stages: Option<&mut StageTimes>,
     ) -> Result<Vec<Result<Explanation>>> {
         let gradients = self.gradients_timed(batch, stages.as_deref_mut())?;
@@ -153,18 +230,19 @@ impl Engine {
 
     /// Forward, span choice and backward: `∂(start[s] + end[e]) / ∂(word embeddings)`.
     pub fn gradients(&self, batch: &[Encoded]) -> Result<Gradients> {
-        self.gradients_timed(batch, None)
+        let batch: Vec<&Encoded> = batch.iter().collect();
+        self.gradients_timed(&batch, None)
     }
 
     fn gradients_timed(
         &self,
-        batch: &[Encoded],
+        batch: &[&Encoded],
         stages: Option<&mut StageTimes>,
     ) -> Result<Gradients> {
         let clock = Instant::now();
         let device = self.model.device();
         let b = batch.len();
-        let t = batch.iter().map(Encoded::len).max().unwrap_or(0);
+        let t = batch.iter().map(|e| e.len()).max().unwrap_or(0);
         let mut ids = vec![self.pad_id; b * t];
         let mut types = vec![0u32; b * t];
         for (i, enc) in batch.iter().enumerate() {
@@ -296,15 +374,18 @@ impl Engine {
     }
 }
 
-/// Consecutive ranges of pairs whose padded size (pairs x longest) fits `budget` tokens; a pair
-/// longer than the budget gets a pass of its own.
-fn passes(lengths: impl Iterator<Item = usize>, budget: usize) -> Vec<Range<usize>> {
+/// Consecutive ranges of pairs for which `fits(pairs, longest)`; a pair that does not fit alone
+/// gets a pass of its own.
+fn passes(
+    lengths: impl Iterator<Item = usize>,
+    fits: impl Fn(usize, usize) -> bool,
+) -> Vec<Range<usize>> {
     let mut passes: Vec<Range<usize>> = Vec::new();
     let mut longest = 0;
     for (i, len) in lengths.enumerate() {
         let grown = longest.max(len);
         match passes.last_mut() {
-            Some(pass) if (pass.len() + 1) * grown <= budget => {
+            Some(pass) if fits(pass.len() + 1, grown) => {
                 pass.end = i + 1;
                 longest = grown;
             }
@@ -347,13 +428,20 @@ mod tests {
     #[test]
     fn passes_fill_the_token_budget_in_order() {
         let lengths = [10, 20, 5, 40, 40, 100, 3];
-        assert_eq!(passes(lengths.into_iter(), usize::MAX), vec![(0..7)]);
-        // 3 x 20 = 60 fits, 4 x 40 = 160 does not; a pair over the budget stands alone.
-        assert_eq!(passes(lengths.into_iter(), 80), [0..3, 3..5, 5..6, 6..7]);
+        let budget = |tokens: usize| move |pairs: usize, longest: usize| pairs * longest <= tokens;
         assert_eq!(
-            passes(lengths.into_iter(), 1),
+            passes(lengths.into_iter(), budget(usize::MAX)),
+            vec![(0..7)]
+        );
+        // 3 x 20 = 60 fits, 4 x 40 = 160 does not; a pair over the budget stands alone.
+        assert_eq!(
+            passes(lengths.into_iter(), budget(80)),
+            [0..3, 3..5, 5..6, 6..7]
+        );
+        assert_eq!(
+            passes(lengths.into_iter(), budget(1)),
             [0..1, 1..2, 2..3, 3..4, 4..5, 5..6, 6..7]
         );
-        assert!(passes(std::iter::empty(), 10).is_empty());
+        assert!(passes(std::iter::empty(), budget(10)).is_empty());
     }
 }

@@ -79,23 +79,33 @@ impl Explainer {
             .map(|mut v| v.remove(0))
     }
 
-    /// Explains all pairs in one padded forward and backward pass. Fails on the first pair that
-    /// cannot be explained; [`Engine::explain`] reports errors per pair instead.
+    /// Explains all pairs, failing on the first pair that cannot be explained;
+    /// [`Explainer::explain_each`] reports errors per pair instead.
     pub fn explain(&self, pairs: &[QaPair]) -> Result<Vec<Explanation>> {
-        let encoded = pairs
+        self.explain_each(pairs)?.into_iter().collect()
+    }
+
+    /// Explains all pairs (in passes as the options say), each with its own result: a pair
+    /// that cannot be encoded or explained fails alone. The outer error is a failure of the
+    /// whole computation (the device, the model).
+    pub fn explain_each(&self, pairs: &[QaPair]) -> Result<Vec<Result<Explanation>>> {
+        let encoded: Vec<Result<Encoded>> = pairs.iter().map(|p| self.encode(p)).collect();
+        let valid: Vec<Encoded> = encoded
             .iter()
-            .map(|p| self.encode(p))
-            .collect::<Result<Vec<_>>>()?;
-        self.engine
-            .explain(&encoded)?
+            .filter_map(|e| e.as_ref().ok().cloned())
+            .collect();
+        let mut explained = self.engine.explain(&valid)?.into_iter();
+        Ok(encoded
             .into_iter()
             .zip(pairs)
-            .map(|(r, pair)| {
-                r.map(|e| Explanation {
+            .map(|(enc, pair)| {
+                let explanation =
+                    enc.and_then(|_| explained.next().expect("one result per encoded pair"))?;
+                Ok(Explanation {
                     id: pair.id.clone(),
-                    ..e
+                    ..explanation
                 })
             })
-            .collect()
+            .collect())
     }
 }

@@ -17,10 +17,12 @@ pub struct ExplainOptions {
     /// stop earlier.
     pub max_length: Option<usize>,
     pub max_answer_len: usize,
-    /// Padded tokens (pairs x longest pair) per forward/backward pass: a larger batch is
-    /// explained in several passes, with the same results (pairs never interact). `None`: one
-    /// pass. Bounds the saved activations, which grow with the pass.
-    pub max_batch_tokens: Option<usize>,
+    /// How a batch is cut into forward/backward passes (pairs never interact: the results
+    /// are the same).
+    pub max_batch_tokens: BatchTokens,
+    /// Bytes a pass may use; `None`: what the device has free. Passes estimated above it are
+    /// split, as are passes the device itself cannot fit.
+    pub memory_limit: Option<usize>,
     /// Weights and activations; `None`: [`Precision::default_for`] the device.
     pub precision: Option<Precision>,
 }
@@ -74,8 +76,38 @@ impl Default for ExplainOptions {
             seed_compat: false,
             max_length: None,
             max_answer_len: 15,
-            max_batch_tokens: None,
+            max_batch_tokens: BatchTokens::Auto,
+            memory_limit: None,
             precision: None,
+        }
+    }
+}
+
+/// The size of a forward/backward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchTokens {
+    /// As many pairs as fit the memory (the limit, or the device's free memory), by the
+    /// activation-memory formula of [`crate::model::BatchShape::peak_bytes`].
+    Auto,
+    /// At most this many padded tokens (pairs x longest pair).
+    Fixed(usize),
+    /// The whole batch in one pass.
+    Unlimited,
+}
+
+impl std::str::FromStr for BatchTokens {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "all" => Ok(Self::Unlimited),
+            n => n
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .map(Self::Fixed)
+                .ok_or_else(|| format!("{n:?} is not a positive number, `auto` or `all`")),
         }
     }
 }

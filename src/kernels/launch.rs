@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::cuda_backend::{CudaDevice, CudaStorage, CudaStorageSlice, WrapErr};
 use candle_core::op::BackpropOp;
-use candle_core::{Device, Layout, Result, Shape, Storage, StorageRef, Tensor};
+use candle_core::{DType, Device, Layout, Result, Shape, Storage, StorageRef, Tensor};
 use cudarc::driver::{CudaSlice, CudaView, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
 
 static POISON: AtomicBool = AtomicBool::new(false);
@@ -105,6 +105,64 @@ pub fn output(dev: &CudaDevice, len: usize) -> Result<CudaSlice<f32>> {
         dev.memcpy_htod(&vec![f32::NAN; len], &mut out)?;
     }
     Ok(out)
+}
+
+/// An output of the model's dtype (poisoned with NaN when tests ask for it).
+pub enum Output {
+    F32(CudaSlice<f32>),
+    F16(CudaSlice<half::f16>),
+    BF16(CudaSlice<half::bf16>),
+}
+
+/// An output of `len > 0` elements of `dtype` (f32, f16 or bf16).
+pub fn output_of(dev: &CudaDevice, dtype: DType, len: usize) -> Result<Output> {
+    fn alloc<T: DeviceRepr + Clone + 'static>(
+        dev: &CudaDevice,
+        len: usize,
+        nan: T,
+    ) -> Result<CudaSlice<T>> {
+        if len == 0 {
+            candle_core::bail!("CUDA kernels take non-empty inputs");
+        }
+        // SAFETY: every launcher's kernels write each element before it is read.
+        let mut out = unsafe { dev.alloc::<T>(len)? };
+        if POISON.load(Ordering::Relaxed) {
+            dev.memcpy_htod(&vec![nan; len], &mut out)?;
+        }
+        Ok(out)
+    }
+    Ok(match dtype {
+        DType::F32 => Output::F32(alloc(dev, len, f32::NAN)?),
+        DType::F16 => Output::F16(alloc(dev, len, half::f16::NAN)?),
+        DType::BF16 => Output::BF16(alloc(dev, len, half::bf16::NAN)?),
+        other => candle_core::bail!("kernels write f32, f16 or bf16, not {other:?}"),
+    })
+}
+
+impl Output {
+    pub fn into_tensor(self, dev: &CudaDevice, shape: impl Into<Shape>) -> Result<Tensor> {
+        let storage = match self {
+            Output::F32(s) => CudaStorage::wrap_cuda_slice(s, dev.clone()),
+            Output::F16(s) => CudaStorage::wrap_cuda_slice(s, dev.clone()),
+            Output::BF16(s) => CudaStorage::wrap_cuda_slice(s, dev.clone()),
+        };
+        Ok(Tensor::from_storage(
+            Storage::Cuda(storage),
+            shape,
+            BackpropOp::none(),
+            false,
+        ))
+    }
+}
+
+impl KernelArg for Output {
+    fn push<'a>(&'a self, args: &mut LaunchArgs<'a>) {
+        match self {
+            Output::F32(s) => args.arg(s),
+            Output::F16(s) => args.arg(s),
+            Output::BF16(s) => args.arg(s),
+        };
+    }
 }
 
 /// Wraps a kernel's output as a tensor of `shape`.

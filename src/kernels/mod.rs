@@ -3,12 +3,23 @@
 //! Callers dispatch here for CUDA tensors; the same public functions on CPU tensors are the
 //! kernels' CPU twins.
 
+mod activation;
 mod launch;
+mod layer_norm;
+mod saliency;
+mod softmax;
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{DType, Result};
 pub use launch::poison_outputs;
-use launch::{device, launch, output, read, tensor, Params};
-use params::{NormaliseParams, RowsParams, StreamingParams};
+use launch::Params;
+use params::{
+    ActivationParams, LayerNormParams, NormaliseParams, RowsParams, SoftmaxParams, StreamingParams,
+};
+
+pub use activation::{activation_backward, bias_activation_forward};
+pub use layer_norm::{layer_norm_backward, layer_norm_forward};
+pub use saliency::{gather_dot, gram_norms, normalise, scatter_rows, streaming_norms};
+pub use softmax::{masked_softmax_backward, masked_softmax_forward};
 
 #[allow(
     non_camel_case_types,
@@ -24,9 +35,16 @@ pub mod params {
 unsafe impl cudarc::driver::DeviceRepr for StreamingParams {}
 unsafe impl cudarc::driver::DeviceRepr for RowsParams {}
 unsafe impl cudarc::driver::DeviceRepr for NormaliseParams {}
+// SAFETY: plain C structs of u32, u64 and f32 fields, passed by value.
+unsafe impl cudarc::driver::DeviceRepr for LayerNormParams {}
+unsafe impl cudarc::driver::DeviceRepr for ActivationParams {}
+unsafe impl cudarc::driver::DeviceRepr for SoftmaxParams {}
 impl Params for StreamingParams {}
 impl Params for RowsParams {}
 impl Params for NormaliseParams {}
+impl Params for LayerNormParams {}
+impl Params for ActivationParams {}
+impl Params for SoftmaxParams {}
 
 macro_rules! ptx {
     ($name:literal) => {
@@ -42,9 +60,20 @@ const GRAM: (&str, &str) = ptx!("gram_norms");
 const GATHER: (&str, &str) = ptx!("gather_dot");
 const SCATTER: (&str, &str) = ptx!("scatter_rows");
 const NORMALISE: (&str, &str) = ptx!("normalise");
+const LAYER_NORM_FORWARD: (&str, &str) = ptx!("layer_norm_forward");
+const LAYER_NORM_BACKWARD: (&str, &str) = ptx!("layer_norm_backward");
+const BIAS_ACTIVATION: (&str, &str) = ptx!("bias_activation");
+const ACTIVATION_BACKWARD: (&str, &str) = ptx!("activation_backward");
+const SOFTMAX_FORWARD: (&str, &str) = ptx!("softmax_forward");
+const SOFTMAX_BACKWARD: (&str, &str) = ptx!("softmax_backward");
 
 const ROW_THREADS: u32 = params::ROW_THREADS;
 const WARPS_PER_BLOCK: usize = ROW_THREADS as usize / 32;
+
+/// Blocks of [`ROW_THREADS`] for one warp per row.
+fn row_blocks(rows: usize) -> (usize, usize) {
+    (rows.div_ceil(WARPS_PER_BLOCK), 1)
+}
 
 /// The kernel instantiation for this input type.
 fn typed(name: &str, dtype: DType) -> Result<String> {
@@ -55,136 +84,4 @@ fn typed(name: &str, dtype: DType) -> Result<String> {
         other => candle_core::bail!("kernels take f32, f16 or bf16 inputs, not {other:?}"),
     };
     Ok(format!("{name}_{suffix}"))
-}
-
-fn same_hidden(a: &Tensor, b: &Tensor, what: &str) -> Result<(usize, usize, usize)> {
-    let (rows_a, hidden) = a.dims2()?;
-    let (rows_b, hidden_b) = b.dims2()?;
-    if hidden != hidden_b {
-        candle_core::bail!("{what}: hidden sizes differ ({hidden} vs {hidden_b})");
-    }
-    Ok((rows_a, rows_b, hidden))
-}
-
-/// `sqrt(Σ_v (G[n]·E[v])²)` per row of `grads` `[n, hidden]`; `embeddings` `[vocab, hidden]` of
-/// the same dtype. Never allocates `[n, vocab]`: partial sums per vocabulary split only.
-pub fn streaming_norms(grads: &Tensor, embeddings: &Tensor) -> Result<Tensor> {
-    let (tokens, vocab, hidden) = same_hidden(grads, embeddings, "streaming_norms")?;
-    if grads.dtype() != embeddings.dtype() {
-        candle_core::bail!("streaming_norms: G and E have different dtypes");
-    }
-    let dev = device(grads)?;
-    let splits = vocab.div_ceil(params::SN_VOCAB_PER_SPLIT as usize);
-    let p = StreamingParams {
-        tokens: tokens as u32,
-        vocab: vocab as u32,
-        hidden: hidden as u32,
-        splits: splits as u32,
-    };
-    let partial = output(&dev, splits * tokens)?;
-    let raw = output(&dev, tokens)?;
-    let (g, e) = (read(grads)?, read(embeddings)?);
-    let (g, e) = (g.view()?, e.view()?);
-    let name = typed("streaming_partial", grads.dtype())?;
-    let token_tiles = tokens.div_ceil(params::SN_TILE_TOKENS as usize);
-    launch!(dev, STREAMING, name, (token_tiles, splits), params::SN_THREADS; &g, &e, &partial, &p)?;
-    launch!(dev, STREAMING, "streaming_finish", (tokens.div_ceil(256), 1), 256; &partial, &raw, &p)?;
-    tensor(raw, &dev, tokens)
-}
-
-/// `sqrt(max(0, Σ_h gm[n,h]·G[n,h]))` per row: the Gram method's quadratic form, `gm = G·EᵀE`
-/// in f32, `grads` f32, f16 or bf16.
-pub fn gram_norms(gm: &Tensor, grads: &Tensor) -> Result<Tensor> {
-    let (tokens, _, hidden) = same_hidden(gm, grads, "gram_norms")?;
-    if gm.dtype() != DType::F32 {
-        candle_core::bail!("gram_norms: G·EᵀE must be f32");
-    }
-    let dev = device(grads)?;
-    let p = RowsParams {
-        tokens: tokens as u32,
-        hidden: hidden as u32,
-        per_token: 1,
-        vocab: 0,
-    };
-    let raw = output(&dev, tokens)?;
-    let (m, g) = (read(gm)?, read(grads)?);
-    let (m, g) = (m.view()?, g.view()?);
-    let blocks = (tokens.div_ceil(WARPS_PER_BLOCK), 1);
-    launch!(dev, GRAM, typed("gram_norms", grads.dtype())?, blocks, ROW_THREADS; &m, &g, &raw, &p)?;
-    tensor(raw, &dev, tokens)
-}
-
-/// `out[n, k] = G[n] · E[ids[n, k]]`; `ids` `[n, k]` u32. NaN marks an id outside `E`.
-pub fn gather_dot(grads: &Tensor, embeddings: &Tensor, ids: &Tensor) -> Result<Tensor> {
-    let (tokens, vocab, hidden) = same_hidden(grads, embeddings, "gather_dot")?;
-    let (id_rows, per_token) = ids.dims2()?;
-    if id_rows != tokens || ids.dtype() != DType::U32 || grads.dtype() != embeddings.dtype() {
-        candle_core::bail!("gather_dot: ids must be u32 [{tokens}, k] and G, E of one dtype");
-    }
-    let dev = device(grads)?;
-    let p = RowsParams {
-        tokens: tokens as u32,
-        hidden: hidden as u32,
-        per_token: per_token as u32,
-        vocab: vocab as u32,
-    };
-    let out = output(&dev, tokens * per_token)?;
-    let (g, e, i) = (read(grads)?, read(embeddings)?, read(ids)?);
-    let (g, e, i) = (g.view()?, e.view()?, i.view()?);
-    let blocks = ((tokens * per_token).div_ceil(WARPS_PER_BLOCK), 1);
-    let name = typed("gather_dot", grads.dtype())?;
-    launch!(dev, GATHER, name, blocks, ROW_THREADS; &g, &e, &i, &out, &p)?;
-    tensor(out, &dev, (tokens, per_token))
-}
-
-/// `dE[v] = Σ_{n: ids[n] = v} G[n]` as a `[vocab, hidden]` f32 tensor, summed in token order:
-/// the same bits on every run. `ids` `[n]` u32.
-pub fn scatter_rows(grads: &Tensor, ids: &Tensor, vocab: usize) -> Result<Tensor> {
-    let (tokens, hidden) = grads.dims2()?;
-    if ids.dims1()? != tokens || ids.dtype() != DType::U32 {
-        candle_core::bail!("scatter_rows: ids must be u32 [{tokens}]");
-    }
-    if hidden > (params::ROW_THREADS * params::SCATTER_MAX_H) as usize {
-        candle_core::bail!(
-            "scatter_rows supports hidden sizes up to {}",
-            params::ROW_THREADS * params::SCATTER_MAX_H
-        );
-    }
-    let dev = device(grads)?;
-    let chunks = tokens.div_ceil(params::SCATTER_CHUNK as usize);
-    let p = RowsParams {
-        tokens: tokens as u32,
-        hidden: hidden as u32,
-        per_token: chunks as u32,
-        vocab: vocab as u32,
-    };
-    let de = output(&dev, vocab * hidden)?;
-    let counts = dev.alloc_zeros::<u32>(chunks * vocab)?;
-    let (g, i) = (read(grads)?, read(ids)?);
-    let (g, i) = (g.view()?, i.view()?);
-    launch!(dev, SCATTER, "scatter_count", (tokens.div_ceil(256), 1), 256; &i, &counts, &p)?;
-    let name = typed("scatter_rows", grads.dtype())?;
-    let blocks = (vocab.min(65_535), 1);
-    launch!(dev, SCATTER, name, blocks, ROW_THREADS; &g, &i, &counts, &de, &p)?;
-    tensor(de, &dev, (vocab, hidden))
-}
-
-/// `raw[i] / max(raw of i's example)`, examples at `offsets[b]..offsets[b + 1]` (`[b + 1]` u32);
-/// zeros for an example whose maximum is 0.
-pub fn normalise(raw: &Tensor, offsets: &Tensor) -> Result<Tensor> {
-    let tokens = raw.dims1()?;
-    let examples = offsets.dims1()?.saturating_sub(1);
-    if raw.dtype() != DType::F32 || offsets.dtype() != DType::U32 {
-        candle_core::bail!("normalise takes f32 scores and u32 offsets");
-    }
-    let dev = device(raw)?;
-    let p = NormaliseParams {
-        examples: examples as u32,
-        tokens: tokens as u32,
-    };
-    let scores = output(&dev, tokens)?;
-    let (r, o) = (read(raw)?, read(offsets)?);
-    let (r, o) = (r.view()?, o.view()?);
-    launch!(dev, NORMALISE, "normalise", (examples, 1), ROW_THREADS; &r, &o, &scores, &p)?;
-    tensor(scores, &dev, tokens)
 }

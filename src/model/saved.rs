@@ -54,6 +54,26 @@ impl BatchShape {
     }
 }
 
+impl BatchShape {
+    /// An estimate of the most bytes a pass holds at once: [`BatchShape::saved_bytes`] plus
+    /// the largest set of temporaries alive beside them, the feed-forward's three `[n, i]`
+    /// (product, `u`, `act(u)`) or, on a GPU, attention's scores and probabilities
+    /// (`2·b·a·t²`), plus six `[n, h]`:
+    ///
+    /// `saved + s·(max(3n·i, 2b·a·t² on a GPU) + 6nh)`
+    pub fn peak_bytes(&self, dtype: DType, device: &Device) -> usize {
+        let s = dtype.size_in_bytes();
+        let (n, t) = (self.rows(), self.tokens);
+        let attention = if device.is_cpu() {
+            0
+        } else {
+            2 * self.pairs * self.heads * t * t
+        };
+        let working = (3 * n * self.intermediate).max(attention) + 6 * n * self.hidden;
+        self.saved_bytes(dtype, device) + s * working
+    }
+}
+
 /// One encoder layer's saved activations.
 #[derive(Debug)]
 pub struct LayerSaved {

@@ -14,8 +14,8 @@ Methods, each the whole explanation of a batch (forward, span, backward, per-tok
   best-gram  the same with the Gram identity ||G E^T||^2 = G (E^T E) G^T (E^T E precomputed).
 
 Each method runs in a fresh process; it prints one JSON line: seconds per batch (median of
---iters after a warm-up), peak extra memory (CUDA: max_memory_allocated over the baseline;
-CPU: the peak resident set over the baseline, VmHWM after resetting it through
+--iters after a warm-up), peak extra memory over the use before the warm-up (CUDA:
+max_memory_allocated; CPU: the peak resident set, VmHWM after resetting it through
 /proc/self/clear_refs), and the versions used.
 
     python tools/reference/bench_pytorch.py --preset bert-base --batch 8 --seq-len 384 --threads 2
@@ -142,7 +142,7 @@ def run_one(args, method):
         if cuda:
             torch.cuda.synchronize()
 
-    once()
+    # The baseline is taken before the warm-up, whose first allocations count, as spangrad's do.
     if cuda:
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
@@ -150,6 +150,7 @@ def run_one(args, method):
     else:
         base = rss_kib("VmRSS") * 1024
         reset_rss_peak()
+    once()
     times = []
     for _ in range(args.iters):
         t0 = time.perf_counter()
