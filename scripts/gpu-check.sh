@@ -2,14 +2,16 @@
 # The GPU check, in two steps.
 #
 #   scripts/gpu-check.sh pack        on the build machine (no GPU needed): builds the GPU test,
-#                                    the saliency benchmark and the spangrad binary with
+#                                    the fused-op benchmark and the spangrad binary with
 #                                    --features cuda (release) and packs them, compressed, into
 #                                    .gpu-pack/ (git-ignored, well under 64 MiB).
-#   scripts/gpu-check.sh run [DIR]   on a machine with an NVIDIA GPU, the CUDA 13 libraries and
-#                                    no Rust, from the repository root: prints the GPU, runs the
-#                                    GPU tests, the kernel benchmark and `spangrad bench`, and
-#                                    writes DIR/gpu-check.md (default: $OUT, else .gpu-pack/).
-#                                    Finishes in a few minutes on an H100.
+#   scripts/gpu-check.sh run [DIR]   on a machine with an NVIDIA GPU, the CUDA 13 libraries,
+#                                    PyTorch + transformers and no Rust, from the repository root:
+#                                    prints the GPU, runs the GPU tests, the fused-op benchmark,
+#                                    the CLI, and `spangrad bench` beside PyTorch
+#                                    (tools/reference/bench_pytorch.py) in f32 and bf16; writes
+#                                    DIR/gpu-check.md (default: $OUT, else .gpu-pack/).
+#                                    About 5 minutes on an H100.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACK=.gpu-pack
@@ -19,7 +21,7 @@ pack() {
     source scripts/cuda-env.sh
     local json
     json=$(mktemp)
-    cargo build --release --features cuda --bin spangrad --test gpu --bench saliency \
+    cargo build --release --features cuda --bin spangrad --test gpu --bench ops \
         --message-format=json-render-diagnostics >"$json"
     rm -rf "$PACK" && mkdir -p "$PACK/bin"
     # The executables cargo just built, by target name.
@@ -29,7 +31,7 @@ for line in open(sys.argv[1]):
     msg = json.loads(line)
     if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
         name = msg["target"]["name"]
-        if name in ("spangrad", "gpu", "saliency"):
+        if name in ("spangrad", "gpu", "ops"):
             shutil.copy(msg["executable"], f"{sys.argv[2]}/{name}")
 PY
     rm -f "$json"
@@ -84,24 +86,26 @@ run() {
     echo "## GPU tests" | tee -a "$report"
     "$work/bin/gpu" --include-ignored --test-threads=1 >"$out/gpu-tests.log" 2>&1 || failed=1
     grep -E '^test |test result|SKIPPED|panicked' "$out/gpu-tests.log" | tee -a "$report"
-    echo "## Kernel benchmark (criterion)" | tee -a "$report"
-    "$work/bin/saliency" --bench >"$out/bench.log" 2>&1 || failed=1
-    grep -E '^\||^saliency/|^gram_setup|time:|panicked' "$out/bench.log" | tee -a "$report"
-    echo "## The CLI on the GPU" | tee -a "$report"
+    echo "## Fused ops against their slow twins (criterion, bf16, 64 x 384 tokens)" | tee -a "$report"
+    "$work/bin/ops" --bench --warm-up-time 1 --measurement-time 2 >"$out/ops-bench.log" 2>&1 || failed=1
+    grep -E '^[a-z_]+/|time:|relative difference|panicked' "$out/ops-bench.log" | tee -a "$report"
+    echo "## The CLI on the GPU (bf16 by default)" | tee -a "$report"
     "$work/bin/spangrad" explain --device cuda --model tests/fixtures/bert-tiny \
         --question "Who wrote the novel?" \
         --context "The novel was written by Jane Austen in 1813 and published in London." \
         2>&1 | tee -a "$report" || failed=1
-    echo "## End to end" | tee -a "$report"
-    # candle's autograd keeps every activation and weight gradient: bert-base at 64 x 384 in
-    # one pass does not fit in 80 GB (out of memory on an H100, 2026-11-26), so it runs in two
-    # passes of 32 x 384.
-    for run in "bert-base 32 12288" "bert-base 64 12288" "distilbert-base 64 24576"; do
+    echo "## End to end, beside PyTorch on the same GPU" | tee -a "$report"
+    python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' \
+        2>&1 | tee -a "$report"
+    for run in "bert-base 64 bf16" "bert-base 64 f32" "distilbert-base 64 bf16"; do
         set -- $run
         "$work/bin/spangrad" bench --device cuda --preset "$1" --batch "$2" --seq-len 384 \
-            --max-batch-tokens "$3" --iters 3 --saliency dense,streaming,gram 2>&1 |
-            tee -a "$report" || failed=1
+            --dtype "$3" --iters 5 --saliency gram,dense --pytorch python3 \
+            --pytorch-methods seed,best-gram 2>&1 | tee -a "$report" || failed=1
     done
+    echo "## bert-base 256 x 384 in one pass" | tee -a "$report"
+    "$work/bin/spangrad" bench --device cuda --preset bert-base --batch 256 --seq-len 384 \
+        --dtype bf16 --iters 3 --saliency gram --max-batch-tokens all 2>&1 | tee -a "$report" || failed=1
     rm -rf "$work"
     echo "gpu-check: $([ $failed = 0 ] && echo passed || echo FAILED), report in $report"
     return $failed

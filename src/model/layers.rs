@@ -12,13 +12,30 @@ use crate::ops::{self, LayerNormSaved};
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Tensor,
+    /// `Wᵀ` `[in, out]`, contiguous, on the CPU only: the gemm crate packs a transposed
+    /// right operand on every call, which made `x Wᵀ` 2.3x slower for a 32-token pass (70 vs
+    /// 158 GFLOP/s, 2 cores); cuBLAS reads either layout at full speed.
+    weight_t: Option<Tensor>,
 }
 
 impl Linear {
     pub fn load(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
+        Self::new(
+            vb.get((out_dim, in_dim), "weight")?,
+            vb.get(out_dim, "bias")?,
+        )
+    }
+
+    fn new(weight: Tensor, bias: Tensor) -> Result<Self> {
+        let weight_t = if weight.device().is_cpu() {
+            Some(weight.t()?.contiguous()?)
+        } else {
+            None
+        };
         Ok(Self {
-            weight: vb.get((out_dim, in_dim), "weight")?,
-            bias: vb.get(out_dim, "bias")?,
+            weight,
+            bias,
+            weight_t,
         })
     }
 
@@ -26,23 +43,24 @@ impl Linear {
     pub fn concat(parts: &[Linear]) -> Result<Self> {
         let weights: Vec<&Tensor> = parts.iter().map(|p| &p.weight).collect();
         let biases: Vec<&Tensor> = parts.iter().map(|p| &p.bias).collect();
-        Ok(Self {
-            weight: Tensor::cat(&weights, 0)?,
-            bias: Tensor::cat(&biases, 0)?,
-        })
+        Self::new(Tensor::cat(&weights, 0)?, Tensor::cat(&biases, 0)?)
     }
 
-    /// The outputs `start..start + len` only.
+    /// The outputs `start..start + len` only (for input gradients: no transposed copy).
     pub fn outputs(&self, start: usize, len: usize) -> Result<Self> {
         Ok(Self {
             weight: self.weight.narrow(0, start, len)?,
             bias: self.bias.narrow(0, start, len)?,
+            weight_t: None,
         })
     }
 
     /// `x Wᵀ` for `x` `[rows, in]`, without the bias.
     pub fn product(&self, x: &Tensor) -> Result<Tensor> {
-        ops::matmul(x, &self.weight.t()?)
+        match &self.weight_t {
+            Some(wt) => ops::matmul(x, wt),
+            None => ops::matmul(x, &self.weight.t()?),
+        }
     }
 
     /// The input gradient `dy W`, `[rows, out]` → `[rows, in]`.
