@@ -28,6 +28,7 @@ pub mod kernels;
 pub mod memory;
 pub mod model;
 pub mod ops;
+pub mod profile;
 pub mod text;
 
 pub use error::{Error, Result};

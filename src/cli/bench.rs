@@ -87,6 +87,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .map(|b| synthetic_pair(b, args.seq_len, config.vocab_size))
         .collect();
     let mut rows = Vec::new();
+    let mut profiles = Vec::new();
     for &saliency in &args.saliency {
         let options = ExplainOptions {
             saliency,
@@ -97,6 +98,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let before = memory::live_bytes(&device)?;
         memory::reset_peak(&device)?;
         check(engine.explain(&batch)?)?;
+        // The warm-up's op times are dropped.
+        spangrad::profile::take_report();
         let mut stages = StageTimes::default();
         let start = Instant::now();
         for _ in 0..args.iters {
@@ -104,6 +107,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         let batch_s = start.elapsed().as_secs_f64() / args.iters as f64;
         let peak = memory::peak_bytes(&device)?.saturating_sub(before);
+        if let Some(report) = spangrad::profile::take_report() {
+            profiles.push(format!(
+                "\nOps of spangrad {saliency} over {} batches (SPANGRAD_PROFILE: synchronised \
+                 after each op, so slower than the table above):\n\n{report}",
+                args.iters
+            ));
+        }
         rows.push(Row {
             method: format!("spangrad {saliency}"),
             batch_s,
@@ -125,6 +135,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         mib(shape.saved_bytes(precision.dtype(), &device)),
         mib(shape.peak_bytes(precision.dtype(), &device)),
     );
+    table.extend(profiles);
     print!("{table}");
     if let Some(path) = &args.record {
         record(path, &table).with_context(|| format!("cannot append to {}", path.display()))?;

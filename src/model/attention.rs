@@ -15,7 +15,7 @@
 use candle_core::{DType, Result, Tensor};
 
 use super::saved::BatchShape;
-use crate::ops;
+use crate::{ops, profile};
 
 /// What the backward needs of one layer's attention besides Q, K, V.
 #[derive(Debug)]
@@ -57,19 +57,22 @@ impl AttentionSaved {
 pub fn split_heads(x: &Tensor, shape: &BatchShape, queries: usize) -> Result<Tensor> {
     let (rows, width) = x.dims2()?;
     let k = width / shape.hidden;
-    x.reshape((rows / queries, queries, k, shape.heads, shape.head_dim()))?
-        .permute((2, 0, 3, 1, 4))?
-        .contiguous()
+    profile::time(x.device(), "split heads", || {
+        x.reshape((rows / queries, queries, k, shape.heads, shape.head_dim()))?
+            .permute((2, 0, 3, 1, 4))?
+            .contiguous()
+    })
 }
 
 /// The inverse of [`split_heads`] for a stack of `k` tensors `[pairs, heads, queries, head_dim]`.
 pub fn merge_heads(parts: &[Tensor]) -> Result<Tensor> {
     let (pairs, heads, queries, head_dim) = parts[0].dims4()?;
-    let stacked = Tensor::stack(parts, 0)?;
-    stacked
-        .permute((1, 3, 0, 2, 4))?
-        .contiguous()?
-        .reshape((pairs * queries, parts.len() * heads * head_dim))
+    profile::time(parts[0].device(), "merge heads", || {
+        Tensor::stack(parts, 0)?
+            .permute((1, 3, 0, 2, 4))?
+            .contiguous()?
+            .reshape((pairs * queries, parts.len() * heads * head_dim))
+    })
 }
 
 /// The context `[b, a, t, d]` and what the backward needs.
@@ -81,14 +84,18 @@ pub fn forward(
     scale: f64,
 ) -> Result<(Tensor, AttentionSaved)> {
     if q.device().is_cpu() {
-        let dtype = q.dtype();
-        let [q, k, v] = [q, k, v].map(|x| x.to_dtype(DType::F32));
-        let (context, lse) = ops::attention_forward_cpu(&q?, &k?, &v?, lengths, scale)?;
-        return Ok((context.to_dtype(dtype)?, AttentionSaved::LogSumExp(lse)));
+        return profile::time(q.device(), "attention forward (fused)", || {
+            let dtype = q.dtype();
+            let [q, k, v] = [q, k, v].map(|x| x.to_dtype(DType::F32));
+            let (context, lse) = ops::attention_forward_cpu(&q?, &k?, &v?, lengths, scale)?;
+            Ok((context.to_dtype(dtype)?, AttentionSaved::LogSumExp(lse)))
+        });
     }
-    let scores = ops::matmul(q, &k.t()?)?;
+    let device = q.device();
+    let scores = profile::time(device, "attention Q·Kᵀ", || ops::matmul(q, &k.t()?))?;
     let probs = ops::masked_softmax_forward(&scores, lengths, scale)?;
-    Ok((ops::matmul(&probs, v)?, AttentionSaved::Probs(probs)))
+    let context = profile::time(device, "attention P·V", || ops::matmul(&probs, v))?;
+    Ok((context, AttentionSaved::Probs(probs)))
 }
 
 /// `(dQ, dK, dV)` for the query rows of `dcontext`, `q` and `saved`.
@@ -103,23 +110,35 @@ pub fn backward(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     match saved {
         AttentionSaved::LogSumExp(lse) => {
-            let dtype = q.dtype();
-            let [dc, q, k, v] = [dcontext, q, k, v].map(|x| x.to_dtype(DType::F32));
-            let (dq, dk, dv) =
-                ops::attention_backward_cpu(&dc?, &q?, &k?, &v?, lse, lengths, scale)?;
-            Ok((
-                dq.to_dtype(dtype)?,
-                dk.to_dtype(dtype)?,
-                dv.to_dtype(dtype)?,
-            ))
+            profile::time(q.device(), "attention backward (fused)", || {
+                let dtype = q.dtype();
+                let [dc, q, k, v] = [dcontext, q, k, v].map(|x| x.to_dtype(DType::F32));
+                let (dq, dk, dv) =
+                    ops::attention_backward_cpu(&dc?, &q?, &k?, &v?, lse, lengths, scale)?;
+                Ok((
+                    dq.to_dtype(dtype)?,
+                    dk.to_dtype(dtype)?,
+                    dv.to_dtype(dtype)?,
+                ))
+            })
         }
         AttentionSaved::Probs(probs) => {
-            let dprobs = ops::matmul(dcontext, &v.t()?)?;
-            let dv = ops::matmul(&probs.t()?, dcontext)?;
+            let device = q.device();
+            let (dprobs, dv) = profile::time(device, "attention backward dP, dV", || {
+                Ok((
+                    ops::matmul(dcontext, &v.t()?)?,
+                    ops::matmul(&probs.t()?, dcontext)?,
+                ))
+            })?;
             let dscores = ops::masked_softmax_backward(&dprobs, probs, scale)?;
-            let dq = ops::matmul(&dscores, k)?;
-            let dk = ops::matmul(&dscores.t()?, q)?;
-            Ok((dq, dk, dv))
+            profile::time(device, "attention backward dQ, dK", || {
+                Ok((
+                    ops::matmul(&dscores, k)?,
+                    dv,
+                    ops::matmul(&dscores.t()?, q)?,
+                ))
+            })
+            .map(|(dq, dv, dk)| (dq, dk, dv))
         }
     }
 }

@@ -25,7 +25,7 @@ use super::attention::{self, merge_heads, split_heads};
 use super::config::{Activation, ModelConfig};
 use super::layers::{Grad, LayerNorm, Linear};
 use super::saved::{BatchShape, LayerSaved};
-use crate::ops;
+use crate::{ops, profile};
 
 /// Where each weight of one block lives, relative to the block's prefix.
 pub struct LayerNames {
@@ -93,7 +93,10 @@ impl EncoderLayer {
         lengths: &Tensor,
         shape: &BatchShape,
     ) -> Result<(Tensor, LayerSaved)> {
-        let projected = self.qkv.product(x)?.broadcast_add(&self.qkv.bias)?;
+        let product = self.qkv.product(x)?;
+        let projected = profile::time(x.device(), "qkv bias add", || {
+            product.broadcast_add(&self.qkv.bias)
+        })?;
         let qkv = split_heads(&projected, shape, shape.tokens)?;
         let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
         let (context, attention) = attention::forward(&q, &k, &v, lengths, self.scale)?;

@@ -4,6 +4,7 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::ops::{self, LayerNormSaved};
+use crate::profile;
 
 /// `y = x Wᵀ + b` over the last dimension; `weight` `[out, in]`, `bias` `[out]`. The fast path
 /// takes the product alone and leaves the bias to the fused op that follows (LayerNorm,
@@ -57,15 +58,19 @@ impl Linear {
 
     /// `x Wᵀ` for `x` `[rows, in]`, without the bias.
     pub fn product(&self, x: &Tensor) -> Result<Tensor> {
-        match &self.weight_t {
-            Some(wt) => ops::matmul(x, wt),
-            None => ops::matmul(x, &self.weight.t()?),
-        }
+        profile::time(x.device(), "linear forward x·Wᵀ", || {
+            match &self.weight_t {
+                Some(wt) => ops::matmul(x, wt),
+                None => ops::matmul(x, &self.weight.t()?),
+            }
+        })
     }
 
     /// The input gradient `dy W`, `[rows, out]` → `[rows, in]`.
     pub fn input_grad(&self, dy: &Tensor) -> Result<Tensor> {
-        ops::matmul(dy, &self.weight)
+        profile::time(dy.device(), "linear backward dy·W", || {
+            ops::matmul(dy, &self.weight)
+        })
     }
 
     /// `x Wᵀ + b` of candle ops, for a tensor of any rank: the reference forward.

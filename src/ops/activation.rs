@@ -8,6 +8,8 @@
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
+use crate::profile;
+
 use super::cpu::{self, with_elem, Elem};
 use crate::model::Activation;
 
@@ -74,11 +76,13 @@ pub fn bias_activation_forward(
             x.dtype()
         );
     }
-    #[cfg(feature = "cuda")]
-    if x.device().is_cuda() {
-        return crate::kernels::bias_activation_forward(x, bias, act);
-    }
-    with_elem!(x.dtype(), T => forward_cpu::<T>(x, bias, act))
+    profile::time(x.device(), "bias + activation forward", || {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            return crate::kernels::bias_activation_forward(x, bias, act);
+        }
+        with_elem!(x.dtype(), T => forward_cpu::<T>(x, bias, act))
+    })
 }
 
 /// `dout ⊙ act'(u)`, for `dout` and the saved `u` of one shape and dtype.
@@ -88,11 +92,13 @@ pub fn activation_backward(dout: &Tensor, u: &Tensor, act: Activation) -> Result
             "activation_backward: gradient and saved input differ in shape or dtype"
         );
     }
-    #[cfg(feature = "cuda")]
-    if dout.device().is_cuda() {
-        return crate::kernels::activation_backward(dout, u, act);
-    }
-    with_elem!(dout.dtype(), T => backward_cpu::<T>(dout, u, act))
+    profile::time(dout.device(), "activation backward", || {
+        #[cfg(feature = "cuda")]
+        if dout.device().is_cuda() {
+            return crate::kernels::activation_backward(dout, u, act);
+        }
+        with_elem!(dout.dtype(), T => backward_cpu::<T>(dout, u, act))
+    })
 }
 
 /// The forward composed of candle ops (differentiable): the reference of the fused versions.

@@ -12,6 +12,8 @@
 use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
+use crate::profile;
+
 use super::cpu::{self, with_elem, Elem};
 
 /// What the backward needs: `xhat` `[rows, hidden]` (the model's dtype), `rstd` `[rows]` f32.
@@ -55,11 +57,13 @@ pub fn layer_norm_forward(
     if let Some(r) = residual {
         check_same(x, r, "layer_norm_forward: residual")?;
     }
-    #[cfg(feature = "cuda")]
-    if x.device().is_cuda() {
-        return crate::kernels::layer_norm_forward(x, residual, bias, gamma, beta, eps as f32);
-    }
-    with_elem!(x.dtype(), T => forward_cpu::<T>(x, residual, bias, gamma, beta, eps as f32, rows, hidden))
+    profile::time(x.device(), "layer norm forward", || {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            return crate::kernels::layer_norm_forward(x, residual, bias, gamma, beta, eps as f32);
+        }
+        with_elem!(x.dtype(), T => forward_cpu::<T>(x, residual, bias, gamma, beta, eps as f32, rows, hidden))
+    })
 }
 
 /// The gradient of `x` (and of the residual) given the gradient of `y` as `dout + dresidual`.
@@ -78,11 +82,13 @@ pub fn layer_norm_backward(
         candle_core::bail!("layer_norm_backward: rstd must be f32 [{rows}]");
     }
     check_vectors(dout, &[Some(gamma)], hidden, "layer_norm_backward")?;
-    #[cfg(feature = "cuda")]
-    if dout.device().is_cuda() {
-        return crate::kernels::layer_norm_backward(dout, dresidual, saved, gamma);
-    }
-    with_elem!(dout.dtype(), T => backward_cpu::<T>(dout, dresidual, saved, gamma, rows, hidden))
+    profile::time(dout.device(), "layer norm backward", || {
+        #[cfg(feature = "cuda")]
+        if dout.device().is_cuda() {
+            return crate::kernels::layer_norm_backward(dout, dresidual, saved, gamma);
+        }
+        with_elem!(dout.dtype(), T => backward_cpu::<T>(dout, dresidual, saved, gamma, rows, hidden))
+    })
 }
 
 /// The same forward composed of candle ops, which candle's autograd differentiates: the

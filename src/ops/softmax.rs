@@ -11,6 +11,8 @@
 use candle_core::{DType, Result, Tensor, D};
 use rayon::prelude::*;
 
+use crate::profile;
+
 use super::cpu::{self, with_elem, Elem};
 
 /// `p` for scores `[batch, heads, queries, keys]` and `lengths` `[batch]` u32.
@@ -19,11 +21,13 @@ pub fn masked_softmax_forward(scores: &Tensor, lengths: &Tensor, scale: f64) -> 
     if lengths.dims1()? != batch || lengths.dtype() != DType::U32 {
         candle_core::bail!("masked_softmax_forward: lengths must be u32 [{batch}]");
     }
-    #[cfg(feature = "cuda")]
-    if scores.device().is_cuda() {
-        return crate::kernels::masked_softmax_forward(scores, lengths, scale as f32);
-    }
-    with_elem!(scores.dtype(), T => forward_cpu::<T>(scores, lengths, scale as f32))
+    profile::time(scores.device(), "softmax forward", || {
+        #[cfg(feature = "cuda")]
+        if scores.device().is_cuda() {
+            return crate::kernels::masked_softmax_forward(scores, lengths, scale as f32);
+        }
+        with_elem!(scores.dtype(), T => forward_cpu::<T>(scores, lengths, scale as f32))
+    })
 }
 
 /// The gradient of the scores given `dp` and the saved `p` (one shape and dtype).
@@ -31,11 +35,13 @@ pub fn masked_softmax_backward(dp: &Tensor, p: &Tensor, scale: f64) -> Result<Te
     if dp.dims() != p.dims() || dp.dtype() != p.dtype() || dp.rank() != 4 {
         candle_core::bail!("masked_softmax_backward: dp and p must be one 4-d shape and dtype");
     }
-    #[cfg(feature = "cuda")]
-    if dp.device().is_cuda() {
-        return crate::kernels::masked_softmax_backward(dp, p, scale as f32);
-    }
-    with_elem!(dp.dtype(), T => backward_cpu::<T>(dp, p, scale as f32))
+    profile::time(dp.device(), "softmax backward", || {
+        #[cfg(feature = "cuda")]
+        if dp.device().is_cuda() {
+            return crate::kernels::masked_softmax_backward(dp, p, scale as f32);
+        }
+        with_elem!(dp.dtype(), T => backward_cpu::<T>(dp, p, scale as f32))
+    })
 }
 
 /// The forward composed of candle ops (differentiable), with the mask as an additive bias of

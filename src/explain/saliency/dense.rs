@@ -2,10 +2,11 @@
 //! `[n, vocab]` by `E`, and the gradient with respect to that one-hot, `G · Eᵀ`, is materialised
 //! in full before its row norms are taken.
 
-use candle_core::{Tensor, D};
+use candle_core::{DType, Tensor, D};
 
 use super::{Saliency, SaliencyKind};
 use crate::error::Result;
+use crate::ops;
 
 pub struct Dense {
     embeddings: Tensor,
@@ -29,11 +30,12 @@ impl Saliency for Dense {
             .unsqueeze(1)?
             .broadcast_eq(&columns)?
             .to_dtype(self.embeddings.dtype())?;
-        Ok(one_hot.matmul(&self.embeddings)?)
+        Ok(ops::matmul(&one_hot, &self.embeddings)?)
     }
 
+    /// The product in the model's dtype (as autocast would run it), squared and summed in f32.
     fn norms(&self, grads: &Tensor) -> Result<Tensor> {
-        let one_hot_grad = grads.matmul(&self.embeddings.t()?)?;
+        let one_hot_grad = ops::matmul(grads, &self.embeddings.t()?)?.to_dtype(DType::F32)?;
         Ok(one_hot_grad.sqr()?.sum(D::Minus1)?.sqrt()?)
     }
 }

@@ -75,7 +75,7 @@ fn gather_rows(embeddings: &Tensor, ids: &Tensor) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Tensor};
+    use candle_core::{DType, Device, Tensor};
 
     use super::*;
 
@@ -113,6 +113,33 @@ mod tests {
                     let rel = (*a as f64 - b).abs() / b.max(1e-30);
                     assert!(rel < 1e-5, "{}: {a} vs {b} ({n}x{v}x{h})", m.kind());
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Half-precision gradients and embeddings give f32 norms (accumulated in f32) close to
+    /// the f32 ones, by every method.
+    #[test]
+    fn every_method_takes_half_precision_and_returns_f32() -> Result<()> {
+        let dev = Device::Cpu;
+        let e = (Tensor::randn(0f32, 1.0, (700, 24), &dev)? + 0.3)?;
+        let g = Tensor::randn(0f32, 1.0, (9, 24), &dev)?;
+        let expected = Gram::new(&e)?.norms(&g)?;
+        for dtype in [DType::F16, DType::BF16] {
+            let (e, g) = (e.to_dtype(dtype)?, g.to_dtype(dtype)?);
+            let methods: Vec<Box<dyn Saliency>> = vec![
+                Box::new(Dense::new(e.clone())),
+                Box::new(Streaming::new(e.clone(), 64)?),
+                Box::new(Gram::new(&e)?),
+            ];
+            for m in methods {
+                let got = m.norms(&g)?;
+                assert_eq!(got.dtype(), DType::F32, "{} {dtype:?}", m.kind());
+                let diff = ((&got - &expected)?.abs()? / &expected)?
+                    .max_all()?
+                    .to_scalar::<f32>()?;
+                assert!(diff < 2e-2, "{} {dtype:?}: {diff}", m.kind());
             }
         }
         Ok(())

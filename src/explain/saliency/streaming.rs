@@ -2,10 +2,11 @@
 //! one `[n, block]` product instead of `[n, vocab]`. On CUDA a fused kernel squares and sums
 //! each tile of the product in registers; this CPU path is its twin.
 
-use candle_core::{Tensor, D};
+use candle_core::{DType, Tensor, D};
 
 use super::{gather_rows, Saliency, SaliencyKind};
 use crate::error::{Error, Result};
+use crate::ops;
 
 pub struct Streaming {
     embeddings: Tensor,
@@ -40,12 +41,15 @@ impl Saliency for Streaming {
             return Ok(crate::kernels::streaming_norms(grads, &self.embeddings)?);
         }
         let vocab = self.embeddings.dim(0)?;
-        let mut squares = Tensor::zeros(grads.dim(0)?, grads.dtype(), grads.device())?;
+        let mut squares = Tensor::zeros(grads.dim(0)?, DType::F32, grads.device())?;
         for start in (0..vocab).step_by(self.block) {
             let rows = self
                 .embeddings
                 .narrow(0, start, self.block.min(vocab - start))?;
-            let part = grads.matmul(&rows.t()?)?.sqr()?.sum(D::Minus1)?;
+            let part = ops::matmul(grads, &rows.t()?)?
+                .to_dtype(DType::F32)?
+                .sqr()?
+                .sum(D::Minus1)?;
             squares = (squares + part)?;
         }
         Ok(squares.sqrt()?)
