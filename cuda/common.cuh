@@ -34,3 +34,45 @@ __device__ __forceinline__ float warp_max(float x) {
     for (int offset = 16; offset > 0; offset /= 2) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
     return x;
 }
+
+// 16-byte vectors: VEC<T> elements per load or store (4 f32, 8 f16/bf16). A kernel takes its
+// vector path when the row width is a multiple of VEC<T> and the tensors start on 16 bytes
+// (the launcher checks), else N = 1.
+template <typename T>
+constexpr int VEC = 16 / sizeof(T);
+
+template <typename T, int N>
+__device__ __forceinline__ void load_f32(const T* __restrict__ p, float (&out)[N]) {
+    if constexpr (N == 1) {
+        out[0] = to_f32(*p);
+    } else {
+        static_assert(N * sizeof(T) == 16, "one 16-byte vector");
+        const uint4 raw = *reinterpret_cast<const uint4*>(p);
+        const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+        for (int i = 0; i < N; ++i) out[i] = to_f32(e[i]);
+    }
+}
+
+template <typename T, int N>
+__device__ __forceinline__ void store_f32(T* __restrict__ p, const float (&in)[N]) {
+    if constexpr (N == 1) {
+        from_f32(in[0], p);
+    } else {
+        static_assert(N * sizeof(T) == 16, "one 16-byte vector");
+        uint4 raw;
+        T* e = reinterpret_cast<T*>(&raw);
+#pragma unroll
+        for (int i = 0; i < N; ++i) from_f32(in[i], &e[i]);
+        *reinterpret_cast<uint4*>(p) = raw;
+    }
+}
+
+template <typename T, int N>
+__device__ __forceinline__ void copy_vec(const T* __restrict__ src, T* __restrict__ dst) {
+    if constexpr (N == 1) {
+        *dst = *src;
+    } else {
+        *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+    }
+}

@@ -55,6 +55,8 @@ typedef struct LayerNormParams {
     float eps;
     unsigned int has_residual;
     unsigned int has_bias;
+    /* 16-byte loads and stores (common.cuh VEC): hidden a multiple of VEC, tensors aligned. */
+    unsigned int vectorised;
 } LayerNormParams;
 
 /* bias_activation / activation_backward: element-wise over `elements` = rows x width. */
@@ -62,6 +64,7 @@ typedef struct ActivationParams {
     unsigned long long elements;
     unsigned int width;
     unsigned int activation;
+    unsigned int vectorised;
 } ActivationParams;
 
 /* masked_softmax_forward / backward: one warp per row of `keys` scores; row r belongs to
@@ -71,6 +74,19 @@ typedef struct SoftmaxParams {
     unsigned int keys;
     unsigned int rows_per_example;
     float scale;
+    unsigned int vectorised;
 } SoftmaxParams;
+
+/* split_heads / merge_heads: `rows` = pairs x queries token rows of `parts` (Q, K, V: 3)
+ * blocks of heads x head_dim columns, to and from [parts, pairs, heads, queries, head_dim]. */
+typedef struct HeadsParams {
+    unsigned int rows;
+    unsigned int queries;
+    unsigned int parts;
+    unsigned int heads;
+    unsigned int head_dim;
+    unsigned int has_bias;
+    unsigned int vectorised;
+} HeadsParams;
 
 #endif

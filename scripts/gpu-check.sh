@@ -97,12 +97,16 @@ run() {
     echo "## End to end, beside PyTorch on the same GPU" | tee -a "$report"
     python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' \
         2>&1 | tee -a "$report"
-    for run in "bert-base 64 bf16" "bert-base 64 f32" "distilbert-base 64 bf16"; do
+    for run in "bert-base bf16 seed,best-norm,best-gram" "distilbert-base bf16 seed,best-norm,best-gram" \
+        "bert-base f32 seed,best-gram"; do
         set -- $run
-        "$work/bin/spangrad" bench --device cuda --preset "$1" --batch "$2" --seq-len 384 \
-            --dtype "$3" --iters 5 --saliency gram,dense --pytorch python3 \
-            --pytorch-methods seed,best-gram 2>&1 | tee -a "$report" || failed=1
+        "$work/bin/spangrad" bench --device cuda --preset "$1" --batch 64 --seq-len 384 \
+            --dtype "$2" --iters 5 --saliency gram,dense --pytorch python3 \
+            --pytorch-methods "$3" 2>&1 | tee -a "$report" || failed=1
     done
+    echo "## Where the time goes (bert-base, 64 x 384, bf16)" | tee -a "$report"
+    SPANGRAD_PROFILE=1 "$work/bin/spangrad" bench --device cuda --preset bert-base --batch 64 \
+        --seq-len 384 --dtype bf16 --iters 3 --saliency gram 2>&1 | tee -a "$report" || failed=1
     echo "## bert-base 256 x 384 in one pass" | tee -a "$report"
     "$work/bin/spangrad" bench --device cuda --preset bert-base --batch 256 --seq-len 384 \
         --dtype bf16 --iters 3 --saliency gram --max-batch-tokens all 2>&1 | tee -a "$report" || failed=1

@@ -3,19 +3,12 @@
 
 use candle_core::{Result, Tensor};
 
-use super::launch::{device, launch, output_of, read};
+use super::launch::{device, grid_stride_blocks, launch, output_of, read, vectorisable};
 use super::{params, typed, ActivationParams, ACTIVATION_BACKWARD, BIAS_ACTIVATION};
 use crate::model::Activation;
 
-const THREADS: u32 = 256;
-
 // The kernels switch on the codes of `cuda/params.h`.
 const _: () = assert!(params::ACT_GELU == 0 && params::ACT_GELU_TANH == 1 && params::ACT_RELU == 2);
-
-/// Blocks for a grid-stride loop over `elements`: enough to fill any current GPU.
-fn blocks(elements: usize) -> (usize, usize) {
-    (elements.div_ceil(THREADS as usize).clamp(1, 16_384), 1)
-}
 
 pub fn bias_activation_forward(
     x: &Tensor,
@@ -29,6 +22,7 @@ pub fn bias_activation_forward(
         elements: elements as u64,
         width: width as u32,
         activation: act.code(),
+        vectorised: vectorisable(width, &[x, bias]),
     };
     let (u, a) = (
         output_of(&dev, x.dtype(), elements)?,
@@ -37,7 +31,7 @@ pub fn bias_activation_forward(
     let (xr, br) = (read(x)?, read(bias)?);
     let (xv, bv) = (xr.view()?, br.view()?);
     let name = typed("bias_activation", x.dtype())?;
-    launch!(dev, BIAS_ACTIVATION, name, blocks(elements), THREADS; &xv, &bv, &u, &a, &p)?;
+    launch!(dev, BIAS_ACTIVATION, name, grid_stride_blocks(elements), 256; &xv, &bv, &u, &a, &p)?;
     Ok((
         u.into_tensor(&dev, (rows, width))?,
         a.into_tensor(&dev, (rows, width))?,
@@ -51,11 +45,12 @@ pub fn activation_backward(dout: &Tensor, u: &Tensor, act: Activation) -> Result
         elements: elements as u64,
         width: 1,
         activation: act.code(),
+        vectorised: vectorisable(elements, &[dout, u]),
     };
     let du = output_of(&dev, dout.dtype(), elements)?;
     let (dr, ur) = (read(dout)?, read(u)?);
     let (dv, uv) = (dr.view()?, ur.view()?);
     let name = typed("activation_backward", dout.dtype())?;
-    launch!(dev, ACTIVATION_BACKWARD, name, blocks(elements), THREADS; &dv, &uv, &du, &p)?;
+    launch!(dev, ACTIVATION_BACKWARD, name, grid_stride_blocks(elements), 256; &dv, &uv, &du, &p)?;
     du.into_tensor(&dev, dout.shape())
 }

@@ -176,6 +176,25 @@ pub fn tensor(slice: CudaSlice<f32>, dev: &CudaDevice, shape: impl Into<Shape>) 
     ))
 }
 
+/// Whether a kernel may take its 16-byte-vector path: `width` (the elements a vector must not
+/// run past, e.g. a row) a multiple of the vector, and every tensor starting on a vector
+/// boundary (allocations themselves are aligned).
+pub fn vectorisable(width: usize, tensors: &[&Tensor]) -> u32 {
+    let Some(&first) = tensors.first() else {
+        return 0;
+    };
+    let per_vector = 16 / first.dtype().size_in_bytes();
+    let aligned = tensors
+        .iter()
+        .all(|t| t.layout().start_offset() % per_vector == 0);
+    u32::from(width % per_vector == 0 && aligned)
+}
+
+/// Blocks of 256 threads for a grid-stride loop over `items`: enough to fill any current GPU.
+pub fn grid_stride_blocks(items: usize) -> (usize, usize) {
+    (items.div_ceil(256).clamp(1, 16_384), 1)
+}
+
 /// Launches with `blocks` blocks of `threads` threads and no dynamic shared memory.
 pub fn run(mut args: LaunchArgs<'_>, blocks: (usize, usize), threads: u32) -> Result<()> {
     let cfg = LaunchConfig {

@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Result, Tensor};
 
-use super::launch::{device, launch, output, output_of, read, tensor};
+use super::launch::{device, launch, output, output_of, read, tensor, vectorisable};
 use super::{
     row_blocks, typed, LayerNormParams, LAYER_NORM_BACKWARD, LAYER_NORM_FORWARD, ROW_THREADS,
 };
@@ -19,12 +19,17 @@ pub fn layer_norm_forward(
 ) -> Result<(Tensor, LayerNormSaved)> {
     let (rows, hidden) = x.dims2()?;
     let dev = device(x)?;
+    let inputs: Vec<&Tensor> = [Some(x), residual, bias, Some(gamma), Some(beta)]
+        .into_iter()
+        .flatten()
+        .collect();
     let p = LayerNormParams {
         rows: rows as u32,
         hidden: hidden as u32,
         eps,
         has_residual: residual.is_some().into(),
         has_bias: bias.is_some().into(),
+        vectorised: vectorisable(hidden, &inputs),
     };
     let (y, xhat) = (
         output_of(&dev, x.dtype(), rows * hidden)?,
@@ -71,12 +76,17 @@ pub fn layer_norm_backward(
         candle_core::bail!("layer_norm_backward: rstd must be f32");
     }
     let dev = device(dout)?;
+    let inputs: Vec<&Tensor> = [Some(dout), dresidual, Some(&saved.xhat), Some(gamma)]
+        .into_iter()
+        .flatten()
+        .collect();
     let p = LayerNormParams {
         rows: rows as u32,
         hidden: hidden as u32,
         eps: 0.0,
         has_residual: dresidual.is_some().into(),
         has_bias: 0,
+        vectorised: vectorisable(hidden, &inputs),
     };
     let dx = output_of(&dev, dout.dtype(), rows * hidden)?;
     let (dr, rr, xr, sr, gr) = (

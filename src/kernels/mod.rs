@@ -4,6 +4,7 @@
 //! kernels' CPU twins.
 
 mod activation;
+mod heads;
 mod launch;
 mod layer_norm;
 mod saliency;
@@ -13,10 +14,12 @@ use candle_core::{DType, Result};
 pub use launch::poison_outputs;
 use launch::Params;
 use params::{
-    ActivationParams, LayerNormParams, NormaliseParams, RowsParams, SoftmaxParams, StreamingParams,
+    ActivationParams, HeadsParams, LayerNormParams, NormaliseParams, RowsParams, SoftmaxParams,
+    StreamingParams,
 };
 
 pub use activation::{activation_backward, bias_activation_forward};
+pub use heads::{merge_heads, split_heads};
 pub use layer_norm::{layer_norm_backward, layer_norm_forward};
 pub use saliency::{gather_dot, gram_norms, normalise, scatter_rows, streaming_norms};
 pub use softmax::{masked_softmax_backward, masked_softmax_forward};
@@ -39,12 +42,14 @@ unsafe impl cudarc::driver::DeviceRepr for NormaliseParams {}
 unsafe impl cudarc::driver::DeviceRepr for LayerNormParams {}
 unsafe impl cudarc::driver::DeviceRepr for ActivationParams {}
 unsafe impl cudarc::driver::DeviceRepr for SoftmaxParams {}
+unsafe impl cudarc::driver::DeviceRepr for HeadsParams {}
 impl Params for StreamingParams {}
 impl Params for RowsParams {}
 impl Params for NormaliseParams {}
 impl Params for LayerNormParams {}
 impl Params for ActivationParams {}
 impl Params for SoftmaxParams {}
+impl Params for HeadsParams {}
 
 macro_rules! ptx {
     ($name:literal) => {
@@ -66,6 +71,8 @@ const BIAS_ACTIVATION: (&str, &str) = ptx!("bias_activation");
 const ACTIVATION_BACKWARD: (&str, &str) = ptx!("activation_backward");
 const SOFTMAX_FORWARD: (&str, &str) = ptx!("softmax_forward");
 const SOFTMAX_BACKWARD: (&str, &str) = ptx!("softmax_backward");
+const SPLIT_HEADS: (&str, &str) = ptx!("split_heads");
+const MERGE_HEADS: (&str, &str) = ptx!("merge_heads");
 
 const ROW_THREADS: u32 = params::ROW_THREADS;
 const WARPS_PER_BLOCK: usize = ROW_THREADS as usize / 32;

@@ -2,7 +2,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::launch::{device, launch, output_of, read};
+use super::launch::{device, launch, output_of, read, vectorisable};
 use super::{row_blocks, typed, SoftmaxParams, ROW_THREADS, SOFTMAX_BACKWARD, SOFTMAX_FORWARD};
 
 pub fn masked_softmax_forward(scores: &Tensor, lengths: &Tensor, scale: f32) -> Result<Tensor> {
@@ -14,6 +14,7 @@ pub fn masked_softmax_forward(scores: &Tensor, lengths: &Tensor, scale: f32) -> 
         keys: keys as u32,
         rows_per_example: (heads * queries) as u32,
         scale,
+        vectorised: vectorisable(keys, &[scores]),
     };
     let probs = output_of(&dev, scores.dtype(), scores.elem_count())?;
     let (sr, lr) = (read(scores)?, read(lengths)?);
@@ -32,6 +33,7 @@ pub fn masked_softmax_backward(dp: &Tensor, p: &Tensor, scale: f32) -> Result<Te
         keys: keys as u32,
         rows_per_example: 1,
         scale,
+        vectorised: vectorisable(keys, &[dp, p]),
     };
     let ds = output_of(&dev, dp.dtype(), dp.elem_count())?;
     let (dr, pr) = (read(dp)?, read(p)?);

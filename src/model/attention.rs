@@ -53,26 +53,61 @@ impl AttentionSaved {
     }
 }
 
-/// `[rows, k·hidden]` (rows `pair·queries + query`) → `[k, pairs, heads, queries, head_dim]`.
-pub fn split_heads(x: &Tensor, shape: &BatchShape, queries: usize) -> Result<Tensor> {
-    let (rows, width) = x.dims2()?;
-    let k = width / shape.hidden;
+/// `[rows, k·hidden]` (rows `pair·queries + query`), plus `bias` `[k·hidden]` when given →
+/// `[k, pairs, heads, queries, head_dim]`. One kernel on a GPU; candle's ops on the CPU (the
+/// kernel's twin).
+pub fn split_heads(
+    x: &Tensor,
+    bias: Option<&Tensor>,
+    shape: &BatchShape,
+    queries: usize,
+) -> Result<Tensor> {
     profile::time(x.device(), "split heads", || {
-        x.reshape((rows / queries, queries, k, shape.heads, shape.head_dim()))?
-            .permute((2, 0, 3, 1, 4))?
-            .contiguous()
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            return crate::kernels::split_heads(x, bias, queries, shape.heads, shape.head_dim());
+        }
+        split_heads_slow(x, bias, shape, queries)
     })
 }
 
-/// The inverse of [`split_heads`] for a stack of `k` tensors `[pairs, heads, queries, head_dim]`.
+/// [`split_heads`] of candle ops (differentiable).
+pub fn split_heads_slow(
+    x: &Tensor,
+    bias: Option<&Tensor>,
+    shape: &BatchShape,
+    queries: usize,
+) -> Result<Tensor> {
+    let (rows, width) = x.dims2()?;
+    let k = width / shape.hidden;
+    let x = match bias {
+        Some(b) => x.broadcast_add(b)?,
+        None => x.clone(),
+    };
+    x.reshape((rows / queries, queries, k, shape.heads, shape.head_dim()))?
+        .permute((2, 0, 3, 1, 4))?
+        .contiguous()
+}
+
+/// The inverse of [`split_heads`] for one to three tensors `[pairs, heads, queries,
+/// head_dim]`: `[pairs·queries, k·heads·head_dim]`.
 pub fn merge_heads(parts: &[Tensor]) -> Result<Tensor> {
-    let (pairs, heads, queries, head_dim) = parts[0].dims4()?;
     profile::time(parts[0].device(), "merge heads", || {
-        Tensor::stack(parts, 0)?
-            .permute((1, 3, 0, 2, 4))?
-            .contiguous()?
-            .reshape((pairs * queries, parts.len() * heads * head_dim))
+        #[cfg(feature = "cuda")]
+        if parts[0].device().is_cuda() {
+            return crate::kernels::merge_heads(parts);
+        }
+        merge_heads_slow(parts)
     })
+}
+
+/// [`merge_heads`] of candle ops (differentiable).
+pub fn merge_heads_slow(parts: &[Tensor]) -> Result<Tensor> {
+    let (pairs, heads, queries, head_dim) = parts[0].dims4()?;
+    Tensor::stack(parts, 0)?
+        .permute((1, 3, 0, 2, 4))?
+        .contiguous()?
+        .reshape((pairs * queries, parts.len() * heads * head_dim))
 }
 
 /// The context `[b, a, t, d]` and what the backward needs.

@@ -21,11 +21,11 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::attention::{self, merge_heads, split_heads};
+use super::attention::{self, merge_heads, merge_heads_slow, split_heads, split_heads_slow};
 use super::config::{Activation, ModelConfig};
 use super::layers::{Grad, LayerNorm, Linear};
 use super::saved::{BatchShape, LayerSaved};
-use crate::{ops, profile};
+use crate::ops;
 
 /// Where each weight of one block lives, relative to the block's prefix.
 pub struct LayerNames {
@@ -93,11 +93,12 @@ impl EncoderLayer {
         lengths: &Tensor,
         shape: &BatchShape,
     ) -> Result<(Tensor, LayerSaved)> {
-        let product = self.qkv.product(x)?;
-        let projected = profile::time(x.device(), "qkv bias add", || {
-            product.broadcast_add(&self.qkv.bias)
-        })?;
-        let qkv = split_heads(&projected, shape, shape.tokens)?;
+        let qkv = split_heads(
+            &self.qkv.product(x)?,
+            Some(&self.qkv.bias),
+            shape,
+            shape.tokens,
+        )?;
         let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
         let (context, attention) = attention::forward(&q, &k, &v, lengths, self.scale)?;
         let context = merge_heads(&[context])?;
@@ -147,8 +148,13 @@ impl EncoderLayer {
             },
             &saved.attention_norm,
         )?;
-        let dcontext =
-            split_heads(&self.attention_out.input_grad(&ds1)?, shape, shape.tokens)?.squeeze(0)?;
+        let dcontext = split_heads(
+            &self.attention_out.input_grad(&ds1)?,
+            None,
+            shape,
+            shape.tokens,
+        )?
+        .squeeze(0)?;
         let (q, k, v) = saved.qkv()?;
         let (dq, dk, dv) =
             attention::backward(&dcontext, &q, &k, &v, &saved.attention, lengths, self.scale)?;
@@ -185,7 +191,7 @@ impl EncoderLayer {
             &self.attention_norm.gamma,
         )?;
         let dcontext =
-            split_heads(&self.attention_out.input_grad(&ds1)?, shape, slots)?.squeeze(0)?;
+            split_heads(&self.attention_out.input_grad(&ds1)?, None, shape, slots)?.squeeze(0)?;
         let (q, k, v) = saved.qkv()?;
         let (b, a, t, d) = q.dims4()?;
         let q_rows = q
@@ -211,9 +217,9 @@ impl EncoderLayer {
 
     /// The forward of candle ops (differentiable): the reference. `x` `[n, h]`.
     pub fn forward_slow(&self, x: &Tensor, lengths: &Tensor, shape: &BatchShape) -> Result<Tensor> {
-        let qkv = split_heads(&self.qkv.forward_slow(x)?, shape, shape.tokens)?;
+        let qkv = split_heads_slow(&self.qkv.forward_slow(x)?, None, shape, shape.tokens)?;
         let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let context = merge_heads(&[ops::attention_slow(&q, &k, &v, lengths, self.scale)?])?;
+        let context = merge_heads_slow(&[ops::attention_slow(&q, &k, &v, lengths, self.scale)?])?;
         let attended = self
             .attention_norm
             .forward_slow(&(self.attention_out.forward_slow(&context)? + x)?)?;

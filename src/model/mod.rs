@@ -1,7 +1,7 @@
 //! The QA transformer in candle. It takes the word embeddings as an input tensor, so the
 //! explanation can differentiate with respect to them (or a one-hot product) directly.
 
-mod attention;
+pub mod attention;
 mod bert;
 pub mod config;
 mod distilbert;
