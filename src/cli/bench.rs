@@ -60,9 +60,12 @@ struct Row {
     method: String,
     batch_s: f64,
     stages: Option<StageTimes>,
-    /// Peak extra memory: the GPU pool's high watermark, or on the CPU the live-heap peak
-    /// (spangrad) or the resident-set peak (PyTorch), over the use before the run.
+    /// Peak extra memory over the use before the warm-up: the GPU pool's high watermark, or
+    /// on the CPU the live bytes (spangrad: counted by the allocator; PyTorch: its resident set
+    /// with glibc made to unmap every freed block over 64 KiB, so it follows live bytes).
     peak_mib: f64,
+    /// CPU: the peak resident set over the one before the warm-up, allocators as they run.
+    rss_mib: Option<f64>,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -97,6 +100,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let engine = Engine::new(model.clone(), options, 0)?;
         let before = memory::live_bytes(&device)?;
         memory::reset_peak(&device)?;
+        memory::reset_rss_peak();
+        let rss_before = memory::rss_bytes().0;
         check(engine.explain(&batch)?)?;
         // The warm-up's op times are dropped.
         spangrad::profile::take_report();
@@ -119,6 +124,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             batch_s,
             stages: Some(stages),
             peak_mib: mib(peak),
+            rss_mib: device
+                .is_cpu()
+                .then(|| mib(memory::rss_bytes().1.saturating_sub(rss_before))),
         });
     }
     if let Some(python) = &args.pytorch {
@@ -229,6 +237,9 @@ fn pytorch_rows(
             batch_s: field("s_per_batch"),
             stages: None,
             peak_mib: field("peak_extra_mib"),
+            rss_mib: v
+                .get("peak_extra_rss_mib")
+                .and_then(serde_json::Value::as_f64),
         });
     }
     Ok(rows)
@@ -267,8 +278,8 @@ fn table(args: &BenchArgs, device: &str, precision: Precision, rows: &[Row]) -> 
         "spangrad bench: {} (random weights), batch {} x {} tokens, {}, {} timed batches, {device} \
          ({threads} threads), passes: {:?}\n\n\
          | method | s / batch | explanations / s | forward (s) | backward (s) | saliency (s) | \
-         peak extra memory (MiB) | speed-up vs {} |\n\
-         |---|---|---|---|---|---|---|---|\n",
+         peak extra memory (MiB) | peak extra RSS (MiB) | speed-up vs {} |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
         args.preset.name(),
         args.batch,
         args.seq_len,
@@ -289,8 +300,9 @@ fn table(args: &BenchArgs, device: &str, precision: Precision, rows: &[Row]) -> 
                 )
             },
         );
+        let rss = r.rss_mib.map_or_else(|| "—".into(), |m| format!("{m:.1}"));
         s += &format!(
-            "| {} | {:.4} | {:.2} | {f} | {b} | {sal} | {:.1} | {:.2}x |\n",
+            "| {} | {:.4} | {:.2} | {f} | {b} | {sal} | {:.1} | {rss} | {:.2}x |\n",
             r.method,
             r.batch_s,
             args.batch as f64 / r.batch_s,
@@ -298,9 +310,12 @@ fn table(args: &BenchArgs, device: &str, precision: Precision, rows: &[Row]) -> 
             rows[0].batch_s / r.batch_s,
         );
     }
-    s += "\nPeak extra memory: GPU memory pool high watermark (spangrad) or \
-          torch.cuda.max_memory_allocated (PyTorch); on the CPU the live-heap peak (spangrad, \
-          counting allocator) or the resident-set peak (PyTorch), over the use before the run.\n";
+    s += "\nPeak extra memory, over the use before the warm-up: on a GPU the memory pool's high \
+          watermark (spangrad) or torch.cuda.max_memory_allocated (PyTorch); on the CPU live \
+          bytes: the counting allocator's peak (spangrad), the resident-set peak of a run with \
+          glibc unmapping every freed block over 64 KiB (PyTorch). Peak extra RSS: the resident \
+          set of the timed process, allocators as they run (each method's first run in its \
+          process).\n";
     s
 }
 

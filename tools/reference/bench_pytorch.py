@@ -14,9 +14,11 @@ Methods, each the whole explanation of a batch (forward, span, backward, per-tok
   best-gram  the same with the Gram identity ||G E^T||^2 = G (E^T E) G^T (E^T E precomputed).
 
 Each method runs in a fresh process; it prints one JSON line: seconds per batch (median of
---iters after a warm-up), peak extra memory over the use before the warm-up (CUDA:
-max_memory_allocated; CPU: the peak resident set, VmHWM after resetting it through
-/proc/self/clear_refs), and the versions used.
+--iters after a warm-up), peak extra memory over the use before the warm-up, and the versions
+used. CUDA: max_memory_allocated. CPU: the peak resident set (VmHWM after resetting it through
+/proc/self/clear_refs), twice: as the timed run had it (peak_extra_rss_mib), and in a second,
+untimed process where glibc unmaps every freed block over 64 KiB (MALLOC_MMAP_THRESHOLD_), so
+that the resident set follows live bytes (peak_extra_mib).
 
     python tools/reference/bench_pytorch.py --preset bert-base --batch 8 --seq-len 384 --threads 2
     python tools/reference/bench_pytorch.py --device cuda --dtype bf16 --batch 64 --methods seed,best-gram
@@ -45,6 +47,7 @@ def parse():
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--dtype", default="f32", choices=["f32", "bf16"], help="bf16: autocast (CUDA)")
     p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args()
 
 
@@ -152,11 +155,14 @@ def run_one(args, method):
         reset_rss_peak()
     once()
     times = []
-    for _ in range(args.iters):
+    for _ in range(0 if args.memory_only else args.iters):
         t0 = time.perf_counter()
         once()
         times.append(time.perf_counter() - t0)
     peak = torch.cuda.max_memory_allocated() if cuda else rss_kib("VmHWM") * 1024
+    if args.memory_only:
+        print(json.dumps({"peak_extra_mib": max(peak - base, 0) / 2**20}), flush=True)
+        return
     attn = getattr(model.config, "_attn_implementation", "default")
     print(json.dumps({
         "framework": "pytorch",
@@ -184,8 +190,22 @@ def main():
             sys.exit(f"unknown method {method!r} (one of {', '.join(METHODS)})")
         cmd = [sys.executable, __file__, "--one", method] + sys.argv[1:]
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-        done = subprocess.run(cmd, env=env)
-        failed |= done.returncode != 0
+        timed = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        sys.stderr.write(timed.stderr)
+        if timed.returncode != 0:
+            failed = True
+            continue
+        row = json.loads(timed.stdout.strip().splitlines()[-1])
+        if args.device == "cpu":
+            row["peak_extra_rss_mib"] = row["peak_extra_mib"]
+            live = subprocess.run(cmd + ["--memory-only"], capture_output=True, text=True,
+                                  env=dict(env, MALLOC_MMAP_THRESHOLD_=str(64 * 1024)))
+            sys.stderr.write(live.stderr)
+            if live.returncode != 0:
+                failed = True
+                continue
+            row["peak_extra_mib"] = json.loads(live.stdout.strip().splitlines()[-1])["peak_extra_mib"]
+        print(json.dumps(row), flush=True)
     sys.exit(1 if failed else 0)
 
 
