@@ -6,7 +6,7 @@
 //! validated against the other before it is timed.
 
 use candle_core::{DType, Device, Tensor, Var};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use spangrad::model::Activation;
 use spangrad::ops;
 
@@ -214,4 +214,11 @@ fn cpu_attention(c: &mut Criterion) {
 }
 
 criterion_group!(benches, layer_norm, activation, softmax, cpu_attention);
-criterion_main!(benches);
+
+fn main() {
+    // As the binary does: freed buffers stay mapped, so each iteration does not fault its
+    // outputs' pages back in.
+    spangrad::memory::keep_freed_memory();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
