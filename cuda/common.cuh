@@ -35,6 +35,23 @@ __device__ __forceinline__ float warp_max(float x) {
     return x;
 }
 
+// Where element `i` of the token-major layout [rows, parts·heads·head_dim] sits in the head
+// layout [parts, pairs, heads, queries, head_dim] (split_heads, merge_heads).
+struct HeadPosition {
+    unsigned col, part, pair, head, query, d;
+};
+
+__device__ __forceinline__ HeadPosition head_position(size_t i, const HeadsParams& p) {
+    const unsigned block = p.heads * p.head_dim, width = p.parts * block;
+    const unsigned row = i / width, col = i % width;
+    return {col, col / block, row / p.queries, col % block / p.head_dim, row % p.queries, col % p.head_dim};
+}
+
+__device__ __forceinline__ size_t head_offset(const HeadPosition& h, const HeadsParams& p) {
+    const unsigned pairs = p.rows / p.queries;
+    return ((((size_t)h.part * pairs + h.pair) * p.heads + h.head) * p.queries + h.query) * p.head_dim + h.d;
+}
+
 // 16-byte vectors: VEC<T> elements per load or store (4 f32, 8 f16/bf16). A kernel takes its
 // vector path when the row width is a multiple of VEC<T> and the tensors start on 16 bytes
 // (the launcher checks), else N = 1.

@@ -6,17 +6,15 @@
 template <typename T, int N>
 __device__ void merge_heads(const T* __restrict__ a, const T* __restrict__ b,
                             const T* __restrict__ c, T* __restrict__ out, HeadsParams p) {
-    const unsigned block = p.heads * p.head_dim, width = p.parts * block;
-    const size_t vectors = (size_t)p.rows * width / N;
+    const size_t vectors = (size_t)p.rows * p.parts * p.heads * p.head_dim / N;
     for (size_t v = (size_t)blockIdx.x * blockDim.x + threadIdx.x; v < vectors;
          v += (size_t)gridDim.x * blockDim.x) {
         const size_t i = v * N;
-        const unsigned row = i / width, col = i % width;
-        const unsigned part = col / block, head = col % block / p.head_dim, d = col % p.head_dim;
-        const unsigned pair = row / p.queries, q = row % p.queries;
-        const T* src = part == 0 ? a : (part == 1 ? b : c);
-        const size_t in = (((size_t)pair * p.heads + head) * p.queries + q) * p.head_dim + d;
-        copy_vec<T, N>(src + in, out + i);
+        HeadPosition h = head_position(i, p);
+        const T* src = h.part == 0 ? a : (h.part == 1 ? b : c);
+        // Each part is its own [pairs, heads, queries, d] tensor.
+        h.part = 0;
+        copy_vec<T, N>(src + head_offset(h, p), out + i);
     }
 }
 

@@ -6,21 +6,16 @@
 template <typename T, int N>
 __device__ void split_heads(const T* __restrict__ x, const T* __restrict__ bias,
                             T* __restrict__ out, HeadsParams p) {
-    const unsigned block = p.heads * p.head_dim, width = p.parts * block;
-    const unsigned pairs = p.rows / p.queries;
-    const size_t vectors = (size_t)p.rows * width / N;
+    const size_t vectors = (size_t)p.rows * p.parts * p.heads * p.head_dim / N;
     for (size_t v = (size_t)blockIdx.x * blockDim.x + threadIdx.x; v < vectors;
          v += (size_t)gridDim.x * blockDim.x) {
         const size_t i = v * N;
-        const unsigned row = i / width, col = i % width;
-        const unsigned part = col / block, head = col % block / p.head_dim, d = col % p.head_dim;
-        const unsigned pair = row / p.queries, q = row % p.queries;
-        const size_t o =
-            ((((size_t)part * pairs + pair) * p.heads + head) * p.queries + q) * p.head_dim + d;
+        const HeadPosition h = head_position(i, p);
+        const size_t o = head_offset(h, p);
         if (p.has_bias) {
             float a[N], b[N];
             load_f32<T, N>(x + i, a);
-            load_f32<T, N>(bias + col, b);
+            load_f32<T, N>(bias + h.col, b);
 #pragma unroll
             for (int k = 0; k < N; ++k) a[k] += b[k];
             store_f32<T, N>(out + o, a);

@@ -15,7 +15,7 @@ use spangrad::explain::rows::{gather_dot, scatter_rows};
 use spangrad::explain::saliency::{Dense, Gram, Saliency, Streaming};
 use spangrad::model::Activation;
 use spangrad::ops;
-use spangrad::{ExplainOptions, Explainer, Precision, QaPair, SaliencyKind, SpanMode};
+use spangrad::{ExplainOptions, Explainer, Precision, SaliencyKind, SpanMode};
 
 fn gpu(test: &str) -> Option<Device> {
     match spangrad::device::parse("cuda") {
@@ -265,11 +265,7 @@ gpu_test!(normalise_matches_its_cpu_twin, |gpu| {
 gpu_test!(fixture_explanations_on_the_gpu_equal_the_cpu, |gpu| {
     for (arch, dir) in MODELS {
         let expected = expected(arch);
-        let pairs: Vec<QaPair> = expected
-            .pairs
-            .iter()
-            .map(|p| QaPair::new(&p.question, &p.context))
-            .collect();
+        let pairs = pairs(&expected);
         for saliency in SaliencyKind::ALL {
             let options = ExplainOptions {
                 saliency,
@@ -385,11 +381,7 @@ gpu_test!(backward_matches_autograd_on_the_gpu, |gpu| {
 gpu_test!(bf16_explanations_on_the_gpu_track_f32, |gpu| {
     for (arch, dir) in MODELS {
         let expected = expected(arch);
-        let pairs: Vec<QaPair> = expected
-            .pairs
-            .iter()
-            .map(|p| QaPair::new(&p.question, &p.context))
-            .collect();
+        let pairs = pairs(&expected);
         let run = |precision, device: &Device| {
             let options = ExplainOptions {
                 precision: Some(precision),

@@ -29,14 +29,6 @@ fn options(span: SpanMode, seed_compat: bool, saliency: SaliencyKind) -> Explain
     }
 }
 
-fn pairs(expected: &Expected) -> Vec<QaPair> {
-    expected
-        .pairs
-        .iter()
-        .map(|p| QaPair::new(p.question.clone(), p.context.clone()))
-        .collect()
-}
-
 #[test]
 fn encodings_match_transformers() {
     for (arch, dir) in MODELS {

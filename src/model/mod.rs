@@ -176,42 +176,41 @@ impl QaModel {
         mut saved: Saved,
         targets: &[Option<(usize, usize)>],
     ) -> Result<Tensor> {
-        let shape = saved.shape;
-        let target = self.target_rows(targets, &shape)?;
+        let target = self.target_rows(targets, &saved.shape)?;
         let last = saved
             .layers
             .pop()
             .ok_or_else(|| candle_core::Error::Msg("the model has no encoder layer".into()))?;
-        let lengths = saved.lengths.clone();
-        let mut grad =
-            self.layers[saved.layers.len()].backward_rows(&last, &target, &lengths, &shape)?;
+        let layer = &self.layers[saved.layers.len()];
+        let grad = layer.backward_rows(&last, &target, &saved.lengths, &saved.shape)?;
         drop(last);
-        while let Some(layer_saved) = saved.layers.pop() {
-            grad =
-                self.layers[saved.layers.len()].backward(&layer_saved, &grad, &lengths, &shape)?;
-        }
-        Ok(self.embeddings.backward(&grad, &saved.embedding_norm)?)
+        self.backward_from(saved, grad)
     }
 
     /// [`QaModel::input_grad`] with the last layer's backward over every row (the gradient
     /// scattered into a zero `[n, h]`): the reference of the sparse last layer, and what it saves.
     pub fn input_grad_full(
         &self,
-        mut saved: Saved,
+        saved: Saved,
         targets: &[Option<(usize, usize)>],
     ) -> Result<Tensor> {
         let shape = saved.shape;
         let target = self.target_rows(targets, &shape)?;
         let dy = Tensor::zeros((shape.rows(), shape.hidden), self.dtype(), self.device())?
             .index_add(&target.rows, &target.dy, 0)?;
-        let mut grad = Grad {
+        let grad = Grad {
             main: dy,
             residual: None,
         };
-        let lengths = saved.lengths.clone();
+        self.backward_from(saved, grad)
+    }
+
+    /// The backward of the layers left in `saved`, last first, then of the embeddings, from
+    /// the gradient at the last remaining layer's output.
+    fn backward_from(&self, mut saved: Saved, mut grad: Grad) -> Result<Tensor> {
         while let Some(layer_saved) = saved.layers.pop() {
-            grad =
-                self.layers[saved.layers.len()].backward(&layer_saved, &grad, &lengths, &shape)?;
+            let layer = &self.layers[saved.layers.len()];
+            grad = layer.backward(&layer_saved, &grad, &saved.lengths, &saved.shape)?;
         }
         Ok(self.embeddings.backward(&grad, &saved.embedding_norm)?)
     }

@@ -28,13 +28,13 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     batched_f32(a, b)
 }
 
-/// A `[.., rows, cols]` operand as one uniform batch stride and its row and column strides.
+/// A `[.., rows, cols]` operand: its storage, one uniform batch stride, and each matrix's
+/// shape and strides.
 struct Operand<'a> {
     data: &'a [f32],
     offset: usize,
     batch_stride: usize,
-    row_stride: usize,
-    col_stride: usize,
+    matrix: (usize, usize, usize, usize),
 }
 
 impl<'a> Operand<'a> {
@@ -52,22 +52,33 @@ impl<'a> Operand<'a> {
             data,
             offset: layout.start_offset(),
             batch_stride: strides[rank - 3],
-            row_stride: strides[rank - 2],
-            col_stride: strides[rank - 1],
+            matrix: (
+                dims[rank - 2],
+                dims[rank - 1],
+                strides[rank - 2],
+                strides[rank - 1],
+            ),
         };
         let batch: usize = dims[..rank - 2].iter().product();
-        let last = operand.offset
-            + (batch - 1) * operand.batch_stride
-            + (dims[rank - 2] - 1) * operand.row_stride
-            + (dims[rank - 1] - 1) * operand.col_stride;
+        let (rows, cols, rs, cs) = operand.matrix;
+        let last =
+            operand.offset + (batch - 1) * operand.batch_stride + (rows - 1) * rs + (cols - 1) * cs;
         if last >= data.len() {
             candle_core::bail!("matmul: operand layout runs past its storage");
         }
         Ok(operand)
     }
 
-    fn at(&self, batch: usize) -> *const f32 {
-        self.data[self.offset + batch * self.batch_stride..].as_ptr()
+    /// Matrix `i` of the batch (in bounds: checked by `new`).
+    fn at(&self, i: usize) -> Mat<'a> {
+        let (rows, cols, row_stride, col_stride) = self.matrix;
+        Mat {
+            data: &self.data[self.offset + i * self.batch_stride..],
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
     }
 }
 
@@ -116,8 +127,8 @@ pub fn gemm_into(dst: &mut [f32], a: Mat, b: Mat) {
     if a.rows * b.cols == 0 {
         return;
     }
-    // SAFETY: `Mat::new` checked that each matrix lies inside its slice (a transpose reaches
-    // the same elements), and `dst` holds the whole product.
+    // SAFETY: every `Mat` lies inside its slice (checked by `Mat::new` or `Operand::new`; a
+    // transpose reaches the same elements), and `dst` holds the whole product.
     unsafe {
         gemm::gemm(
             a.rows,
@@ -164,33 +175,9 @@ fn batched_f32(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let batch: usize = a.dims()[..rank - 2].iter().product();
     let mut out = vec![0f32; batch * m * n];
     if m * n > 0 {
-        out.par_chunks_mut(m * n).enumerate().for_each(|(i, c)| {
-            // SAFETY: `Operand::new` checked that every element the strides reach is inside its
-            // storage, and `c` is this batch's `m x n` output, written row-major.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    c.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    lhs.at(i),
-                    lhs.col_stride as isize,
-                    lhs.row_stride as isize,
-                    rhs.at(i),
-                    rhs.col_stride as isize,
-                    rhs.row_stride as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                )
-            }
-        });
+        out.par_chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(i, c)| gemm_into(c, lhs.at(i), rhs.at(i)));
     }
     let mut dims = a.dims().to_vec();
     dims[rank - 1] = n;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use spangrad::{ExplainOptions, Explainer};
+use spangrad::{ExplainOptions, Explainer, QaPair};
 
 /// `SPANGRAD_FIXTURES` (for test binaries run away from the source tree, as on the GPU machine),
 /// else `tests/fixtures` of this checkout.
@@ -89,6 +89,15 @@ pub fn expected(arch: &str) -> Expected {
     let path = fixture("expected").join(format!("{arch}.json"));
     let text = std::fs::read_to_string(&path).expect("fixture present");
     serde_json::from_str(&text).expect("fixture parses")
+}
+
+/// The fixture's pairs, as the library takes them.
+pub fn pairs(expected: &Expected) -> Vec<QaPair> {
+    expected
+        .pairs
+        .iter()
+        .map(|p| QaPair::new(p.question.clone(), p.context.clone()))
+        .collect()
 }
 
 pub fn explainer(dir: &str, options: ExplainOptions) -> Explainer {
