@@ -19,7 +19,7 @@ pub fn text(
     writeln!(out, "answer:   {:?}", a.text)?;
     writeln!(
         out,
-        "          tokens {}..={}, score {:.3} (start {:.3} + end {:.3}); {} span, {} saliency{}; {}",
+        "          tokens {}..={}, score {:.3} (start {:.3} + end {:.3}); {} span, {} saliency, {}{}; {}",
         a.token_start,
         a.token_end,
         a.score,
@@ -27,6 +27,7 @@ pub fn text(
         a.end_logit,
         e.span_mode,
         e.saliency,
+        e.precision.name(),
         if e.seed_compat { ", seed-compat" } else { "" },
         model
     )?;

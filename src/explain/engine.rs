@@ -9,7 +9,7 @@ use candle_core::{DType, Tensor};
 
 use super::explanation::{Answer, Explanation, Target, TokenExplanation};
 use super::normalise::normalise;
-use super::options::{BatchTokens, ExplainOptions};
+use super::options::{BatchTokens, ExplainOptions, Precision};
 use super::rows;
 use super::saliency::Saliency;
 use super::span::{self, Span};
@@ -20,6 +20,7 @@ use crate::text::{Encoded, Segment};
 
 pub struct Engine {
     model: QaModel,
+    precision: Precision,
     saliency: Box<dyn Saliency>,
     options: ExplainOptions,
     pad_id: u32,
@@ -70,8 +71,15 @@ impl Engine {
             ));
         }
         let saliency = options.saliency.build(model.word_embeddings())?;
+        let precision = Precision::of(model.dtype()).ok_or_else(|| {
+            Error::InvalidOption(format!(
+                "weights of dtype {:?}: f32, bf16 or f16",
+                model.dtype()
+            ))
+        })?;
         Ok(Self {
             model,
+            precision,
             saliency,
             options,
             pad_id,
@@ -365,6 +373,7 @@ impl Engine {
             target,
             span_mode: self.options.span,
             saliency: self.saliency.kind(),
+            precision: self.precision,
             seed_compat: self.options.seed_compat,
             truncated: enc.truncated,
             words: words::merge(enc, &tokens),

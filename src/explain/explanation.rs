@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::options::Precision;
 use super::saliency::SaliencyKind;
 use super::span::SpanMode;
 use crate::text::Segment;
@@ -15,6 +16,8 @@ pub struct Explanation {
     pub target: Target,
     pub span_mode: SpanMode,
     pub saliency: SaliencyKind,
+    /// The dtype of the weights and activations that computed it.
+    pub precision: Precision,
     pub seed_compat: bool,
     /// Whether the context was cut to fit the maximum length.
     pub truncated: bool,

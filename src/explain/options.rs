@@ -56,6 +56,13 @@ impl Precision {
         }
     }
 
+    /// The precision of tensors of `dtype`, if it is one of the three.
+    pub fn of(dtype: DType) -> Option<Self> {
+        [Self::F32, Self::Bf16, Self::F16]
+            .into_iter()
+            .find(|p| p.dtype() == dtype)
+    }
+
     /// bf16 on a GPU (tensor cores, half the memory), f32 on the CPU, where half precision
     /// is slower (no AMX; candle's CPU matmul has no bf16, so half operands are multiplied
     /// in f32).
