@@ -257,6 +257,44 @@ fn non_finite_weights_are_reported_not_returned() {
     assert!(matches!(e, Error::NonFinite(_)), "{e}");
 }
 
+/// A NaN in one position embedding poisons only the pairs long enough to use it: they fail
+/// alone, the shorter pairs in the same pass are explained as without it.
+#[test]
+fn a_pair_with_non_finite_logits_fails_alone() {
+    let dir = copy_fixture("bert-tiny");
+    let short = QaPair::new("Who?", "Jane Austen.");
+    let long = QaPair::new(
+        "Who wrote the novel?",
+        "The novel was written by Jane Austen in 1813 and published in London by Egerton.",
+    );
+    let clean = load(dir.path())
+        .unwrap()
+        .explain(std::slice::from_ref(&short))
+        .unwrap();
+    edit_weights(dir.path(), |name, t| {
+        if name.ends_with("position_embeddings.weight") {
+            let rows = t.dim(0).unwrap();
+            let mut mask = vec![1f32; rows];
+            mask[12] = f32::NAN;
+            let mask = Tensor::from_vec(mask, (rows, 1), &Device::Cpu).unwrap();
+            t.broadcast_mul(&mask).unwrap()
+        } else {
+            t
+        }
+    });
+    let explainer = load(dir.path()).unwrap();
+    assert!(explainer.encode(&short).unwrap().len() <= 12);
+    assert!(explainer.encode(&long).unwrap().len() > 12);
+    let results = explainer.explain_each(&[long, short]).unwrap();
+    assert!(
+        matches!(results[0], Err(Error::NonFinite(_))),
+        "{:?}",
+        results[0].as_ref().err()
+    );
+    let short_result = results[1].as_ref().unwrap();
+    assert!(max_abs_diff(&scores(short_result), &scores(&clean[0])) < 1e-5);
+}
+
 #[test]
 fn zero_sized_options_are_rejected() {
     for options in [

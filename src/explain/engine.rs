@@ -279,23 +279,26 @@ impl Engine {
         for (i, enc) in batch.iter().enumerate() {
             let n = enc.len();
             let (s, e) = (&start[i][..n], &end[i][..n]);
-            if !s.iter().chain(e).all(|v| v.is_finite()) {
-                return Err(Error::NonFinite("logits"));
-            }
-            let span = span::select(
-                self.options.span,
-                s,
-                e,
-                &enc.segments,
-                self.options.max_answer_len,
-            );
-            let target = span::gradient_end(span, n, self.options.seed_compat).map(|end_token| {
-                let target = Target {
-                    start_token: span.start,
-                    end_token,
-                };
-                (span, target)
-            });
+            // A pair whose logits are not finite fails alone: pairs never mix in the pass, so
+            // the others' results are unaffected (its own rows get no gradient target).
+            let target = if s.iter().chain(e).all(|v| v.is_finite()) {
+                let span = span::select(
+                    self.options.span,
+                    s,
+                    e,
+                    &enc.segments,
+                    self.options.max_answer_len,
+                );
+                span::gradient_end(span, n, self.options.seed_compat).map(|end_token| {
+                    let target = Target {
+                        start_token: span.start,
+                        end_token,
+                    };
+                    (span, target)
+                })
+            } else {
+                Err(Error::NonFinite("logits"))
+            };
             target_tokens.push(
                 target
                     .as_ref()

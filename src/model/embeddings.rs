@@ -32,15 +32,40 @@ impl Embeddings {
         }
     }
 
+    /// The norm's two inputs with padded rows set to zero. A padded row's values never reach a
+    /// real row mathematically, but a NaN or infinity there (a position the pair itself does
+    /// not reach) would, through the zero attention weight times it; zero rows keep every pass
+    /// finite and each pair's result independent of its batch. `lengths` `[b]` u32.
+    fn inputs(
+        &self,
+        words: &Tensor,
+        token_types: &Tensor,
+        lengths: &Tensor,
+        shape: &BatchShape,
+    ) -> Result<(Tensor, Tensor)> {
+        let (b, t, h) = (shape.pairs, shape.tokens, shape.hidden);
+        let real = Tensor::arange(0u32, t as u32, words.device())?
+            .unsqueeze(0)?
+            .broadcast_lt(&lengths.reshape((b, 1))?)?
+            .reshape((b * t, 1))?
+            .broadcast_as((b * t, h))?;
+        let zeros = words.zeros_like()?;
+        Ok((
+            real.where_cond(words, &zeros)?,
+            real.where_cond(&self.offsets(token_types, shape)?, &zeros)?,
+        ))
+    }
+
     /// `words` `[n, h]` → the first block's input and the norm's saved statistics.
     pub fn forward(
         &self,
         words: &Tensor,
         token_types: &Tensor,
+        lengths: &Tensor,
         shape: &BatchShape,
     ) -> Result<(Tensor, LayerNormSaved)> {
-        self.norm
-            .forward(words, Some(&self.offsets(token_types, shape)?), None)
+        let (words, offsets) = self.inputs(words, token_types, lengths, shape)?;
+        self.norm.forward(&words, Some(&offsets), None)
     }
 
     /// The gradient of the word embeddings given the first block's input's.
@@ -53,9 +78,10 @@ impl Embeddings {
         &self,
         words: &Tensor,
         token_types: &Tensor,
+        lengths: &Tensor,
         shape: &BatchShape,
     ) -> Result<Tensor> {
-        self.norm
-            .forward_slow(&(words + self.offsets(token_types, shape)?)?)
+        let (words, offsets) = self.inputs(words, token_types, lengths, shape)?;
+        self.norm.forward_slow(&(words + offsets)?)
     }
 }

@@ -149,7 +149,9 @@ impl QaModel {
         lengths: &Tensor,
         shape: &BatchShape,
     ) -> Result<(Logits, Saved)> {
-        let (mut x, embedding_norm) = self.embeddings.forward(words, token_types, shape)?;
+        let (mut x, embedding_norm) =
+            self.embeddings
+                .forward(words, token_types, lengths, shape)?;
         let mut layers = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             let (y, saved) = layer.forward(&x, lengths, shape)?;
@@ -267,7 +269,9 @@ impl QaModel {
         lengths: &Tensor,
         shape: &BatchShape,
     ) -> Result<Logits> {
-        let mut x = self.embeddings.forward_slow(words, token_types, shape)?;
+        let mut x = self
+            .embeddings
+            .forward_slow(words, token_types, lengths, shape)?;
         for layer in &self.layers {
             x = layer.forward_slow(&x, lengths, shape)?;
         }
