@@ -6,6 +6,8 @@ use candle_core::Device;
 use crate::error::{Error, Result};
 
 pub fn parse(spec: &str) -> Result<Device> {
+    let spec = spec.trim().to_ascii_lowercase();
+    let spec = spec.as_str();
     let ordinal = match spec {
         "cpu" => return Ok(Device::Cpu),
         "cuda" => 0,
@@ -53,6 +55,7 @@ mod tests {
     #[test]
     fn parses_device_names() {
         assert!(parse("cpu").unwrap().is_cpu());
+        assert!(parse("CPU").unwrap().is_cpu());
         assert!(matches!(parse("gpu"), Err(Error::InvalidOption(_))));
         assert!(matches!(parse("cuda:x"), Err(Error::InvalidOption(_))));
         // Without the feature or without a GPU, asking for CUDA is an error, never a panic.

@@ -296,3 +296,47 @@ fn bench_prints_a_table_with_the_dense_ratio() {
     let recorded = std::fs::read_to_string(record).unwrap();
     assert!(recorded.contains(&stdout.trim_end().to_string()) && recorded.contains("cores"));
 }
+
+/// Option errors name the flag and come before any loading; the device name ignores case.
+#[test]
+fn option_errors_name_the_flag_not_the_model() {
+    let model = fixture("bert-tiny");
+    for (flag, value) in [
+        ("--max-length", "3"),
+        ("--max-answer-len", "0"),
+        ("--max-batch-tokens", "0"),
+    ] {
+        let out = run(&[
+            "explain",
+            "--model",
+            model.to_str().unwrap(),
+            "--question",
+            "Who?",
+            "--context",
+            "Jane.",
+            flag,
+            value,
+        ]);
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(flag) && !err.contains("cannot load model"),
+            "{flag}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let out = run(&[
+        "explain",
+        "--model",
+        model.to_str().unwrap(),
+        "--question",
+        "Who wrote it?",
+        "--context",
+        "Jane Austen wrote it.",
+        "--device",
+        "CPU",
+        "--max-answer-len",
+        "18446744073709551612",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

@@ -306,6 +306,14 @@ fn zero_sized_options_are_rejected() {
             max_answer_len: 0,
             ..ExplainOptions::default()
         },
+        ExplainOptions {
+            max_length: Some(4),
+            ..ExplainOptions::default()
+        },
+        ExplainOptions {
+            memory_limit: Some(0),
+            ..ExplainOptions::default()
+        },
     ] {
         let e = Explainer::from_dir(&fixture("bert-tiny"), options, &Device::Cpu)
             .err()

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use spangrad::hub::HubCache;
 use spangrad::{BatchTokens, ExplainOptions, Explainer, Precision, QaPair, SaliencyKind, SpanMode};
 
@@ -24,8 +24,10 @@ pub struct ExplainArgs {
     /// downloaded unless HF_HUB_OFFLINE is set).
     #[arg(long, default_value = DEFAULT_MODEL)]
     model: String,
+    /// The question (with --context; or give --input).
     #[arg(long, requires = "context")]
     question: Option<String>,
+    /// The passage the answer is taken from (cut to --max-length tokens).
     #[arg(long, requires = "question")]
     context: Option<String>,
     /// JSON lines with `question`, `context` and optional `id` (`-` reads standard input);
@@ -35,8 +37,12 @@ pub struct ExplainArgs {
     /// Output for a single pair (JSON lines input always gives JSON lines).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// How the answer span is chosen: the best valid span in the context (as the transformers
+    /// pipeline), or the seed's independent argmaxes of start and end.
     #[arg(long, value_enum, default_value_t = SpanMode::Best)]
     span: SpanMode,
+    /// How the vocabulary norm of the one-hot gradient is computed (same numbers): gram
+    /// (fastest), streaming (blocks of the vocabulary), dense (the naive baseline).
     #[arg(long, value_enum, default_value_t = SaliencyKind::Gram)]
     saliency: SaliencyKind,
     /// Reproduce NeuralQA exactly: differentiate the end logit of the token after the predicted end.
@@ -74,8 +80,6 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         (None, Some(q), Some(c)) => Some(QaPair::new(q, c)),
         _ => bail!("give --question and --context, or --input FILE"),
     };
-    let device = spangrad::device::select(args.device.as_deref())?;
-    let dir = HubCache::from_env().resolve(&args.model)?;
     let options = ExplainOptions {
         span: args.span,
         saliency: args.saliency,
@@ -86,8 +90,14 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         memory_limit: args.memory_limit_mib.map(|m| m << 20),
         precision: args.dtype,
     };
-    let explainer = Explainer::from_dir(&dir, options, &device)
-        .with_context(|| format!("cannot load model {}", args.model))?;
+    // Option errors name the flag, before anything is loaded.
+    options.validate()?;
+    let device = spangrad::device::select(args.device.as_deref())?;
+    let dir = HubCache::from_env().resolve(&args.model)?;
+    let explainer = Explainer::from_dir(&dir, options, &device).map_err(|e| match e {
+        spangrad::Error::InvalidOption(_) => anyhow::Error::new(e),
+        e => anyhow::Error::new(e).context(format!("cannot load model {}", args.model)),
+    })?;
     let Some(pair) = single else {
         let input = args.input.expect("checked above");
         return jsonl::run(&explainer, &input, args.batch_size as usize);

@@ -60,16 +60,7 @@ pub struct Gradients {
 impl Engine {
     /// `pad_id` fills the padded positions of a batch (they never influence the result).
     pub fn new(model: QaModel, options: ExplainOptions, pad_id: u32) -> Result<Self> {
-        if options.max_answer_len == 0 {
-            return Err(Error::InvalidOption(
-                "max answer length must be positive".into(),
-            ));
-        }
-        if options.max_batch_tokens == BatchTokens::Fixed(0) {
-            return Err(Error::InvalidOption(
-                "max batch tokens must be positive".into(),
-            ));
-        }
+        options.validate()?;
         let saliency = options.saliency.build(model.word_embeddings())?;
         let precision = Precision::of(model.dtype()).ok_or_else(|| {
             Error::InvalidOption(format!(

@@ -20,6 +20,7 @@ pub struct Explainer {
 impl Explainer {
     /// Loads the model and tokenizer of a local checkpoint directory.
     pub fn from_dir(dir: &Path, options: ExplainOptions, device: &Device) -> Result<Self> {
+        options.validate()?;
         if !dir.is_dir() {
             return Err(Error::MissingFile {
                 what: "model directory",
@@ -47,7 +48,7 @@ impl Explainer {
             None => DEFAULT_MAX_LENGTH.min(positions),
             Some(n) if n > positions => {
                 return Err(Error::InvalidOption(format!(
-                    "max length {n} exceeds the model's {positions} position embeddings"
+                    "--max-length {n} exceeds the model's {positions} position embeddings"
                 )))
             }
             Some(n) => n,

@@ -27,6 +27,33 @@ pub struct ExplainOptions {
     pub precision: Option<Precision>,
 }
 
+/// The fewest tokens a pair can have: `[CLS]`, a question token, `[SEP]`, a context token,
+/// `[SEP]`.
+pub const MIN_MAX_LENGTH: usize = 5;
+
+impl ExplainOptions {
+    /// The options that are wrong whatever the model, named by their command-line flags.
+    pub fn validate(&self) -> crate::Result<()> {
+        let invalid = |m: String| Err(crate::Error::InvalidOption(m));
+        if self.max_answer_len == 0 {
+            return invalid("--max-answer-len must be positive".into());
+        }
+        if self.max_batch_tokens == BatchTokens::Fixed(0) {
+            return invalid("--max-batch-tokens must be positive".into());
+        }
+        if self.memory_limit == Some(0) {
+            return invalid("--memory-limit-mib must be positive".into());
+        }
+        match self.max_length {
+            Some(n) if n < MIN_MAX_LENGTH => invalid(format!(
+                "--max-length {n} is too small: a pair takes at least {MIN_MAX_LENGTH} tokens \
+                 ([CLS] question [SEP] context [SEP])"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The dtype of the weights and activations (weights are converted once, at load). LayerNorm
 /// statistics, softmax sums, matmul accumulation and the saliency are f32 in every case.
 #[derive(

@@ -55,7 +55,9 @@ pub fn select(
             let in_context = |i: usize| segments[i] == Segment::Context;
             let mut best: Option<(f64, Span)> = None;
             for i in (0..start.len()).filter(|&i| in_context(i)) {
-                for j in (i..start.len().min(i + max_answer_len)).take_while(|&j| in_context(j)) {
+                for j in (i..start.len().min(i.saturating_add(max_answer_len)))
+                    .take_while(|&j| in_context(j))
+                {
                     let score = start[i] as f64 + end[j] as f64;
                     if best.is_none_or(|(b, _)| score > b) {
                         best = Some((score, Span { start: i, end: j }));
@@ -118,6 +120,11 @@ mod tests {
         assert_eq!(
             select(SpanMode::Argmax, &start, &end, &seg, 15),
             Span { start: 0, end: 0 }
+        );
+        // A limit near usize::MAX means no limit, not an overflow.
+        assert_eq!(
+            select(SpanMode::Best, &start, &end, &seg, usize::MAX - 3),
+            Span { start: 3, end: 4 }
         );
     }
 
