@@ -111,7 +111,7 @@ fn json_lines_report_bad_lines_and_keep_going() {
     ]);
     assert_eq!(out.status.code(), Some(1), "some lines failed");
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("line 2: invalid pair"), "{stderr}");
+    assert!(stderr.contains("line 2: invalid JSON"), "{stderr}");
     assert!(stderr.contains("line 3: not UTF-8"), "{stderr}");
     assert!(stderr.contains("line 5: the question is empty"), "{stderr}");
     assert!(stderr.contains("3 of 5 lines failed"), "{stderr}");
@@ -126,8 +126,10 @@ fn json_lines_report_bad_lines_and_keep_going() {
     assert_eq!(rows[2]["line"], 3);
     assert_eq!(rows[3]["id"], "d");
     assert!(rows[3]["error"].as_str().unwrap().contains("empty"));
-    // No id given: the line number stands in.
-    assert_eq!(rows[4]["id"], "6");
+    // No id given: none is invented; every line says which input line it answers.
+    assert!(rows[4].get("id").is_none(), "{}", rows[4]);
+    assert_eq!(rows[4]["line"], 6);
+    assert_eq!(rows[0]["line"], 1);
     assert_eq!(
         rows[4]["answer"]["text"],
         expected("bert").pairs[4].answer_best.text
@@ -339,4 +341,52 @@ fn option_errors_name_the_flag_not_the_model() {
         "18446744073709551612",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Ids of any JSON type come back as given; a byte-order mark does not fail line 1; an array
+/// line is refused as not a pair; a lone surrogate is named.
+#[test]
+fn json_lines_take_any_id_a_bom_and_refuse_non_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pairs.jsonl");
+    let mut lines: Vec<u8> = b"\xEF\xBB\xBF".to_vec();
+    lines.extend(br#"{"id": 17, "question": "Who wrote it?", "context": "Jane Austen wrote it."}"#);
+    lines.extend(b"\n");
+    lines.extend(br#"{"id": {"doc": "x", "n": 2}, "question": "Who?", "context": "Bob did."}"#);
+    lines.extend(b"\n");
+    lines.extend(br#"["Who?", "Bob did."]"#);
+    lines.extend(b"\n");
+    lines.extend(br#"{"id": null, "question": "\ud800", "context": "x"}"#);
+    lines.extend(b"\n");
+    std::fs::write(&input, lines).unwrap();
+    let out = run(&[
+        "explain",
+        "--model",
+        &model("bert-tiny"),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "two lines fail");
+    let rows: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[0]["id"], 17);
+    assert!(rows[0]["answer"].is_object(), "{}", rows[0]);
+    assert_eq!(rows[1]["id"], serde_json::json!({"doc": "x", "n": 2}));
+    assert!(rows[1]["answer"].is_object());
+    assert!(
+        rows[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("found an array"),
+        "{}",
+        rows[2]
+    );
+    assert!(
+        rows[3]["error"].as_str().unwrap().contains("surrogate"),
+        "{}",
+        rows[3]
+    );
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use serde_json::json;
+use serde_json::{json, Value};
 use spangrad::text::Encoded;
 use spangrad::{Explainer, QaPair};
 
@@ -15,12 +15,12 @@ use spangrad::{Explainer, QaPair};
 enum Entry {
     Failed {
         line: usize,
-        id: Option<String>,
+        id: Option<Value>,
         error: String,
     },
     Queued {
         line: usize,
-        id: String,
+        id: Option<Value>,
     },
 }
 
@@ -37,31 +37,27 @@ pub fn run(explainer: &Explainer, input: &Path, batch_size: usize) -> anyhow::Re
     let (mut total, mut failed) = (0, 0);
     for (index, bytes) in reader.split(b'\n').enumerate() {
         let line = index + 1;
-        let bytes = bytes.with_context(|| format!("cannot read line {line}"))?;
+        let mut bytes = bytes.with_context(|| format!("cannot read line {line}"))?;
+        if line == 1 && bytes.starts_with(BOM) {
+            bytes.drain(..BOM.len());
+        }
         if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         total += 1;
         let entry = match parse(&bytes) {
-            Err(error) => Entry::Failed {
-                line,
-                id: None,
-                error,
-            },
-            Ok(pair) => {
-                let id = pair.id.clone().unwrap_or_else(|| line.to_string());
-                match explainer.encode(&pair) {
-                    Ok(encoded) => {
-                        batch.push(encoded);
-                        Entry::Queued { line, id }
-                    }
-                    Err(e) => Entry::Failed {
-                        line,
-                        id: Some(id),
-                        error: e.to_string(),
-                    },
+            Err((id, error)) => Entry::Failed { line, id, error },
+            Ok(pair) => match explainer.encode(&pair) {
+                Ok(encoded) => {
+                    batch.push(encoded);
+                    Entry::Queued { line, id: pair.id }
                 }
-            }
+                Err(e) => Entry::Failed {
+                    line,
+                    id: pair.id,
+                    error: e.to_string(),
+                },
+            },
         };
         pending.push(entry);
         if batch.len() == batch_size {
@@ -76,12 +72,48 @@ pub fn run(explainer: &Explainer, input: &Path, batch_size: usize) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse(bytes: &[u8]) -> Result<QaPair, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
-    serde_json::from_str(text.trim_end_matches('\r')).map_err(|e| format!("invalid pair: {e}"))
+/// The UTF-8 byte-order mark some editors put at the start of a file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// A pair from one line: a JSON object with `question`, `context` and an optional `id`. On
+/// failure, the id when the line had one, and why.
+fn parse(bytes: &[u8]) -> Result<QaPair, (Option<Value>, String)> {
+    let text = std::str::from_utf8(bytes).map_err(|e| (None, format!("not UTF-8: {e}")))?;
+    let value: Value = serde_json::from_str(text.trim_end_matches('\r')).map_err(|e| {
+        let message = e.to_string();
+        let hint = if message.contains("escape") {
+            " (a \\u escape that is not a character: a lone UTF-16 surrogate such as \\ud800?)"
+        } else {
+            ""
+        };
+        (None, format!("invalid JSON: {message}{hint}"))
+    })?;
+    let Value::Object(fields) = &value else {
+        return Err((
+            None,
+            format!(
+                "invalid pair: expected a JSON object with \"question\" and \"context\", found {}",
+                kind(&value)
+            ),
+        ));
+    };
+    let id = fields.get("id").filter(|v| !v.is_null()).cloned();
+    serde_json::from_value(value).map_err(|e| (id, format!("invalid pair: {e}")))
 }
 
-/// Explains the queued pairs in one batch and writes every pending entry in order.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Explains the queued pairs in one batch and writes every pending entry in order; each output
+/// line carries its input line number, and the id exactly as given.
 fn flush(
     explainer: &Explainer,
     pending: &mut Vec<Entry>,
@@ -97,10 +129,14 @@ fn flush(
             Entry::Queued { line, id } => {
                 match results.next().expect("one result per queued pair") {
                     Ok(mut explanation) => {
-                        explanation.id = Some(id);
-                        Ok(serde_json::to_value(explanation)?)
+                        explanation.id = id;
+                        let mut value = serde_json::to_value(explanation)?;
+                        if let Value::Object(fields) = &mut value {
+                            fields.insert("line".into(), json!(line));
+                        }
+                        Ok(value)
                     }
-                    Err(e) => Err((line, Some(id), e.to_string())),
+                    Err(e) => Err((line, id, e.to_string())),
                 }
             }
         };

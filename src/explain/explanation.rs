@@ -9,8 +9,9 @@ use crate::text::Segment;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Explanation {
+    /// The pair's id as it was given (any JSON value), if one was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
+    pub id: Option<serde_json::Value>,
     pub answer: Answer,
     /// The tokens whose start and end logits were differentiated.
     pub target: Target,

@@ -146,11 +146,12 @@ impl std::str::FromStr for BatchTokens {
     }
 }
 
-/// One pair to explain, as read from JSON lines (`id` optional).
+/// One pair to explain, as read from JSON lines (`id` optional: any JSON value, echoed back as
+/// given; `null` is no id).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct QaPair {
     #[serde(default)]
-    pub id: Option<String>,
+    pub id: Option<serde_json::Value>,
     pub question: String,
     pub context: String,
 }
