@@ -390,3 +390,44 @@ fn json_lines_take_any_id_a_bom_and_refuse_non_objects() {
         rows[3]
     );
 }
+
+/// A reader that stops early (`| head`) ends the run quietly; a closed stderr loses no result.
+#[test]
+fn closed_pipes_end_quietly_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pairs.jsonl");
+    let lines: String = (0..200)
+        .map(|i| format!("{{\"id\": {i}, \"question\": \"Who wrote it?\", \"context\": \"Jane Austen wrote it.\"}}\n"))
+        .collect();
+    std::fs::write(&input, lines + "{bad\n").unwrap();
+    let command = format!(
+        "{} explain --model {} --input {}",
+        env!("CARGO_BIN_EXE_spangrad"),
+        model("bert-tiny"),
+        input.display()
+    );
+    let errors = dir.path().join("stderr");
+    let script = format!(
+        "{command} 2>{} | head -c 50 >/dev/null; exit ${{PIPESTATUS[0]}}",
+        errors.display()
+    );
+    let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stderr = std::fs::read_to_string(&errors).unwrap();
+    assert!(stderr.is_empty(), "nothing on stderr: {stderr}");
+
+    let out = Command::new("bash")
+        .args(["-c", &format!("{command} 2>&-")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the bad line fails, nothing panics"
+    );
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        201,
+        "every line answered"
+    );
+}

@@ -106,13 +106,12 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &explanation)?;
-            writeln!(out)?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&explanation)?)?;
         }
         Format::Text => render::text(&mut out, &explanation, &pair, &args.model)?,
     }
     for w in &explanation.warnings {
-        eprintln!("warning: {w}");
+        super::note(format_args!("warning: {w}"));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -66,7 +66,7 @@ pub fn run(explainer: &Explainer, input: &Path, batch_size: usize) -> anyhow::Re
     }
     failed += flush(explainer, &mut pending, &mut batch, &mut out)?;
     if failed > 0 {
-        eprintln!("{failed} of {total} lines failed");
+        super::note(format_args!("{failed} of {total} lines failed"));
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
@@ -142,11 +142,11 @@ fn flush(
         };
         let value = value.unwrap_or_else(|(line, id, error)| {
             failed += 1;
-            eprintln!("line {line}: {error}");
+            super::note(format_args!("line {line}: {error}"));
             json!({ "line": line, "id": id, "error": error })
         });
-        serde_json::to_writer(&mut *out, &value)?;
-        writeln!(out)?;
+        // Serialised first, so that a closed stdout surfaces as the io::Error it is.
+        writeln!(out, "{}", serde_json::to_string(&value)?)?;
     }
     out.flush()?;
     Ok(failed)

@@ -5,6 +5,7 @@ mod explain;
 mod jsonl;
 mod render;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -36,9 +37,26 @@ pub fn run() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader of our output went away (`| head`): what could be written was; stop
+        // quietly, as a program killed by SIGPIPE would.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            note(format_args!("error: {e:#}"));
             ExitCode::FAILURE
         }
     }
+}
+
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// A line on stderr. A closed stderr is not a reason to stop (or to panic, as `eprintln!`
+/// does): the results on stdout matter more than the messages.
+pub fn note(message: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr(), "{message}");
 }
