@@ -431,3 +431,18 @@ fn closed_pipes_end_quietly_and_lose_nothing() {
         "every line answered"
     );
 }
+
+/// Escape sequences in the input are shown, not sent to the terminal.
+#[test]
+fn text_output_escapes_control_characters_from_the_input() {
+    let out = explain(
+        &model("bert-tiny"),
+        "Who wrote it?",
+        "Jane\u{1b}[2J Austen wrote it in 1813.",
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
+    assert!(stdout.contains("\\u{1b}"), "{stdout}");
+}

@@ -16,7 +16,7 @@ pub fn text(
 ) -> std::io::Result<()> {
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let a = &e.answer;
-    writeln!(out, "answer:   {:?}", a.text)?;
+    writeln!(out, "answer:   \"{}\"", visible(&a.text))?;
     writeln!(
         out,
         "          tokens {}..={}, score {:.3} (start {:.3} + end {:.3}); {} span, {} saliency, {}{}; {}",
@@ -65,9 +65,10 @@ fn shade(
 ) -> std::io::Result<()> {
     let chars: Vec<char> = source.chars().collect();
     let text = |a: usize, b: usize| {
-        chars[a.min(chars.len())..b.min(chars.len())]
+        let piece: String = chars[a.min(chars.len())..b.min(chars.len())]
             .iter()
-            .collect::<String>()
+            .collect();
+        visible(&piece)
     };
     let mut at = 0;
     for w in words {
@@ -87,6 +88,21 @@ fn shade(
     Ok(())
 }
 
+/// `text` safe to print on a terminal: control characters (escape sequences from the input
+/// among them, which could move the cursor or rewrite the screen) become their `\u{..}`
+/// escapes; every other character, joiners and combining marks included, stays as it is.
+fn visible(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// White for 0, through orange to red for 1.
 fn style(score: f32) -> Style {
     let s = score.clamp(0.0, 1.0);
@@ -94,4 +110,16 @@ fn style(score: f32) -> Style {
     Style::new()
         .bg_color(Some(RgbColor(255, fade(180.0), fade(255.0)).into()))
         .fg_color(Some(AnsiColor::Black.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::visible;
+
+    #[test]
+    fn control_characters_are_escaped_and_text_is_not() {
+        assert_eq!(visible("a\u{1b}[2Jb\r"), "a\\u{1b}[2Jb\\u{d}");
+        assert_eq!(visible("👩\u{200d}💻 café\tx"), "👩\u{200d}💻 café\tx");
+        assert_eq!(visible("\u{9b}31m"), "\\u{9b}31m");
+    }
 }
