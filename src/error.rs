@@ -40,6 +40,12 @@ pub enum Error {
     #[error("the {0} is empty")]
     EmptyInput(&'static str),
 
+    #[error(
+        "the question and context are {bytes} bytes, over the limit of {limit} \
+         (--max-input-bytes)"
+    )]
+    InputTooLarge { bytes: usize, limit: usize },
+
     #[error("tokenisation failed: {0}")]
     Encoding(String),
 

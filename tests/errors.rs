@@ -295,6 +295,31 @@ fn a_pair_with_non_finite_logits_fails_alone() {
     assert!(max_abs_diff(&scores(short_result), &scores(&clean[0])) < 1e-5);
 }
 
+/// A pair over the byte limit fails before tokenisation; the others in the batch do not.
+#[test]
+fn oversized_inputs_fail_alone_before_tokenisation() {
+    let options = ExplainOptions {
+        max_input_bytes: 4096,
+        ..ExplainOptions::default()
+    };
+    let explainer = explainer("bert-tiny", options);
+    let huge = QaPair::new("Who?", "word ".repeat(10_000_000 / 5));
+    let fine = QaPair::new("Who wrote it?", "Jane Austen wrote it.");
+    let results = explainer.explain_each(&[huge, fine]).unwrap();
+    assert!(
+        matches!(
+            results[0],
+            Err(Error::InputTooLarge {
+                bytes: 10_000_004,
+                limit: 4096
+            })
+        ),
+        "{:?}",
+        results[0].as_ref().err()
+    );
+    assert!(results[1].is_ok());
+}
+
 #[test]
 fn zero_sized_options_are_rejected() {
     for options in [

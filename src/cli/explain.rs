@@ -69,6 +69,10 @@ pub struct ExplainArgs {
     /// [default: bf16 on a GPU, f32 on the CPU].
     #[arg(long, value_enum)]
     dtype: Option<Precision>,
+    /// The largest question + context, in bytes; a larger pair fails alone, before it is
+    /// tokenised.
+    #[arg(long, default_value_t = spangrad::explain::DEFAULT_MAX_INPUT_BYTES)]
+    max_input_bytes: usize,
     /// Pairs per forward/backward pass with `--input`.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
@@ -89,6 +93,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         max_batch_tokens: args.max_batch_tokens,
         memory_limit: args.memory_limit_mib.map(|m| m << 20),
         precision: args.dtype,
+        max_input_bytes: args.max_input_bytes,
     };
     // Option errors name the flag, before anything is loaded.
     options.validate()?;

@@ -15,6 +15,7 @@ pub struct Explainer {
     engine: Engine,
     tokenizer: QaTokenizer,
     max_length: usize,
+    max_input_bytes: usize,
 }
 
 impl Explainer {
@@ -54,10 +55,12 @@ impl Explainer {
             Some(n) => n,
         };
         let pad_id = tokenizer.pad_id();
+        let max_input_bytes = options.max_input_bytes;
         Ok(Self {
             engine: Engine::new(model, options, pad_id)?,
             tokenizer,
             max_length,
+            max_input_bytes,
         })
     }
 
@@ -71,6 +74,13 @@ impl Explainer {
     }
 
     pub fn encode(&self, pair: &QaPair) -> Result<Encoded> {
+        let bytes = pair.question.len() + pair.context.len();
+        if bytes > self.max_input_bytes {
+            return Err(Error::InputTooLarge {
+                bytes,
+                limit: self.max_input_bytes,
+            });
+        }
         self.tokenizer
             .encode(&pair.question, &pair.context, self.max_length)
     }

@@ -25,7 +25,13 @@ pub struct ExplainOptions {
     pub memory_limit: Option<usize>,
     /// Weights and activations; `None`: [`Precision::default_for`] the device.
     pub precision: Option<Precision>,
+    /// The largest question + context, in bytes, that is tokenised: tokenisation holds the
+    /// whole text (a 10 MB context took 1.6 GB), so a larger pair fails alone, before it.
+    pub max_input_bytes: usize,
 }
+
+/// 1 MiB: about 250,000 words, far past any window of a BERT-sized model.
+pub const DEFAULT_MAX_INPUT_BYTES: usize = 1 << 20;
 
 /// The fewest tokens a pair can have: `[CLS]`, a question token, `[SEP]`, a context token,
 /// `[SEP]`.
@@ -40,6 +46,9 @@ impl ExplainOptions {
         }
         if self.max_batch_tokens == BatchTokens::Fixed(0) {
             return invalid("--max-batch-tokens must be positive".into());
+        }
+        if self.max_input_bytes == 0 {
+            return invalid("--max-input-bytes must be positive".into());
         }
         if self.memory_limit == Some(0) {
             return invalid("--memory-limit-mib must be positive".into());
@@ -113,6 +122,7 @@ impl Default for ExplainOptions {
             max_batch_tokens: BatchTokens::Auto,
             memory_limit: None,
             precision: None,
+            max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
         }
     }
 }
