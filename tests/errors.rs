@@ -320,6 +320,28 @@ fn oversized_inputs_fail_alone_before_tokenisation() {
     assert!(results[1].is_ok());
 }
 
+/// Beside a tokenizer.json, a corrupt tokenizer_config.json is ignored (it only names the pad
+/// token); a vocab.txt-only tokenizer needs it, and names it in the error.
+#[test]
+fn a_corrupt_tokenizer_config_blocks_only_the_tokenizer_that_needs_it() {
+    for (fixture_dir, loads) in [("bert-tiny", true), ("bert-tiny-pt", false)] {
+        let dir = copy_fixture(fixture_dir);
+        std::fs::write(dir.path().join("tokenizer_config.json"), "{not json").unwrap();
+        match load(dir.path()) {
+            Ok(explainer) => {
+                assert!(loads, "{fixture_dir}");
+                explainer
+                    .explain_one(&QaPair::new("Who?", "Jane Austen."))
+                    .unwrap();
+            }
+            Err(e) => {
+                assert!(!loads, "{fixture_dir}: {e}");
+                assert!(e.to_string().contains("tokenizer_config.json"), "{e}");
+            }
+        }
+    }
+}
+
 #[test]
 fn zero_sized_options_are_rejected() {
     for options in [

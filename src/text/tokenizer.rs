@@ -69,20 +69,24 @@ impl QaTokenizer {
     pub fn load(dir: &Path) -> Result<Self> {
         let json = dir.join("tokenizer.json");
         let vocab = dir.join("vocab.txt");
-        let config = TokenizerConfig::read(dir)?;
-        let mut inner = if json.is_file() {
-            Tokenizer::from_file(&json).map_err(|e| Error::Tokenizer {
+        let (mut inner, config) = if json.is_file() {
+            let tokenizer = Tokenizer::from_file(&json).map_err(|e| Error::Tokenizer {
                 path: json.clone(),
                 message: e.to_string(),
-            })?
+            })?;
+            // Beside a tokenizer.json the config only names the padding token, which the
+            // tokenizer usually names too: a broken config is no reason to refuse the model.
+            (tokenizer, TokenizerConfig::read(dir).ok())
         } else if vocab.is_file() {
-            word_piece(&vocab, &config)?
+            let config = TokenizerConfig::read(dir)?;
+            (word_piece(&vocab, &config)?, Some(config))
         } else {
             return Err(Error::MissingFile {
                 what: "tokenizer (tokenizer.json or vocab.txt)",
                 path: json,
             });
         };
+        let baked_pad = inner.get_padding().map(|p| p.pad_id);
         inner.with_padding(None);
         inner.with_truncation(None).map_err(|e| Error::Tokenizer {
             path: dir.to_path_buf(),
@@ -95,7 +99,10 @@ impl QaTokenizer {
                     .into(),
             });
         }
-        let pad_id = inner.token_to_id(&config.special[3]).unwrap_or(0);
+        let pad_token = config.map_or_else(|| "[PAD]".to_string(), |c| c.special[3].clone());
+        let pad_id = baked_pad
+            .or_else(|| inner.token_to_id(&pad_token))
+            .unwrap_or(0);
         Ok(Self { inner, pad_id })
     }
 
