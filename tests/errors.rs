@@ -128,6 +128,39 @@ fn weights_that_do_not_fit_the_config() {
     );
 }
 
+/// A vocabulary size in config.json that the embeddings do not have is reported against
+/// config.json; an integer-typed parameter is refused, not converted.
+#[test]
+fn config_shape_disagreements_and_integer_weights_are_named() {
+    let dir = copy_fixture("bert-tiny");
+    let path = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("\"vocab_size\": 30522", "\"vocab_size\": 30000"),
+    )
+    .unwrap();
+    let e = load_err(dir.path());
+    assert!(e.to_string().contains("config.json"), "{e}");
+
+    let dir = copy_fixture("bert-tiny");
+    edit_weights(dir.path(), |name, t| {
+        if name == "qa_outputs.bias" {
+            (t * 1e9)
+                .unwrap()
+                .to_dtype(candle_core::DType::I64)
+                .unwrap()
+        } else {
+            t
+        }
+    });
+    let e = load_err(dir.path());
+    assert!(
+        e.to_string().contains("qa_outputs.bias is stored as I64"),
+        "{e}"
+    );
+}
+
 #[test]
 fn missing_tokenizer() {
     let dir = copy_fixture("bert-tiny");

@@ -57,9 +57,21 @@ impl QaModel {
     pub fn load(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let (path, vb) = weights::open(dir, device, dtype)?;
-        Self::from_var_builder(vb, &config).map_err(|e| Error::Weights {
-            path,
-            message: e.to_string(),
+        Self::from_var_builder(vb, &config).map_err(|e| {
+            let message = e.to_string();
+            // The expected shapes come from config.json: say so where they disagree.
+            let hint = if message.contains("shape mismatch") {
+                format!(
+                    " (the expected shape follows {})",
+                    dir.join("config.json").display()
+                )
+            } else {
+                String::new()
+            };
+            Error::Weights {
+                path,
+                message: format!("{message}{hint}"),
+            }
         })
     }
 

@@ -20,6 +20,10 @@ pub fn open(dir: &Path, device: &Device, dtype: DType) -> Result<(PathBuf, VarBu
             path: safetensors.clone(),
             source,
         })?;
+        check_parameter_dtypes(&bytes).map_err(|message| Error::Weights {
+            path: safetensors.clone(),
+            message,
+        })?;
         let vb = VarBuilder::from_buffered_safetensors(bytes, dtype, device)
             .map_err(|e| fail(&safetensors, e))?;
         Ok((safetensors, vb))
@@ -39,4 +43,35 @@ pub fn open(dir: &Path, device: &Device, dtype: DType) -> Result<(PathBuf, VarBu
             path: safetensors,
         })
     }
+}
+
+/// Parameters (names ending in `weight`, `bias`, `gamma`, `beta`) must be stored as floats: an
+/// integer tensor would be converted value by value and load as nonsense (a QA bias stored as
+/// I32 gave logits near ±1e9). Reads only the safetensors header; a malformed header is left to
+/// the safetensors reader to report.
+fn check_parameter_dtypes(bytes: &[u8]) -> std::result::Result<(), String> {
+    let Some(len) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    else {
+        return Ok(());
+    };
+    let Some(header) = bytes.get(8..8usize.saturating_add(len as usize)) else {
+        return Ok(());
+    };
+    let Ok(serde_json::Value::Object(entries)) = serde_json::from_slice(header) else {
+        return Ok(());
+    };
+    for (name, entry) in &entries {
+        let is_parameter = ["weight", "bias", "gamma", "beta"]
+            .iter()
+            .any(|suffix| name.ends_with(&format!(".{suffix}")));
+        let dtype = entry.get("dtype").and_then(|d| d.as_str()).unwrap_or("F32");
+        if is_parameter && !matches!(dtype, "F16" | "BF16" | "F32" | "F64") {
+            return Err(format!(
+                "{name} is stored as {dtype}; model parameters must be floating point"
+            ));
+        }
+    }
+    Ok(())
 }
