@@ -1,16 +1,25 @@
 //! Model names: a local directory, or a Hugging Face Hub repository resolved through the
-//! `hf-hub` cache (downloading only when `HF_HUB_OFFLINE` is not set).
+//! `hf-hub` cache (downloading only when `HF_HUB_OFFLINE` is not set, from `HF_ENDPOINT`).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// Where hub models are cached, and whether the network may be used.
+/// Where hub models are cached, whether the network may be used, and how.
 #[derive(Debug, Clone)]
 pub struct HubCache {
     pub dir: PathBuf,
     pub offline: bool,
+    /// The hub's address: `HF_ENDPOINT`, else `https://huggingface.co`.
+    pub endpoint: String,
+    /// How long connecting to the hub, or waiting for its answer, may take before the download
+    /// fails (`SPANGRAD_HUB_TIMEOUT_SECS`, default 30): a server that accepts the connection and
+    /// never answers would otherwise hang the run.
+    pub timeout: Duration,
 }
+
+pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
 /// Files a checkpoint needs; for each, the alternatives in order of preference.
 const REQUIRED: [&[&str]; 3] = [
@@ -29,7 +38,45 @@ impl HubCache {
         let offline = std::env::var("HF_HUB_OFFLINE")
             .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
             .unwrap_or(false);
-        Self { dir, offline }
+        let endpoint = std::env::var("HF_ENDPOINT")
+            .ok()
+            .filter(|e| !e.is_empty())
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+        let timeout = std::env::var("SPANGRAD_HUB_TIMEOUT_SECS")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .filter(|&s| s > 0)
+            .map_or(Duration::from_secs(30), Duration::from_secs);
+        Self {
+            dir,
+            offline,
+            endpoint,
+            timeout,
+        }
+    }
+
+    /// The hub at `endpoint` answers within the timeout (any HTTP status counts as an answer;
+    /// what it means is left to the download). `hf-hub` sets no timeouts of its own.
+    fn probe(&self, name: &str) -> Result<()> {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(self.timeout)
+            .timeout_read(self.timeout)
+            .timeout_write(self.timeout)
+            .try_proxy_from_env(true)
+            .build();
+        let url = format!("{}/api/models/{name}", self.endpoint.trim_end_matches('/'));
+        match agent.get(&url).call() {
+            Ok(_) | Err(ureq::Error::Status(..)) => Ok(()),
+            Err(e) => Err(self.error(
+                name,
+                format!(
+                    "the hub at {} did not answer within {} s ({e}); check the network or \
+                     HF_ENDPOINT, or pass a local model directory",
+                    self.endpoint,
+                    self.timeout.as_secs()
+                ),
+            )),
+        }
     }
 
     /// A local directory as is; otherwise a hub repository id (`name` or `org/name`).
@@ -69,7 +116,9 @@ impl HubCache {
     }
 
     fn download(&self, name: &str) -> Result<PathBuf> {
-        let api = hf_hub::api::sync::ApiBuilder::new()
+        self.probe(name)?;
+        let api = hf_hub::api::sync::ApiBuilder::from_env()
+            .with_endpoint(self.endpoint.clone())
             .with_cache_dir(self.dir.clone())
             .build()
             .map_err(|e| self.error(name, e.to_string()))?;

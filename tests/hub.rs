@@ -15,6 +15,7 @@ fn a_cached_repository_resolves_to_its_snapshot_offline() {
     let hub = HubCache {
         dir: cache.path().to_path_buf(),
         offline: true,
+        ..HubCache::from_env()
     };
     let dir = hub.resolve("spangrad/tiny-distilbert").unwrap();
     assert_eq!(dir, snapshot);
@@ -35,6 +36,7 @@ fn an_uncached_repository_offline_says_to_pass_a_directory() {
     let hub = HubCache {
         dir: cache.path().to_path_buf(),
         offline: true,
+        ..HubCache::from_env()
     };
     let e = hub
         .resolve("distilbert-base-cased-distilled-squad")
@@ -54,6 +56,7 @@ fn an_incomplete_cache_entry_is_not_used() {
     let hub = HubCache {
         dir: cache.path().to_path_buf(),
         offline: true,
+        ..HubCache::from_env()
     };
     assert!(matches!(hub.resolve("org/partial"), Err(Error::Hub { .. })));
 }
@@ -63,6 +66,7 @@ fn a_path_that_does_not_exist_is_not_sent_to_the_hub() {
     let hub = HubCache {
         dir: PathBuf::from("/nonexistent"),
         offline: false,
+        ..HubCache::from_env()
     };
     let e = hub.resolve("./no/such/model").unwrap_err();
     assert!(
@@ -75,4 +79,30 @@ fn a_path_that_does_not_exist_is_not_sent_to_the_hub() {
         ),
         "{e}"
     );
+}
+
+/// A hub that accepts the connection and never answers fails the resolution within the
+/// timeout, naming the endpoint (HF_ENDPOINT), instead of hanging.
+#[test]
+fn a_hub_that_never_answers_times_out() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let hub = HubCache {
+        dir: cache.path().to_path_buf(),
+        offline: false,
+        endpoint: format!("http://{address}"),
+        timeout: std::time::Duration::from_secs(2),
+    };
+    let start = std::time::Instant::now();
+    let e = hub.resolve("spangrad/never-answers").unwrap_err();
+    assert!(start.elapsed().as_secs() < 20, "{:?}", start.elapsed());
+    assert!(matches!(e, Error::Hub { .. }), "{e}");
+    assert!(e.to_string().contains(&address.to_string()), "{e}");
 }
