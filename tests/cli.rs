@@ -446,3 +446,52 @@ fn text_output_escapes_control_characters_from_the_input() {
     assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
     assert!(stdout.contains("\\u{1b}"), "{stdout}");
 }
+
+/// Every run ends with a summary line on stderr; `--quiet` drops it; on a terminal a JSON-lines
+/// run draws a progress bar with the pairs done of the total (a pseudo-terminal from util-linux's
+/// `script`).
+#[test]
+fn runs_summarise_and_show_progress_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pairs.jsonl");
+    let lines: String = (0..40)
+        .map(|i| format!("{{\"id\": {i}, \"question\": \"Who wrote it?\", \"context\": \"Jane Austen wrote it.\"}}\n"))
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let base = [
+        "explain",
+        "--model",
+        &model("bert-tiny"),
+        "--input",
+        input.to_str().unwrap(),
+    ];
+    let out = run(&base);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("spangrad: 40 pairs, 0 failed,") && stderr.contains("pairs/s"),
+        "{stderr}"
+    );
+    let quiet: Vec<&str> = base.iter().copied().chain(["--quiet"]).collect();
+    assert!(run(&quiet).stderr.is_empty());
+    let single = explain(
+        &model("bert-tiny"),
+        "Who wrote it?",
+        "Jane Austen wrote it.",
+        &[],
+    );
+    assert!(text(&single.stderr).contains("spangrad: 1 pairs, 0 failed,"));
+
+    let command = format!(
+        "{} {} --batch-size 4 >/dev/null",
+        env!("CARGO_BIN_EXE_spangrad"),
+        base.join(" ")
+    );
+    let tty = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("util-linux script");
+    let screen = text(&tty.stdout);
+    assert!(tty.status.success(), "{screen}");
+    assert!(screen.contains("/40 pairs"), "progress bar: {screen:?}");
+    assert!(screen.contains("spangrad: 40 pairs"), "{screen:?}");
+}

@@ -8,6 +8,7 @@ use anyhow::bail;
 use spangrad::hub::HubCache;
 use spangrad::{BatchTokens, ExplainOptions, Explainer, Precision, QaPair, SaliencyKind, SpanMode};
 
+use super::progress::Progress;
 use super::{jsonl, render};
 
 pub const DEFAULT_MODEL: &str = "distilbert-base-cased-distilled-squad";
@@ -73,6 +74,9 @@ pub struct ExplainArgs {
     /// tokenised.
     #[arg(long, default_value_t = spangrad::explain::DEFAULT_MAX_INPUT_BYTES)]
     max_input_bytes: usize,
+    /// No progress bar and no summary line on stderr (errors are still reported).
+    #[arg(long, short)]
+    quiet: bool,
     /// Pairs per forward/backward pass with `--input`.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
@@ -105,9 +109,11 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     })?;
     let Some(pair) = single else {
         let input = args.input.expect("checked above");
-        return jsonl::run(&explainer, &input, args.batch_size as usize);
+        return jsonl::run(&explainer, &input, args.batch_size as usize, args.quiet);
     };
+    let mut progress = Progress::without_bar(args.quiet);
     let explanation = explainer.explain_one(&pair)?;
+    progress.advance(1, 0);
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
@@ -118,5 +124,6 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     for w in &explanation.warnings {
         super::note(format_args!("warning: {w}"));
     }
+    progress.finish();
     Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 use spangrad::text::Encoded;
 use spangrad::{Explainer, QaPair};
 
+use super::progress::Progress;
+
 /// An input line in order; a queued pair's encoding waits in the batch.
 enum Entry {
     Failed {
@@ -24,13 +26,22 @@ enum Entry {
     },
 }
 
-pub fn run(explainer: &Explainer, input: &Path, batch_size: usize) -> anyhow::Result<ExitCode> {
-    let reader: Box<dyn BufRead> = if input == Path::new("-") {
-        Box::new(std::io::stdin().lock())
+pub fn run(
+    explainer: &Explainer,
+    input: &Path,
+    batch_size: usize,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let open = || File::open(input).with_context(|| format!("cannot open {}", input.display()));
+    let (reader, total): (Box<dyn BufRead>, _) = if input == Path::new("-") {
+        (Box::new(std::io::stdin().lock()), None)
     } else {
-        let file = File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
-        Box::new(BufReader::new(file))
+        (
+            Box::new(BufReader::new(open()?)),
+            Some(count_pairs(open()?)),
+        )
     };
+    let mut progress = Progress::new(total, quiet);
     let mut out = std::io::stdout().lock();
     let mut pending: Vec<Entry> = Vec::new();
     let mut batch: Vec<Encoded> = Vec::new();
@@ -61,15 +72,28 @@ pub fn run(explainer: &Explainer, input: &Path, batch_size: usize) -> anyhow::Re
         };
         pending.push(entry);
         if batch.len() == batch_size {
-            failed += flush(explainer, &mut pending, &mut batch, &mut out)?;
+            failed += flush(explainer, &mut pending, &mut batch, &mut out, &mut progress)?;
         }
     }
-    failed += flush(explainer, &mut pending, &mut batch, &mut out)?;
+    failed += flush(explainer, &mut pending, &mut batch, &mut out, &mut progress)?;
     if failed > 0 {
-        super::note(format_args!("{failed} of {total} lines failed"));
-        return Ok(ExitCode::FAILURE);
+        progress.note(format_args!("{failed} of {total} lines failed"));
     }
-    Ok(ExitCode::SUCCESS)
+    progress.finish();
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The non-blank lines of a file: the pairs to come, for the progress bar.
+fn count_pairs(file: File) -> u64 {
+    BufReader::new(file)
+        .split(b'\n')
+        .map_while(std::result::Result::ok)
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .count() as u64
 }
 
 /// The UTF-8 byte-order mark some editors put at the start of a file.
@@ -119,10 +143,11 @@ fn flush(
     pending: &mut Vec<Entry>,
     batch: &mut Vec<Encoded>,
     out: &mut impl Write,
+    progress: &mut Progress,
 ) -> anyhow::Result<usize> {
     let mut results = explainer.engine().explain(batch)?.into_iter();
     batch.clear();
-    let mut failed = 0;
+    let (mut failed, mut written) = (0, 0);
     for entry in pending.drain(..) {
         let value = match entry {
             Entry::Failed { line, id, error } => Err((line, id, error)),
@@ -142,12 +167,14 @@ fn flush(
         };
         let value = value.unwrap_or_else(|(line, id, error)| {
             failed += 1;
-            super::note(format_args!("line {line}: {error}"));
+            progress.note(format_args!("line {line}: {error}"));
             json!({ "line": line, "id": id, "error": error })
         });
         // Serialised first, so that a closed stdout surfaces as the io::Error it is.
         writeln!(out, "{}", serde_json::to_string(&value)?)?;
+        written += 1;
     }
     out.flush()?;
+    progress.advance(written, failed as u64);
     Ok(failed)
 }

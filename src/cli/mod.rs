@@ -3,6 +3,7 @@
 mod bench;
 mod explain;
 mod jsonl;
+mod progress;
 mod render;
 
 use std::io::Write;
