@@ -73,7 +73,7 @@ fn check_target(
             let e = got.as_ref().unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(
                 (e.target.start_token, e.target.end_token),
-                (t.start, t.end),
+                (Some(t.start), Some(t.end)),
                 "{what}"
             );
             let starts: Vec<f32> = e.tokens.iter().map(|t| t.start_logit).collect();
@@ -336,5 +336,54 @@ fn passes_over_the_memory_limit_are_split_and_nothing_is_lost() {
             ok >= 1 && oom >= 1,
             "{arch}: {ok} explained, {oom} out of memory"
         );
+    }
+}
+
+/// `--target start` and `--target end` explain one logit each: their gradients add up to the
+/// span's (the backward is linear in the target), and the target says which logit was taken.
+#[test]
+fn start_and_end_targets_add_up_to_the_span_target() {
+    use spangrad::explain::TargetKind;
+    for (arch, dir) in MODELS {
+        let expected = expected(arch);
+        let grads = |target| {
+            let options = ExplainOptions {
+                target,
+                ..ExplainOptions::default()
+            };
+            let explainer = explainer(dir, options);
+            let encoded: Vec<_> = pairs(&expected)
+                .iter()
+                .map(|p| explainer.encode(p).unwrap())
+                .collect();
+            explainer.engine().gradients(&encoded).unwrap()
+        };
+        let (span, start, end) = (
+            grads(TargetKind::Span),
+            grads(TargetKind::Start),
+            grads(TargetKind::End),
+        );
+        let sum = (&start.grads + &end.grads).unwrap();
+        let diff = (&sum - &span.grads)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
+        let scale = span.grads.abs().unwrap().max_all().unwrap();
+        let (diff, scale) = (
+            diff.to_scalar::<f32>().unwrap(),
+            scale.to_scalar::<f32>().unwrap(),
+        );
+        assert!(diff <= 1e-5 * scale, "{arch}: {diff} vs {scale}");
+        for ((s, st), en) in span.targets.iter().zip(&start.targets).zip(&end.targets) {
+            let (s, st, en) = (
+                &s.as_ref().unwrap().1,
+                &st.as_ref().unwrap().1,
+                &en.as_ref().unwrap().1,
+            );
+            assert_eq!((st.start_token, st.end_token), (s.start_token, None));
+            assert_eq!((en.start_token, en.end_token), (None, s.end_token));
+        }
     }
 }

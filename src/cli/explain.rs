@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
+use spangrad::explain::TargetKind;
 use spangrad::hub::HubCache;
 use spangrad::{BatchTokens, ExplainOptions, Explainer, Precision, QaPair, SaliencyKind, SpanMode};
 
@@ -42,6 +43,9 @@ pub struct ExplainArgs {
     /// pipeline), or the seed's independent argmaxes of start and end.
     #[arg(long, value_enum, default_value_t = SpanMode::Best)]
     span: SpanMode,
+    /// Which logits of the span are explained: start + end (NeuralQA's target), or one alone.
+    #[arg(long, value_enum, default_value_t = TargetKind::Span)]
+    target: TargetKind,
     /// How the vocabulary norm of the one-hot gradient is computed (same numbers): gram
     /// (fastest), streaming (blocks of the vocabulary), dense (the naive baseline).
     #[arg(long, value_enum, default_value_t = SaliencyKind::Gram)]
@@ -90,6 +94,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     };
     let options = ExplainOptions {
         span: args.span,
+        target: args.target,
         saliency: args.saliency,
         seed_compat: args.seed_compat,
         max_length: args.max_length,

@@ -15,7 +15,7 @@ use super::saliency::Saliency;
 use super::span::{self, Span};
 use super::words::{self, char_slice};
 use crate::error::{Error, Result};
-use crate::model::QaModel;
+use crate::model::{Objective, QaModel};
 use crate::text::{Encoded, Segment};
 
 pub struct Engine {
@@ -281,11 +281,10 @@ impl Engine {
                     self.options.max_answer_len,
                 );
                 span::gradient_end(span, n, self.options.seed_compat).map(|end_token| {
-                    let target = Target {
-                        start_token: span.start,
-                        end_token,
-                    };
-                    (span, target)
+                    (
+                        span,
+                        Target::new(self.options.target, span.start, end_token),
+                    )
                 })
             } else {
                 Err(Error::NonFinite("logits"))
@@ -293,8 +292,7 @@ impl Engine {
             target_tokens.push(
                 target
                     .as_ref()
-                    .ok()
-                    .map(|(_, t)| (t.start_token, t.end_token)),
+                    .map_or_else(|_| Objective::default(), |(_, t)| t.objective()),
             );
             targets.push(target);
             per_pair_logits.push((s.to_vec(), e.to_vec()));

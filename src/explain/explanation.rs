@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::options::Precision;
 use super::saliency::SaliencyKind;
 use super::span::SpanMode;
+use crate::model::Objective;
 use crate::text::Segment;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,10 +45,44 @@ pub struct Answer {
     pub score: f32,
 }
 
+/// The logits whose gradient is explained: the start logit at `start_token` plus the end logit
+/// at `end_token`, or one of them alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
-    pub start_token: usize,
-    pub end_token: usize,
+    pub kind: TargetKind,
+    pub start_token: Option<usize>,
+    pub end_token: Option<usize>,
+}
+
+impl Target {
+    /// The target of `kind` for a span starting at `start` whose end logit is read at `end`.
+    pub fn new(kind: TargetKind, start: usize, end: usize) -> Self {
+        Self {
+            kind,
+            start_token: matches!(kind, TargetKind::Span | TargetKind::Start).then_some(start),
+            end_token: matches!(kind, TargetKind::Span | TargetKind::End).then_some(end),
+        }
+    }
+
+    pub fn objective(&self) -> Objective {
+        Objective {
+            start: self.start_token,
+            end: self.end_token,
+        }
+    }
+}
+
+/// Which logits of the chosen span are differentiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// `start[s] + end[e]`, NeuralQA's target.
+    #[default]
+    Span,
+    /// `start[s]` alone: what makes the answer begin where it does.
+    Start,
+    /// `end[e]` alone: what makes it end where it does.
+    End,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

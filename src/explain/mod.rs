@@ -13,7 +13,7 @@ pub mod words;
 
 pub use engine::{Engine, Gradients, StageTimes};
 pub use explainer::Explainer;
-pub use explanation::{Answer, Explanation, Target, TokenExplanation, WordExplanation};
+pub use explanation::{Answer, Explanation, Target, TargetKind, TokenExplanation, WordExplanation};
 pub use options::{
     BatchTokens, ExplainOptions, Precision, QaPair, DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_LENGTH,
 };

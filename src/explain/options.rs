@@ -2,6 +2,7 @@
 
 use candle_core::{DType, Device};
 
+use super::explanation::TargetKind;
 use super::saliency::SaliencyKind;
 use super::span::SpanMode;
 
@@ -10,6 +11,8 @@ pub const DEFAULT_MAX_LENGTH: usize = 384;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExplainOptions {
     pub span: SpanMode,
+    /// Which logits of the span are differentiated.
+    pub target: TargetKind,
     pub saliency: SaliencyKind,
     /// Differentiate the end logit one token after the predicted end, as NeuralQA's code does.
     pub seed_compat: bool,
@@ -115,6 +118,7 @@ impl Default for ExplainOptions {
     fn default() -> Self {
         Self {
             span: SpanMode::Best,
+            target: TargetKind::Span,
             saliency: SaliencyKind::Gram,
             seed_compat: false,
             max_length: None,

@@ -45,6 +45,24 @@ pub struct QaModel {
     qa_outputs: Linear,
 }
 
+/// The logits one pair's gradient is taken of: `start[start] + end[end]`, either left out when
+/// `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Objective {
+    pub start: Option<usize>,
+    pub end: Option<usize>,
+}
+
+impl Objective {
+    /// `start[s] + end[e]`.
+    pub fn span(s: usize, e: usize) -> Self {
+        Self {
+            start: Some(s),
+            end: Some(e),
+        }
+    }
+}
+
 /// Start and end logits, each `[batch, tokens]`.
 pub struct Logits {
     pub start: Tensor,
@@ -182,14 +200,10 @@ impl QaModel {
         ))
     }
 
-    /// `∂(start[s] + end[e]) / ∂words`, `[n, h]`, for each pair's `(s, e)` token target
-    /// (`None`: no target, a zero gradient). Consumes the saved activations, freeing each
+    /// `∂(start[s] + end[e]) / ∂words`, `[n, h]`, for each pair's objective (either logit may
+    /// be left out; neither: a zero gradient). Consumes the saved activations, freeing each
     /// layer's as soon as its backward is done. The last layer runs on the target rows alone.
-    pub fn input_grad(
-        &self,
-        mut saved: Saved,
-        targets: &[Option<(usize, usize)>],
-    ) -> Result<Tensor> {
+    pub fn input_grad(&self, mut saved: Saved, targets: &[Objective]) -> Result<Tensor> {
         let target = self.target_rows(targets, &saved.shape)?;
         let last = saved
             .layers
@@ -203,11 +217,7 @@ impl QaModel {
 
     /// [`QaModel::input_grad`] with the last layer's backward over every row (the gradient
     /// scattered into a zero `[n, h]`): the reference of the sparse last layer, and what it saves.
-    pub fn input_grad_full(
-        &self,
-        saved: Saved,
-        targets: &[Option<(usize, usize)>],
-    ) -> Result<Tensor> {
+    pub fn input_grad_full(&self, saved: Saved, targets: &[Objective]) -> Result<Tensor> {
         let shape = saved.shape;
         let target = self.target_rows(targets, &shape)?;
         let dy = Tensor::zeros((shape.rows(), shape.hidden), self.dtype(), self.device())?
@@ -229,30 +239,29 @@ impl QaModel {
         Ok(self.embeddings.backward(&grad, &saved.embedding_norm)?)
     }
 
-    fn target_rows(
-        &self,
-        targets: &[Option<(usize, usize)>],
-        shape: &BatchShape,
-    ) -> Result<TargetRows> {
+    fn target_rows(&self, targets: &[Objective], shape: &BatchShape) -> Result<TargetRows> {
         let (t, a) = (shape.tokens, shape.heads);
         let mut rows = Vec::with_capacity(2 * targets.len());
         let mut head_rows = Vec::with_capacity(2 * a * targets.len());
         let mut select = Vec::with_capacity(4 * targets.len());
         for (p, target) in targets.iter().enumerate() {
-            let (tokens, weight) = match *target {
-                Some((s, e)) if s < t && e < t => ([s, e], 1f32),
-                Some(_) => {
-                    return Err(Error::InvalidOption(
-                        "gradient target outside the batch".into(),
-                    ))
-                }
-                None => ([0, 0], 0f32),
-            };
+            if [target.start, target.end]
+                .iter()
+                .flatten()
+                .any(|&tok| tok >= t)
+            {
+                return Err(Error::InvalidOption(
+                    "gradient target outside the batch".into(),
+                ));
+            }
+            // An absent logit keeps its slot, pointing at token 0 with weight 0.
+            let tokens = [target.start.unwrap_or(0), target.end.unwrap_or(0)];
+            let weight = |tok: Option<usize>| if tok.is_some() { 1f32 } else { 0.0 };
             rows.extend(tokens.map(|tok| (p * t + tok) as u32));
             for head in 0..a {
                 head_rows.extend(tokens.map(|tok| ((p * a + head) * t + tok) as u32));
             }
-            select.extend([weight, 0.0, 0.0, weight]);
+            select.extend([weight(target.start), 0.0, 0.0, weight(target.end)]);
         }
         let device = self.device();
         let slots = rows.len();

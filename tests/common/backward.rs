@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use spangrad::model::preset::{random_model, RandomWeights};
-use spangrad::model::{Activation, Architecture, ModelConfig, QaModel};
+use spangrad::model::{Activation, Architecture, ModelConfig, Objective, QaModel};
 use spangrad::ops;
 
 /// f32 tolerance of every comparison with autograd (relative, in the L2 norm).
@@ -163,7 +163,7 @@ pub struct RandomBatch {
     pub tokens: usize,
     pub ids: Tensor,
     pub types: Tensor,
-    pub targets: Vec<Option<(usize, usize)>>,
+    pub targets: Vec<Objective>,
 }
 
 impl RandomBatch {
@@ -186,11 +186,18 @@ impl RandomBatch {
                 ids[p * t + i] = next(vocab) as u32;
                 types[p * t + i] = u32::from(i > len / 2);
             }
-            targets.push(match p % 4 {
-                0 => Some((next(len), next(len))),
-                1 => Some((len - 1, len - 1)),
-                2 if lengths.len() >= 3 => None,
-                _ => Some((len - 1, 0)),
+            targets.push(match p % 5 {
+                0 => Objective::span(next(len), next(len)),
+                1 => Objective::span(len - 1, len - 1),
+                2 if lengths.len() >= 3 => Objective::default(),
+                3 => Objective {
+                    start: None,
+                    end: Some(next(len)),
+                },
+                _ => Objective {
+                    start: Some(len - 1),
+                    end: None,
+                },
             });
         }
         let n = lengths.len() * t;
@@ -214,8 +221,10 @@ impl RandomBatch {
         let mut ms = vec![0f32; b * t];
         let mut me = vec![0f32; b * t];
         for (p, target) in self.targets.iter().enumerate() {
-            if let Some((s, e)) = target {
+            if let Some(s) = target.start {
                 ms[p * t + s] += 1.0;
+            }
+            if let Some(e) = target.end {
                 me[p * t + e] += 1.0;
             }
         }
