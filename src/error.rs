@@ -46,6 +46,9 @@ pub enum Error {
     )]
     InputTooLarge { bytes: usize, limit: usize },
 
+    #[error("cannot explain the given answer: {0}")]
+    Answer(String),
+
     #[error("tokenisation failed: {0}")]
     Encoding(String),
 

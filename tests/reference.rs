@@ -172,7 +172,7 @@ fn gradients_reach_the_embeddings_and_match_pytorch() {
                 .encode(&QaPair::new(&p.question, &p.context))
                 .unwrap();
             let g = explainer.engine().gradients(&[enc]).unwrap();
-            let got: Vec<Vec<f32>> = g.grads.to_vec2().unwrap();
+            let got: Vec<Vec<f32>> = g.grads[0].to_vec2().unwrap();
             let scale = t.grad.iter().flatten().map(|v| v.abs()).fold(0.0, f32::max);
             assert!(scale > 0.0, "reference gradient is zero");
             let diff = got
@@ -363,14 +363,14 @@ fn start_and_end_targets_add_up_to_the_span_target() {
             grads(TargetKind::Start),
             grads(TargetKind::End),
         );
-        let sum = (&start.grads + &end.grads).unwrap();
-        let diff = (&sum - &span.grads)
+        let sum = (&start.grads[0] + &end.grads[0]).unwrap();
+        let diff = (&sum - &span.grads[0])
             .unwrap()
             .abs()
             .unwrap()
             .max_all()
             .unwrap();
-        let scale = span.grads.abs().unwrap().max_all().unwrap();
+        let scale = span.grads[0].abs().unwrap().max_all().unwrap();
         let (diff, scale) = (
             diff.to_scalar::<f32>().unwrap(),
             scale.to_scalar::<f32>().unwrap(),
@@ -378,12 +378,133 @@ fn start_and_end_targets_add_up_to_the_span_target() {
         assert!(diff <= 1e-5 * scale, "{arch}: {diff} vs {scale}");
         for ((s, st), en) in span.targets.iter().zip(&start.targets).zip(&end.targets) {
             let (s, st, en) = (
-                &s.as_ref().unwrap().1,
-                &st.as_ref().unwrap().1,
-                &en.as_ref().unwrap().1,
+                &s.as_ref().unwrap()[0].1,
+                &st.as_ref().unwrap()[0].1,
+                &en.as_ref().unwrap()[0].1,
             );
             assert_eq!((st.start_token, st.end_token), (s.start_token, None));
             assert_eq!((en.start_token, en.end_token), (None, s.end_token));
         }
     }
+}
+
+/// An answer the user gives is explained as the gradient of its own start and end logits: for
+/// the model's answer that is the default explanation (rank 1); for the seed's argmax span,
+/// where it is a span of the context, it equals transformers' gradient for that target.
+#[test]
+fn a_given_answer_is_explained_for_its_own_span() {
+    let mut checked = 0;
+    for (arch, dir) in MODELS {
+        let expected = expected(arch);
+        let explainer = explainer(dir, ExplainOptions::default());
+        for p in &expected.pairs {
+            let pair = QaPair::new(p.question.clone(), p.context.clone());
+            let default = explainer.explain_one(&pair).unwrap();
+            let own = QaPair {
+                answer_start: default.answer.char_start,
+                ..pair.clone().with_answer(default.answer.text.clone())
+            };
+            if default.answer.text.is_empty() {
+                continue;
+            }
+            let e = explainer.explain_one(&own).unwrap();
+            assert_eq!((e.rank, &e.model_answer), (Some(1), &None), "{arch}");
+            assert!(
+                max_abs_diff(&scores(&e), &scores(&default)) < 1e-6,
+                "{arch}"
+            );
+
+            let (s, t) = (p.spans["argmax"].0, p.spans["argmax"].1);
+            let in_context = |i: usize| p.sequence_ids[i] == Some(1);
+            if s > t || !in_context(s) || !in_context(t) || (s, t) == p.spans["best"] {
+                continue;
+            }
+            let (a, b) = (p.offsets[s].0, p.offsets[t].1);
+            let text: String = p.context.chars().skip(a).take(b - a).collect();
+            let given = QaPair {
+                answer_start: Some(a),
+                ..pair.with_answer(text)
+            };
+            let e = explainer.explain_one(&given).unwrap();
+            assert_eq!(
+                (e.target.start_token, e.target.end_token),
+                (Some(s), Some(t))
+            );
+            assert_eq!(e.model_answer.as_ref().unwrap().text, default.answer.text);
+            // The argmax span may be longer than --max-answer-len, and then outrank the answer.
+            assert!(e.rank.is_some());
+            let reference = target(p, "argmax");
+            assert!(
+                max_abs_diff(&scores(&e), &reference.score) < SCORE_TOL,
+                "{arch}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 1,
+        "no given answer was checked against transformers"
+    );
+}
+
+/// `--top-k` explains the k best spans: the answer, then alternatives that each equal the
+/// explanation of that span given as the answer.
+#[test]
+fn top_k_alternatives_equal_their_spans_explained_alone() {
+    for (arch, dir) in MODELS {
+        let options = ExplainOptions {
+            top_k: 3,
+            ..ExplainOptions::default()
+        };
+        let top = explainer(dir, options);
+        let single = explainer(dir, ExplainOptions::default());
+        let pair = QaPair::new(
+            "Who wrote the novel?",
+            "The novel was written by Jane Austen in 1813 and published in London.",
+        );
+        let e = top.explain_one(&pair).unwrap();
+        assert_eq!(e.alternatives.len(), 2, "{arch}");
+        assert!(max_abs_diff(&scores(&e), &scores(&single.explain_one(&pair).unwrap())) < 1e-6);
+        let mut last_rank = 1;
+        for alternative in &e.alternatives {
+            assert!(alternative.rank.unwrap() >= last_rank);
+            last_rank = alternative.rank.unwrap();
+            let given = QaPair {
+                answer_start: alternative.answer.char_start,
+                ..pair.clone().with_answer(alternative.answer.text.clone())
+            };
+            let alone = single.explain_one(&given).unwrap();
+            assert_eq!(alone.target, alternative.target, "{arch}");
+            assert!(
+                max_abs_diff(&scores(&alone), &scores(alternative)) < 1e-5,
+                "{arch}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_given_answer_that_is_not_there_is_an_error_for_its_pair() {
+    let plain = explainer("bert-tiny", ExplainOptions::default());
+    let pair = QaPair::new("Who wrote it?", "Jane Austen wrote it in 1813.");
+    for (answer, start) in [("Dickens", None), ("Austen", Some(0)), ("  ", None)] {
+        let given = QaPair {
+            answer_start: start,
+            ..pair.clone().with_answer(answer)
+        };
+        let e = plain.explain_one(&given).unwrap_err();
+        assert!(matches!(e, Error::Answer(_)), "{e}");
+    }
+    let cut = ExplainOptions {
+        max_length: Some(12),
+        ..ExplainOptions::default()
+    };
+    let long = QaPair::new(
+        "Who?",
+        "Jane Austen wrote it in 1813 and then moved to Bath.",
+    );
+    let e = explainer("bert-tiny", cut)
+        .explain_one(&long.with_answer("Bath"))
+        .unwrap_err();
+    assert!(e.to_string().contains("--max-length"), "{e}");
 }

@@ -269,6 +269,7 @@ fn synthetic_pair(b: usize, len: usize, vocab: usize) -> Encoded {
         offsets: vec![(0, 0); len],
         segments,
         truncated: false,
+        requested: None,
     }
 }
 

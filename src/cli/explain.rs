@@ -59,6 +59,16 @@ pub struct ExplainArgs {
     /// Longest answer considered by `--span best`, in tokens.
     #[arg(long, default_value_t = 15)]
     max_answer_len: usize,
+    /// Explain the N best spans (`--span best`): the answer, then the runners-up.
+    #[arg(long, default_value_t = 1)]
+    top_k: usize,
+    /// Explain this answer instead of the model's: why would it, or would it not, pick it?
+    /// (A JSON-lines pair may carry its own `answer`.)
+    #[arg(long, requires = "question")]
+    answer: Option<String>,
+    /// Where --answer starts in the context, in characters [default: its first occurrence].
+    #[arg(long, requires = "answer")]
+    answer_start: Option<usize>,
     /// Padded tokens (pairs x longest) per forward/backward pass, `auto` (as many as the
     /// device's free memory holds, by the activation-memory formula) or `all` (one pass per
     /// batch). Passes never change the results; a pass that runs out of memory is split.
@@ -89,7 +99,11 @@ pub struct ExplainArgs {
 pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let single = match (&args.input, args.question, args.context) {
         (Some(_), ..) => None,
-        (None, Some(q), Some(c)) => Some(QaPair::new(q, c)),
+        (None, Some(q), Some(c)) => Some(QaPair {
+            answer: args.answer.clone(),
+            answer_start: args.answer_start,
+            ..QaPair::new(q, c)
+        }),
         _ => bail!("give --question and --context, or --input FILE"),
     };
     let options = ExplainOptions {
@@ -99,6 +113,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         seed_compat: args.seed_compat,
         max_length: args.max_length,
         max_answer_len: args.max_answer_len,
+        top_k: args.top_k,
         max_batch_tokens: args.max_batch_tokens,
         memory_limit: args.memory_limit_mib.map(|m| m << 20),
         precision: args.dtype,

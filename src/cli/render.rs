@@ -8,29 +8,57 @@ use spangrad::explain::WordExplanation;
 use spangrad::text::Segment;
 use spangrad::{Explanation, QaPair};
 
+/// The explanation, then each alternative (`--top-k`) the same way.
 pub fn text(
     out: &mut impl Write,
     e: &Explanation,
     pair: &QaPair,
     model: &str,
 ) -> std::io::Result<()> {
+    one(out, e, pair, model, "answer:  ")?;
+    for (i, alternative) in e.alternatives.iter().enumerate() {
+        writeln!(out)?;
+        one(out, alternative, pair, model, &format!("#{:<7}", i + 2))?;
+    }
+    Ok(())
+}
+
+fn one(
+    out: &mut impl Write,
+    e: &Explanation,
+    pair: &QaPair,
+    model: &str,
+    label: &str,
+) -> std::io::Result<()> {
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let a = &e.answer;
-    writeln!(out, "answer:   \"{}\"", visible(&a.text))?;
+    let rank = e.rank.map_or(String::new(), |r| format!(", rank {r}"));
+    writeln!(out, "{label} \"{}\"", visible(&a.text))?;
     writeln!(
         out,
-        "          tokens {}..={}, score {:.3} (start {:.3} + end {:.3}); {} span, {} saliency, {}{}; {}",
+        "          tokens {}..={}, score {:.3} (start {:.3} + end {:.3}{rank}); {} target, {} span, {} saliency, {}{}; {}",
         a.token_start,
         a.token_end,
         a.score,
         a.start_logit,
         a.end_logit,
+        e.target.kind,
         e.span_mode,
         e.saliency,
         e.precision.name(),
         if e.seed_compat { ", seed-compat" } else { "" },
         model
     )?;
+    if let Some(m) = &e.model_answer {
+        writeln!(
+            out,
+            "          the model's own answer: \"{}\" (tokens {}..={}, score {:.3})",
+            visible(&m.text),
+            m.token_start,
+            m.token_end,
+            m.score
+        )?;
+    }
     for (label, segment, source) in [
         ("question", Segment::Question, &pair.question),
         ("context", Segment::Context, &pair.context),

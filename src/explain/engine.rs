@@ -45,12 +45,14 @@ pub struct StageTimes {
 
 /// The backward pass of one batch, before saliency.
 pub struct Gradients {
-    /// Per pair: the span and the gradient target, or why the target does not exist.
-    pub targets: Vec<Result<(Span, Target)>>,
+    /// Per pair: the spans explained with their gradient targets, the answer first (more with
+    /// `top_k`), or why there is none.
+    pub targets: Vec<Result<Vec<(Span, Target)>>>,
     /// Per pair: its start and end logits over its real tokens.
     pub logits: Vec<(Vec<f32>, Vec<f32>)>,
-    /// `∂y/∂(word embeddings)` for the real tokens of every pair, concatenated: `[tokens, hidden]`.
-    pub grads: Tensor,
+    /// Per rank: `∂y/∂(word embeddings)` of every pair's target of that rank (zero for a pair
+    /// with fewer), for the real tokens of every pair, concatenated: `[tokens, hidden]`.
+    pub grads: Vec<Tensor>,
     /// The ids of those tokens: `[tokens]`.
     pub ids: Tensor,
     /// Per pair: its rows in `grads`.
@@ -188,19 +190,23 @@ impl Engine {
         let gradients = self.gradients_timed(batch, stages.as_deref_mut())?;
         let clock = Instant::now();
         let embeddings = self.model.word_embeddings();
-        let raw = self.saliency.norms(&gradients.grads)?;
         let own_rows = gradients.ids.unsqueeze(1)?;
-        let grad_x_input = rows::gather_dot(&gradients.grads, embeddings, &own_rows)?.squeeze(1)?;
         let mut offsets: Vec<u32> = gradients.rows.iter().map(|r| r.start as u32).collect();
         offsets.push(gradients.rows.last().map_or(0, |r| r.end as u32));
         let offsets = Tensor::new(offsets, embeddings.device())?;
-        let scores = normalise(&raw, &offsets)?;
-        // The only copy back: everything above is queued on the model's device.
-        let (raw, scores, grad_x_input) = (
-            raw.to_vec1::<f32>()?,
-            scores.to_vec1::<f32>()?,
-            grad_x_input.to_vec1::<f32>()?,
-        );
+        // Per rank: raw norms, scores and gradient x input of every real token.
+        let mut values = Vec::with_capacity(gradients.grads.len());
+        for grads in &gradients.grads {
+            let raw = self.saliency.norms(grads)?;
+            let grad_x_input = rows::gather_dot(grads, embeddings, &own_rows)?.squeeze(1)?;
+            let scores = normalise(&raw, &offsets)?;
+            // The only copies back: everything above is queued on the model's device.
+            values.push((
+                raw.to_vec1::<f32>()?,
+                scores.to_vec1::<f32>()?,
+                grad_x_input.to_vec1::<f32>()?,
+            ));
+        }
         if let Some(stages) = stages {
             stages.saliency += clock.elapsed();
         }
@@ -215,14 +221,23 @@ impl Engine {
             .zip(targets)
             .zip(logits)
             .zip(rows)
-            .map(|(((enc, target), logits), rows)| {
-                let (span, target) = target?;
-                let per_token = PerToken {
-                    raw: &raw[rows.clone()],
-                    score: &scores[rows.clone()],
-                    grad_x_input: &grad_x_input[rows],
-                };
-                self.build(enc, span, target, &logits, per_token)
+            .map(|(((enc, chosen), logits), rows)| {
+                let mut explanations = chosen?
+                    .into_iter()
+                    .zip(&values)
+                    .map(|((span, target), (raw, score, gxi))| {
+                        let per_token = PerToken {
+                            raw: &raw[rows.clone()],
+                            score: &score[rows.clone()],
+                            grad_x_input: &gxi[rows.clone()],
+                        };
+                        self.build(enc, span, target, &logits, per_token)
+                    })
+                    .collect::<Result<Vec<_>>>()?
+                    .into_iter();
+                let mut first = explanations.next().ok_or(Error::NonFinite("logits"))?;
+                first.alternatives = explanations.collect();
+                Ok(first)
             })
             .collect())
     }
@@ -263,7 +278,6 @@ impl Engine {
         let forward_done = clock.elapsed();
 
         let mut targets = Vec::with_capacity(b);
-        let mut target_tokens = Vec::with_capacity(b);
         let mut per_pair_logits = Vec::with_capacity(b);
         let mut real_rows = Vec::new();
         let mut rows = Vec::with_capacity(b);
@@ -272,40 +286,60 @@ impl Engine {
             let (s, e) = (&start[i][..n], &end[i][..n]);
             // A pair whose logits are not finite fails alone: pairs never mix in the pass, so
             // the others' results are unaffected (its own rows get no gradient target).
-            let target = if s.iter().chain(e).all(|v| v.is_finite()) {
-                let span = span::select(
-                    self.options.span,
-                    s,
-                    e,
-                    &enc.segments,
-                    self.options.max_answer_len,
-                );
-                span::gradient_end(span, n, self.options.seed_compat).map(|end_token| {
-                    (
-                        span,
-                        Target::new(self.options.target, span.start, end_token),
-                    )
-                })
+            let chosen = if s.iter().chain(e).all(|v| v.is_finite()) {
+                self.spans(enc, s, e)
+                    .into_iter()
+                    .map(|span| {
+                        span::gradient_end(span, n, self.options.seed_compat).map(|end_token| {
+                            (
+                                span,
+                                Target::new(self.options.target, span.start, end_token),
+                            )
+                        })
+                    })
+                    .collect()
             } else {
                 Err(Error::NonFinite("logits"))
             };
-            target_tokens.push(
-                target
-                    .as_ref()
-                    .map_or_else(|_| Objective::default(), |(_, t)| t.objective()),
-            );
-            targets.push(target);
+            targets.push(chosen);
             per_pair_logits.push((s.to_vec(), e.to_vec()));
             rows.push(real_rows.len()..real_rows.len() + n);
             real_rows.extend((i * t..i * t + n).map(|r| r as u32));
         }
 
-        let grads = self.model.input_grad(saved, &target_tokens)?;
+        // One backward per rank of the explained spans, all from the same forward.
+        let ranks = targets
+            .iter()
+            .filter_map(|t| t.as_ref().ok().map(Vec::len))
+            .max()
+            .unwrap_or(1)
+            .max(1);
         let real_rows = Tensor::from_vec(real_rows, rows.last().map_or(0, |r| r.end), device)?;
+        let mut grads = Vec::with_capacity(ranks);
+        let mut saved = Some(saved);
+        for rank in 0..ranks {
+            let objectives: Vec<Objective> = targets
+                .iter()
+                .map(|t| {
+                    t.as_ref()
+                        .ok()
+                        .and_then(|v| v.get(rank))
+                        .map_or_else(Objective::default, |(_, target)| target.objective())
+                })
+                .collect();
+            // The last backward takes the saved activations themselves, freeing them as it goes.
+            let saved = if rank + 1 == ranks {
+                saved.take().expect("present until the last rank")
+            } else {
+                saved.clone().expect("present until the last rank")
+            };
+            let grad = self.model.input_grad(saved, &objectives)?;
+            grads.push(grad.index_select(&real_rows, 0)?);
+        }
         let gradients = Gradients {
             targets,
             logits: per_pair_logits,
-            grads: grads.index_select(&real_rows, 0)?,
+            grads,
             ids: ids.index_select(&real_rows, 0)?,
             rows,
         };
@@ -315,6 +349,25 @@ impl Engine {
             stages.backward += clock.elapsed() - forward_done;
         }
         Ok(gradients)
+    }
+
+    /// The spans a pair's explanation is about: the one the user gave, else the model's answer
+    /// and, with `top_k`, the next best.
+    fn spans(&self, enc: &Encoded, start: &[f32], end: &[f32]) -> Vec<Span> {
+        let o = &self.options;
+        match (enc.requested, o.span) {
+            (Some((s, e)), _) => vec![Span { start: s, end: e }],
+            (None, span::SpanMode::Best) => {
+                span::top(start, end, &enc.segments, o.max_answer_len, o.top_k)
+            }
+            (None, mode) => vec![span::select(
+                mode,
+                start,
+                end,
+                &enc.segments,
+                o.max_answer_len,
+            )],
+        }
     }
 
     fn build(
@@ -353,6 +406,15 @@ impl Engine {
             })
             .collect();
         let answer = answer(enc, span, start, end);
+        let o = &self.options;
+        let rank = (o.span == span::SpanMode::Best)
+            .then(|| span::rank(start, end, &enc.segments, o.max_answer_len, span));
+        let model_answer = enc
+            .requested
+            .is_some()
+            .then(|| span::select(o.span, start, end, &enc.segments, o.max_answer_len))
+            .filter(|&best| best != span)
+            .map(|best| self::answer(enc, best, start, end));
         if answer.text.is_empty() {
             warnings.push(format!(
                 "the predicted span (tokens {}..={}) holds no context token: the answer is empty",
@@ -368,9 +430,12 @@ impl Engine {
             precision: self.precision,
             seed_compat: self.options.seed_compat,
             truncated: enc.truncated,
+            rank,
+            model_answer,
             words: words::merge(enc, &tokens),
             tokens,
             warnings,
+            alternatives: Vec::new(),
         })
     }
 }

@@ -9,7 +9,7 @@ use super::explanation::Explanation;
 use super::options::{ExplainOptions, Precision, QaPair, DEFAULT_MAX_LENGTH};
 use crate::error::{Error, Result};
 use crate::model::QaModel;
-use crate::text::{Encoded, QaTokenizer};
+use crate::text::{Encoded, QaTokenizer, Segment};
 
 pub struct Explainer {
     engine: Engine,
@@ -81,8 +81,13 @@ impl Explainer {
                 limit: self.max_input_bytes,
             });
         }
-        self.tokenizer
-            .encode(&pair.question, &pair.context, self.max_length)
+        let mut encoded = self
+            .tokenizer
+            .encode(&pair.question, &pair.context, self.max_length)?;
+        if let Some(answer) = &pair.answer {
+            encoded.requested = Some(requested_tokens(&encoded, answer, pair.answer_start)?);
+        }
+        Ok(encoded)
     }
 
     pub fn explain_one(&self, pair: &QaPair) -> Result<Explanation> {
@@ -118,5 +123,44 @@ impl Explainer {
                 })
             })
             .collect())
+    }
+}
+
+/// The first and last context token of `answer` in `enc`'s context: at character
+/// `answer_start` when given, else its first occurrence.
+fn requested_tokens(
+    enc: &Encoded,
+    answer: &str,
+    answer_start: Option<usize>,
+) -> Result<(usize, usize)> {
+    let bad = |why: String| Err(Error::Answer(why));
+    if answer.trim().is_empty() {
+        return bad("the answer is empty".into());
+    }
+    let chars: Vec<char> = enc.context.chars().collect();
+    let needle: Vec<char> = answer.chars().collect();
+    let matches_at = |a: usize| chars.get(a..a + needle.len()) == Some(&needle[..]);
+    let start = match answer_start {
+        Some(a) if matches_at(a) => a,
+        Some(a) => {
+            return bad(format!(
+                "the context does not read {answer:?} at character {a}"
+            ))
+        }
+        None => match (0..chars.len()).find(|&a| matches_at(a)) {
+            Some(a) => a,
+            None => return bad(format!("{answer:?} is not in the context")),
+        },
+    };
+    let end = start + needle.len();
+    let covered: Vec<usize> = (0..enc.len())
+        .filter(|&i| enc.segments[i] == Segment::Context)
+        .filter(|&i| enc.offsets[i].1 > start && enc.offsets[i].0 < end)
+        .collect();
+    match (covered.first(), covered.last()) {
+        (Some(&s), Some(&e)) if enc.offsets[e].1 >= end => Ok((s, e)),
+        _ => bad(format!(
+            "{answer:?} (characters {start}..{end}) lies past the tokens that fit --max-length"
+        )),
     }
 }

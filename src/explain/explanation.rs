@@ -23,10 +23,20 @@ pub struct Explanation {
     pub seed_compat: bool,
     /// Whether the context was cut to fit the maximum length.
     pub truncated: bool,
+    /// Where the explained span stands among the `best` mode's candidates by score (1: the
+    /// model's answer; equal scores share a rank); `None` with `argmax` spans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<usize>,
+    /// The model's own answer, when the explained span is another (an answer the user gave).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_answer: Option<Answer>,
     pub tokens: Vec<TokenExplanation>,
     pub words: Vec<WordExplanation>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// With `top_k`: the next best spans, each explained the same way, best first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<Explanation>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +79,16 @@ impl Target {
             start: self.start_token,
             end: self.end_token,
         }
+    }
+}
+
+impl std::fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Span => "span",
+            Self::Start => "start",
+            Self::End => "end",
+        })
     }
 }
 

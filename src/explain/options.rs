@@ -20,6 +20,9 @@ pub struct ExplainOptions {
     /// stop earlier.
     pub max_length: Option<usize>,
     pub max_answer_len: usize,
+    /// Explain the `top_k` best spans (the best is the answer, the others `alternatives`);
+    /// `best` spans only.
+    pub top_k: usize,
     /// How a batch is cut into forward/backward passes (pairs never interact: the results
     /// are the same).
     pub max_batch_tokens: BatchTokens,
@@ -49,6 +52,12 @@ impl ExplainOptions {
         }
         if self.max_batch_tokens == BatchTokens::Fixed(0) {
             return invalid("--max-batch-tokens must be positive".into());
+        }
+        if self.top_k == 0 {
+            return invalid("--top-k must be positive".into());
+        }
+        if self.top_k > 1 && (self.span != SpanMode::Best || self.seed_compat) {
+            return invalid("--top-k takes --span best without --seed-compat".into());
         }
         if self.max_input_bytes == 0 {
             return invalid("--max-input-bytes must be positive".into());
@@ -123,6 +132,7 @@ impl Default for ExplainOptions {
             seed_compat: false,
             max_length: None,
             max_answer_len: 15,
+            top_k: 1,
             max_batch_tokens: BatchTokens::Auto,
             memory_limit: None,
             precision: None,
@@ -168,6 +178,12 @@ pub struct QaPair {
     pub id: Option<serde_json::Value>,
     pub question: String,
     pub context: String,
+    /// An answer to explain instead of the model's: why would it, or would it not, pick this?
+    #[serde(default)]
+    pub answer: Option<String>,
+    /// Where `answer` starts in the context, in characters (default: its first occurrence).
+    #[serde(default)]
+    pub answer_start: Option<usize>,
 }
 
 impl QaPair {
@@ -176,6 +192,16 @@ impl QaPair {
             id: None,
             question: question.into(),
             context: context.into(),
+            answer: None,
+            answer_start: None,
+        }
+    }
+
+    /// The same pair, explained for `answer` (at its first occurrence in the context).
+    pub fn with_answer(self, answer: impl Into<String>) -> Self {
+        Self {
+            answer: Some(answer.into()),
+            ..self
         }
     }
 }

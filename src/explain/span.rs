@@ -51,23 +51,57 @@ pub fn select(
             start: argmax(start),
             end: argmax(end),
         },
-        SpanMode::Best => {
-            let in_context = |i: usize| segments[i] == Segment::Context;
-            let mut best: Option<(f64, Span)> = None;
-            for i in (0..start.len()).filter(|&i| in_context(i)) {
-                for j in (i..start.len().min(i.saturating_add(max_answer_len)))
-                    .take_while(|&j| in_context(j))
-                {
-                    let score = start[i] as f64 + end[j] as f64;
-                    if best.is_none_or(|(b, _)| score > b) {
-                        best = Some((score, Span { start: i, end: j }));
-                    }
-                }
-            }
-            best.expect("an encoded pair has at least one context token")
-                .1
-        }
+        SpanMode::Best => top(start, end, segments, max_answer_len, 1)
+            .into_iter()
+            .next()
+            .expect("an encoded pair has at least one context token"),
     }
+}
+
+/// The `best` mode's candidates: spans of context tokens `i ≤ j < i + max_answer_len`, with
+/// their score `start[i] + end[j]`, in order of `i` then `j`.
+fn candidates<'a>(
+    start: &'a [f32],
+    end: &'a [f32],
+    segments: &'a [Segment],
+    max_answer_len: usize,
+) -> impl Iterator<Item = (f64, Span)> + 'a {
+    let in_context = |i: usize| segments[i] == Segment::Context;
+    (0..start.len())
+        .filter(move |&i| in_context(i))
+        .flat_map(move |i| {
+            (i..start.len().min(i.saturating_add(max_answer_len)))
+                .take_while(move |&j| in_context(j))
+                .map(move |j| (start[i] as f64 + end[j] as f64, Span { start: i, end: j }))
+        })
+}
+
+/// The `k` best candidate spans, best first; equal scores keep the earlier span first.
+pub fn top(
+    start: &[f32],
+    end: &[f32],
+    segments: &[Segment],
+    max_answer_len: usize,
+    k: usize,
+) -> Vec<Span> {
+    let mut all: Vec<(f64, Span)> = candidates(start, end, segments, max_answer_len).collect();
+    all.sort_by(|a, b| b.0.total_cmp(&a.0));
+    all.into_iter().take(k).map(|(_, s)| s).collect()
+}
+
+/// Where `span` stands among the candidates: 1 + how many score higher. A span that is no
+/// candidate (too long, or outside the context) is ranked against them all the same.
+pub fn rank(
+    start: &[f32],
+    end: &[f32],
+    segments: &[Segment],
+    max_answer_len: usize,
+    span: Span,
+) -> usize {
+    let score = start[span.start] as f64 + end[span.end] as f64;
+    1 + candidates(start, end, segments, max_answer_len)
+        .filter(|(s, _)| *s > score)
+        .count()
 }
 
 fn argmax(values: &[f32]) -> usize {
@@ -126,6 +160,31 @@ mod tests {
             select(SpanMode::Best, &start, &end, &seg, usize::MAX - 3),
             Span { start: 3, end: 4 }
         );
+    }
+
+    #[test]
+    fn top_spans_come_best_first_and_ranks_count_the_better_ones() {
+        let seg = [S, Q, S, C, C, C, C, S];
+        let start = [9.0, 9.0, 0.0, 1.0, 0.0, 0.0, 3.0, 9.0];
+        let end = [9.0, 9.0, 0.0, 0.0, 0.5, 0.0, -5.0, 9.0];
+        let spans = top(&start, &end, &seg, 15, 3);
+        assert_eq!(
+            spans,
+            [
+                Span { start: 3, end: 4 },
+                Span { start: 3, end: 3 },
+                Span { start: 3, end: 5 }
+            ]
+        );
+        assert_eq!(spans[0], select(SpanMode::Best, &start, &end, &seg, 15));
+        // Equal scores share a rank: (3, 3) and (3, 5) both score 1.
+        let ranks: Vec<usize> = spans
+            .iter()
+            .map(|s| rank(&start, &end, &seg, 15, *s))
+            .collect();
+        assert_eq!(ranks, [1, 2, 2]);
+        assert_eq!(rank(&start, &end, &seg, 15, Span { start: 6, end: 6 }), 7);
+        assert_eq!(top(&start, &end, &seg, 15, 100).len(), 10);
     }
 
     #[test]

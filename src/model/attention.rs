@@ -18,7 +18,7 @@ use super::saved::BatchShape;
 use crate::{ops, profile};
 
 /// What the backward needs of one layer's attention besides Q, K, V.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum AttentionSaved {
     /// The probabilities `[b, a, t, t]` (GPU).
     Probs(Tensor),

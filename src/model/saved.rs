@@ -75,7 +75,7 @@ impl BatchShape {
 }
 
 /// One encoder layer's saved activations.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LayerSaved {
     /// Q, K, V in head layout, `[3, b, a, t, d]`.
     pub qkv: Tensor,
@@ -106,7 +106,7 @@ impl LayerSaved {
 }
 
 /// Everything the backward needs from one forward pass over a padded batch.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Saved {
     pub shape: BatchShape,
     /// Real tokens per pair, `[b]` u32 (the padding mask).

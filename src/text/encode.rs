@@ -27,6 +27,9 @@ pub struct Encoded {
     pub segments: Vec<Segment>,
     /// Whether context tokens were dropped to fit the maximum length.
     pub truncated: bool,
+    /// A span to explain instead of the model's own answer (first and last token), when the
+    /// user gave one.
+    pub requested: Option<(usize, usize)>,
 }
 
 impl Encoded {
@@ -97,6 +100,7 @@ impl QaTokenizer {
             offsets: enc.get_offsets().to_vec(),
             segments,
             truncated,
+            requested: None,
         })
     }
 
