@@ -508,3 +508,143 @@ fn a_given_answer_that_is_not_there_is_an_error_for_its_pair() {
         .unwrap_err();
     assert!(e.to_string().contains("--max-length"), "{e}");
 }
+
+/// `max |a − b|` against `tol` times the reference's largest magnitude.
+fn assert_relative(a: &[f32], b: &[f32], tol: f32, what: &str) {
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    let diff = max_abs_diff(a, b);
+    assert!(diff <= tol * scale, "{what}: {diff} vs scale {scale}");
+}
+
+fn raws(e: &Explanation) -> Vec<f32> {
+    e.tokens.iter().map(|t| t.raw).collect()
+}
+
+/// Every attribution method equals Captum (SmoothGrad: autograd with the same noise) on the
+/// fixtures, to 1e-4 of the largest attribution; integrated gradients also its completeness
+/// error.
+#[test]
+fn attribution_methods_match_captum() {
+    use spangrad::explain::{Baseline, Method};
+    for (arch, dir) in MODELS {
+        let expected = expected(arch);
+        let pairs = pairs(&expected);
+        let run = |options: ExplainOptions| explainer(dir, options).explain(&pairs).unwrap();
+        let with = |method| ExplainOptions {
+            method,
+            ..ExplainOptions::default()
+        };
+        let gxi = run(with(Method::GradXInput));
+        let norm = run(with(Method::GradNorm));
+        for ((p, gxi), norm) in expected.pairs.iter().zip(&gxi).zip(&norm) {
+            let m = target(p, "best")
+                .methods
+                .as_ref()
+                .expect("methods in the fixture");
+            assert_relative(
+                &raws(gxi),
+                &m.grad_x_input,
+                1e-4,
+                &format!("{arch} grad-x-input"),
+            );
+            assert_relative(
+                &raws(norm),
+                &m.grad_norm,
+                1e-4,
+                &format!("{arch} grad-norm"),
+            );
+            let top = gxi
+                .tokens
+                .iter()
+                .map(|t| t.score.abs())
+                .fold(0f32, f32::max);
+            assert!((top - 1.0).abs() < 1e-6, "signed scores reach ±1");
+        }
+        for (name, baseline) in [
+            ("pad", Baseline::Pad),
+            ("zero", Baseline::Zero),
+            ("mask", Baseline::Mask),
+        ] {
+            let steps = target(&expected.pairs[0], "best")
+                .methods
+                .as_ref()
+                .unwrap()
+                .integrated_gradients[name]
+                .steps;
+            let ig = run(ExplainOptions {
+                steps,
+                baseline,
+                ..with(Method::IntegratedGradients)
+            });
+            for (p, e) in expected.pairs.iter().zip(&ig) {
+                let reference = &target(p, "best")
+                    .methods
+                    .as_ref()
+                    .unwrap()
+                    .integrated_gradients[name];
+                let what = format!("{arch} integrated gradients, {name} baseline");
+                assert_relative(&raws(e), &reference.attribution, 1e-4, &what);
+                let error = e.completeness_error.expect("reported");
+                let scale = reference.attribution.iter().map(|v| v.abs()).sum::<f32>();
+                assert!(
+                    (error - reference.delta).abs() <= 1e-4 * scale.max(1.0),
+                    "{what}: {error} vs {}",
+                    reference.delta
+                );
+            }
+        }
+        let smooth = |samples, noise_std| {
+            let options = ExplainOptions {
+                samples,
+                noise_std,
+                ..with(Method::Smoothgrad)
+            };
+            explainer(dir, options)
+        };
+        let mut checked = 0;
+        for (p, pair) in expected.pairs.iter().zip(&pairs) {
+            let Some(sg) = &target(p, "best").methods.as_ref().unwrap().smoothgrad else {
+                continue;
+            };
+            let e = smooth(sg.noise.len(), sg.std);
+            let noise =
+                candle_core::Tensor::new(sg.noise.clone(), &candle_core::Device::Cpu).unwrap();
+            let encoded = e.encode(pair).unwrap();
+            let got = e
+                .engine()
+                .explain_with_noise(&[encoded], &[noise])
+                .unwrap()
+                .remove(0)
+                .unwrap();
+            assert_relative(&raws(&got), &sg.raw, 1e-4, &format!("{arch} smoothgrad"));
+            checked += 1;
+        }
+        assert_eq!(
+            checked, 2,
+            "{arch}: SmoothGrad noise recorded for two pairs"
+        );
+    }
+}
+
+/// SmoothGrad's seeded noise depends on the pair, not on its batch; the same seed gives the
+/// same scores, another seed others.
+#[test]
+fn smoothgrad_noise_is_per_pair_and_seeded() {
+    use spangrad::explain::Method;
+    let options = |seed| ExplainOptions {
+        method: Method::Smoothgrad,
+        samples: 4,
+        seed,
+        ..ExplainOptions::default()
+    };
+    let pairs = pairs(&expected("bert"));
+    let batch = explainer("bert-tiny", options(7)).explain(&pairs).unwrap();
+    let alone = explainer("bert-tiny", options(7))
+        .explain_one(&pairs[2])
+        .unwrap();
+    assert!(max_abs_diff(&scores(&batch[2]), &scores(&alone)) < 1e-5);
+    let other = explainer("bert-tiny", options(8))
+        .explain_one(&pairs[2])
+        .unwrap();
+    assert!(max_abs_diff(&scores(&other), &scores(&alone)) > 1e-4);
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use spangrad::explain::TargetKind;
+use spangrad::explain::{Baseline, Method, TargetKind};
 use spangrad::hub::HubCache;
 use spangrad::{BatchTokens, ExplainOptions, Explainer, Precision, QaPair, SaliencyKind, SpanMode};
 
@@ -46,6 +46,24 @@ pub struct ExplainArgs {
     /// Which logits of the span are explained: start + end (NeuralQA's target), or one alone.
     #[arg(long, value_enum, default_value_t = TargetKind::Span)]
     target: TargetKind,
+    /// How tokens are scored (see the README for each formula and its peer equivalent).
+    #[arg(long, value_enum, default_value_t = Method::OnehotNorm)]
+    method: Method,
+    /// integrated-gradients: integration points (Gauss-Legendre, as Captum).
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// integrated-gradients: the baseline replacing every non-special token.
+    #[arg(long, value_enum, default_value_t = Baseline::Pad)]
+    baseline: Baseline,
+    /// smoothgrad: noisy copies per pair.
+    #[arg(long, default_value_t = 20)]
+    samples: usize,
+    /// smoothgrad: the noise's standard deviation on the word embeddings.
+    #[arg(long, default_value_t = 0.1)]
+    noise_std: f64,
+    /// smoothgrad: the noise's seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     /// How the vocabulary norm of the one-hot gradient is computed (same numbers): gram
     /// (fastest), streaming (blocks of the vocabulary), dense (the naive baseline).
     #[arg(long, value_enum, default_value_t = SaliencyKind::Gram)]
@@ -109,6 +127,12 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let options = ExplainOptions {
         span: args.span,
         target: args.target,
+        method: args.method,
+        steps: args.steps,
+        baseline: args.baseline,
+        samples: args.samples,
+        noise_std: args.noise_std,
+        seed: args.seed,
         saliency: args.saliency,
         seed_compat: args.seed_compat,
         max_length: args.max_length,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use candle_core::{DType, Tensor};
 
 use super::explanation::{Answer, Explanation, Target, TokenExplanation};
+use super::method::{self, Baseline, Method};
 use super::normalise::normalise;
 use super::options::{BatchTokens, ExplainOptions, Precision};
 use super::rows;
@@ -24,6 +25,8 @@ pub struct Engine {
     saliency: Box<dyn Saliency>,
     options: ExplainOptions,
     pad_id: u32,
+    /// The `[MASK]` token, for the integrated-gradients `mask` baseline.
+    mask_id: Option<u32>,
 }
 
 /// One pair's slices of the batch's per-token values.
@@ -57,6 +60,23 @@ pub struct Gradients {
     pub ids: Tensor,
     /// Per pair: its rows in `grads`.
     pub rows: Vec<Range<usize>>,
+    /// The pass as the model took it, for methods that run it again at other inputs.
+    pass: PassLayout,
+}
+
+/// One padded pass as the model takes it.
+struct PassLayout {
+    /// `[n]` u32, padded with the pad id.
+    ids: Tensor,
+    /// `[n]` u32.
+    types: Tensor,
+    /// `[b]` u32.
+    lengths: Tensor,
+    shape: crate::model::BatchShape,
+    /// The rows of real tokens, `[tokens]` u32.
+    real_rows: Tensor,
+    /// The word embeddings fed to the model, `[n, h]`.
+    words: Tensor,
 }
 
 impl Engine {
@@ -76,7 +96,13 @@ impl Engine {
             saliency,
             options,
             pad_id,
+            mask_id: None,
         })
+    }
+
+    /// The `[MASK]` token's id, for the integrated-gradients `mask` baseline.
+    pub fn with_mask_id(self, mask_id: Option<u32>) -> Self {
+        Self { mask_id, ..self }
     }
 
     /// A batch, results in its order. Pairs are sorted by length (longest first) and cut into
@@ -185,7 +211,33 @@ impl Engine {
     fn explain_pass(
         &self,
         batch: &[&Encoded],
+        stages: Option<&mut StageTimes>,
+    ) -> Result<Vec<Result<Explanation>>> {
+        self.explain_pass_with(batch, stages, None)
+    }
+
+    /// SmoothGrad with the noise given rather than drawn: `noise[p]` is pair `p`'s
+    /// `[samples, tokens, hidden]` draws. One pass (no splitting by memory), for reproducing
+    /// draws made elsewhere (the reference fixtures).
+    pub fn explain_with_noise(
+        &self,
+        batch: &[Encoded],
+        noise: &[Tensor],
+    ) -> Result<Vec<Result<Explanation>>> {
+        if self.options.method != Method::Smoothgrad || noise.len() != batch.len() {
+            return Err(Error::InvalidOption(
+                "explain_with_noise takes --method smoothgrad and one noise tensor per pair".into(),
+            ));
+        }
+        let batch: Vec<&Encoded> = batch.iter().collect();
+        self.explain_pass_with(&batch, None, Some(noise))
+    }
+
+    fn explain_pass_with(
+        &self,
+        batch: &[&Encoded],
         mut stages: Option<&mut StageTimes>,
+        noise: Option<&[Tensor]>,
     ) -> Result<Vec<Result<Explanation>>> {
         let gradients = self.gradients_timed(batch, stages.as_deref_mut())?;
         let clock = Instant::now();
@@ -194,18 +246,42 @@ impl Engine {
         let mut offsets: Vec<u32> = gradients.rows.iter().map(|r| r.start as u32).collect();
         offsets.push(gradients.rows.last().map_or(0, |r| r.end as u32));
         let offsets = Tensor::new(offsets, embeddings.device())?;
-        // Per rank: raw norms, scores and gradient x input of every real token.
+        let method = self.options.method;
+        // Per rank: every real token's attribution, score and gradient x input, and for
+        // integrated gradients each pair's objective at the baseline.
         let mut values = Vec::with_capacity(gradients.grads.len());
-        for grads in &gradients.grads {
-            let raw = self.saliency.norms(grads)?;
+        for (rank, grads) in gradients.grads.iter().enumerate() {
             let grad_x_input = rows::gather_dot(grads, embeddings, &own_rows)?.squeeze(1)?;
-            let scores = normalise(&raw, &offsets)?;
+            let objectives = objectives(&gradients.targets, rank);
+            let (raw, at_baseline) = match method {
+                Method::OnehotNorm => (self.saliency.norms(grads)?, None),
+                Method::GradXInput => (grad_x_input.clone(), None),
+                Method::GradNorm => (norms(grads)?, None),
+                Method::IntegratedGradients => {
+                    let (raw, at_baseline) =
+                        self.integrated_gradients(&gradients.pass, batch, &objectives)?;
+                    (raw, Some(at_baseline))
+                }
+                Method::Smoothgrad => (
+                    self.smoothgrad(&gradients.pass, batch, &objectives, noise)?,
+                    None,
+                ),
+            };
             // The only copies back: everything above is queued on the model's device.
-            values.push((
-                raw.to_vec1::<f32>()?,
-                scores.to_vec1::<f32>()?,
-                grad_x_input.to_vec1::<f32>()?,
-            ));
+            let (raw_host, scores) = if method == Method::OnehotNorm {
+                let scores = normalise(&raw, &offsets)?;
+                (raw.to_vec1::<f32>()?, scores.to_vec1::<f32>()?)
+            } else {
+                let raw = raw.to_vec1::<f32>()?;
+                let scores = normalise_signed(&raw, &gradients.rows);
+                (raw, scores)
+            };
+            values.push(RankValues {
+                raw: raw_host,
+                score: scores,
+                grad_x_input: grad_x_input.to_vec1::<f32>()?,
+                at_baseline,
+            });
         }
         if let Some(stages) = stages {
             stages.saliency += clock.elapsed();
@@ -221,17 +297,25 @@ impl Engine {
             .zip(targets)
             .zip(logits)
             .zip(rows)
-            .map(|(((enc, chosen), logits), rows)| {
+            .enumerate()
+            .map(|(p, (((enc, chosen), logits), rows))| {
                 let mut explanations = chosen?
                     .into_iter()
                     .zip(&values)
-                    .map(|((span, target), (raw, score, gxi))| {
+                    .map(|((span, target), v)| {
                         let per_token = PerToken {
-                            raw: &raw[rows.clone()],
-                            score: &score[rows.clone()],
-                            grad_x_input: &gxi[rows.clone()],
+                            raw: &v.raw[rows.clone()],
+                            score: &v.score[rows.clone()],
+                            grad_x_input: &v.grad_x_input[rows.clone()],
                         };
-                        self.build(enc, span, target, &logits, per_token)
+                        let completeness = v.at_baseline.as_ref().map(|at_baseline| {
+                            let total: f32 = per_token.raw.iter().sum();
+                            let gain = objective_value(&target, &logits) - at_baseline[p];
+                            total - gain
+                        });
+                        let mut e = self.build(enc, span, target, &logits, per_token)?;
+                        e.completeness_error = completeness;
+                        Ok(e)
                     })
                     .collect::<Result<Vec<_>>>()?
                     .into_iter();
@@ -240,6 +324,174 @@ impl Engine {
                 Ok(first)
             })
             .collect())
+    }
+
+    /// `∂y/∂words` at `copies` stacked variants of the pass's words (`words`
+    /// `[copies·n, h]`), each with the same objectives: `[copies·n, h]`.
+    fn grads_at(
+        &self,
+        pass: &PassLayout,
+        words: &Tensor,
+        copies: usize,
+        objectives: &[Objective],
+    ) -> Result<Tensor> {
+        let repeat = |t: &Tensor| Tensor::cat(&vec![t; copies], 0);
+        let shape = self
+            .model
+            .batch_shape(pass.shape.pairs * copies, pass.shape.tokens);
+        let all: Vec<Objective> = (0..copies)
+            .flat_map(|_| objectives.iter().copied())
+            .collect();
+        let (_, saved) = self.model.forward(
+            words,
+            &repeat(&pass.types)?,
+            &repeat(&pass.lengths)?,
+            &shape,
+        )?;
+        self.model.input_grad(saved, &all)
+    }
+
+    /// How many copies of a pass fit in one (the memory the options allow), at least 1.
+    fn copies_per_pass(&self, pass: &PassLayout, wanted: usize) -> Result<usize> {
+        let available = self.available_memory()?;
+        let (b, t) = (pass.shape.pairs, pass.shape.tokens);
+        Ok((1..=wanted)
+            .take_while(|&c| self.pass_bytes(b * c, t) <= available)
+            .last()
+            .unwrap_or(1))
+    }
+
+    /// Integrated-gradients attributions of every real token, `[tokens]` f32, and each pair's
+    /// objective at the baseline.
+    fn integrated_gradients(
+        &self,
+        pass: &PassLayout,
+        batch: &[&Encoded],
+        objectives: &[Objective],
+    ) -> Result<(Tensor, Vec<f32>)> {
+        let x = &pass.words;
+        let (n, h) = x.dims2()?;
+        let base = self.baseline(pass, batch)?;
+        let diff = (x - &base)?;
+        let rule = method::gauss_legendre(self.options.steps);
+        let per_pass = self.copies_per_pass(pass, rule.len())?;
+        let device = x.device();
+        let mut sum = Tensor::zeros((n, h), DType::F32, device)?;
+        for chunk in rule.chunks(per_pass) {
+            let points = chunk
+                .iter()
+                .map(|&(alpha, _)| &base + (&diff * alpha)?)
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let grads = self
+                .grads_at(pass, &Tensor::cat(&points, 0)?, chunk.len(), objectives)?
+                .to_dtype(DType::F32)?
+                .reshape((chunk.len(), n, h))?;
+            let weights: Vec<f32> = chunk.iter().map(|&(_, w)| w as f32).collect();
+            let weights = Tensor::from_vec(weights, (chunk.len(), 1, 1), device)?;
+            sum = (sum + grads.broadcast_mul(&weights)?.sum(0)?)?;
+        }
+        let attribution = (diff.to_dtype(DType::F32)? * sum)?
+            .sum(1)?
+            .index_select(&pass.real_rows, 0)?;
+        let (logits, _) = self
+            .model
+            .forward(&base, &pass.types, &pass.lengths, &pass.shape)?;
+        let (start, end) = (
+            logits.start.to_dtype(DType::F32)?.to_vec2::<f32>()?,
+            logits.end.to_dtype(DType::F32)?.to_vec2::<f32>()?,
+        );
+        let at_baseline = objectives
+            .iter()
+            .enumerate()
+            .map(|(p, o)| o.start.map_or(0.0, |s| start[p][s]) + o.end.map_or(0.0, |e| end[p][e]))
+            .collect();
+        Ok((attribution, at_baseline))
+    }
+
+    /// The integrated-gradients baseline `[n, h]`: every token but the special ones replaced by
+    /// the pad or mask token's embedding, or zeros.
+    fn baseline(&self, pass: &PassLayout, batch: &[&Encoded]) -> Result<Tensor> {
+        let token = match self.options.baseline {
+            Baseline::Zero => return Ok(pass.words.zeros_like()?),
+            Baseline::Pad => self.pad_id,
+            Baseline::Mask => self.mask_id.ok_or_else(|| {
+                Error::InvalidOption("--baseline mask: the vocabulary has no [MASK] token".into())
+            })?,
+        };
+        let t = pass.shape.tokens;
+        let mut ids = vec![self.pad_id; batch.len() * t];
+        for (p, enc) in batch.iter().enumerate() {
+            for (i, (&id, segment)) in enc.ids.iter().zip(&enc.segments).enumerate() {
+                ids[p * t + i] = if *segment == Segment::Special {
+                    id
+                } else {
+                    token
+                };
+            }
+        }
+        let ids = Tensor::from_vec(ids, batch.len() * t, pass.ids.device())?;
+        self.saliency.embed(&ids)
+    }
+
+    /// SmoothGrad: the norm over the hidden size of the gradient averaged over noisy copies of
+    /// the word embeddings, `[tokens]` f32. The noise is drawn per pair from the seed and the
+    /// pair's tokens (so a pair gets the same draws in any batch), or given.
+    fn smoothgrad(
+        &self,
+        pass: &PassLayout,
+        batch: &[&Encoded],
+        objectives: &[Objective],
+        given: Option<&[Tensor]>,
+    ) -> Result<Tensor> {
+        let (n, h) = pass.words.dims2()?;
+        let (t, samples) = (pass.shape.tokens, self.options.samples);
+        let device = pass.words.device();
+        // [samples, n, h]: each pair's draws in its real rows, zeros on padding.
+        let mut noise = vec![0f32; samples * n * h];
+        for (p, enc) in batch.iter().enumerate() {
+            let len = enc.len();
+            let draws: Vec<f32> = match given {
+                Some(given) => {
+                    let g = &given[p];
+                    if g.dims() != [samples, len, h] {
+                        return Err(Error::InvalidOption(format!(
+                            "pair {p}: noise must be [{samples}, {len}, {h}], not {:?}",
+                            g.dims()
+                        )));
+                    }
+                    g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?
+                }
+                None => draw_noise(
+                    self.options.seed,
+                    &enc.ids,
+                    samples * len * h,
+                    self.options.noise_std,
+                ),
+            };
+            for k in 0..samples {
+                let from = &draws[k * len * h..(k + 1) * len * h];
+                let at = (k * n + p * t) * h;
+                noise[at..at + len * h].copy_from_slice(from);
+            }
+        }
+        let noise =
+            Tensor::from_vec(noise, (samples, n, h), device)?.to_dtype(pass.words.dtype())?;
+        let per_pass = self.copies_per_pass(pass, samples)?;
+        let mut sum = Tensor::zeros((n, h), DType::F32, device)?;
+        for start in (0..samples).step_by(per_pass) {
+            let c = per_pass.min(samples - start);
+            let words = noise
+                .narrow(0, start, c)?
+                .broadcast_add(&pass.words)?
+                .reshape((c * n, h))?;
+            let grads = self
+                .grads_at(pass, &words, c, objectives)?
+                .to_dtype(DType::F32)?
+                .reshape((c, n, h))?;
+            sum = (sum + grads.sum(0)?)?;
+        }
+        let mean = (sum / samples as f64)?;
+        Ok(norms(&mean)?.index_select(&pass.real_rows, 0)?)
     }
 
     /// Forward, span choice and backward: `∂(start[s] + end[e]) / ∂(word embeddings)`.
@@ -265,14 +517,18 @@ impl Engine {
             types[row].copy_from_slice(&enc.type_ids);
         }
         let lengths: Vec<u32> = batch.iter().map(|e| e.len() as u32).collect();
-        let shape = self.model.batch_shape(b, t);
         let ids = Tensor::from_vec(ids, b * t, device)?;
-        let (logits, saved) = self.model.forward(
-            &self.saliency.embed(&ids)?,
-            &Tensor::from_vec(types, b * t, device)?,
-            &Tensor::from_vec(lengths, b, device)?,
-            &shape,
-        )?;
+        let mut pass = PassLayout {
+            words: self.saliency.embed(&ids)?,
+            ids,
+            types: Tensor::from_vec(types, b * t, device)?,
+            lengths: Tensor::from_vec(lengths, b, device)?,
+            shape: self.model.batch_shape(b, t),
+            real_rows: Tensor::zeros(0, DType::U32, device)?,
+        };
+        let (logits, saved) =
+            self.model
+                .forward(&pass.words, &pass.types, &pass.lengths, &pass.shape)?;
         let start = logits.start.to_dtype(DType::F32)?.to_vec2::<f32>()?;
         let end = logits.end.to_dtype(DType::F32)?.to_vec2::<f32>()?;
         let forward_done = clock.elapsed();
@@ -314,19 +570,11 @@ impl Engine {
             .max()
             .unwrap_or(1)
             .max(1);
-        let real_rows = Tensor::from_vec(real_rows, rows.last().map_or(0, |r| r.end), device)?;
+        pass.real_rows = Tensor::from_vec(real_rows, rows.last().map_or(0, |r| r.end), device)?;
         let mut grads = Vec::with_capacity(ranks);
         let mut saved = Some(saved);
         for rank in 0..ranks {
-            let objectives: Vec<Objective> = targets
-                .iter()
-                .map(|t| {
-                    t.as_ref()
-                        .ok()
-                        .and_then(|v| v.get(rank))
-                        .map_or_else(Objective::default, |(_, target)| target.objective())
-                })
-                .collect();
+            let objectives = objectives(&targets, rank);
             // The last backward takes the saved activations themselves, freeing them as it goes.
             let saved = if rank + 1 == ranks {
                 saved.take().expect("present until the last rank")
@@ -334,14 +582,15 @@ impl Engine {
                 saved.clone().expect("present until the last rank")
             };
             let grad = self.model.input_grad(saved, &objectives)?;
-            grads.push(grad.index_select(&real_rows, 0)?);
+            grads.push(grad.index_select(&pass.real_rows, 0)?);
         }
         let gradients = Gradients {
             targets,
             logits: per_pair_logits,
             grads,
-            ids: ids.index_select(&real_rows, 0)?,
+            ids: pass.ids.index_select(&pass.real_rows, 0)?,
             rows,
+            pass,
         };
         if let Some(stages) = stages {
             device.synchronize()?;
@@ -427,6 +676,8 @@ impl Engine {
             target,
             span_mode: self.options.span,
             saliency: self.saliency.kind(),
+            method: self.options.method,
+            completeness_error: None,
             precision: self.precision,
             seed_compat: self.options.seed_compat,
             truncated: enc.truncated,
@@ -438,6 +689,65 @@ impl Engine {
             alternatives: Vec::new(),
         })
     }
+}
+
+/// One rank's per-token values over the real tokens of the pass.
+struct RankValues {
+    raw: Vec<f32>,
+    score: Vec<f32>,
+    grad_x_input: Vec<f32>,
+    /// Integrated gradients: each pair's objective at the baseline.
+    at_baseline: Option<Vec<f32>>,
+}
+
+/// Every pair's objective of the given rank (none where a pair has no such target).
+fn objectives(targets: &[Result<Vec<(Span, Target)>>], rank: usize) -> Vec<Objective> {
+    targets
+        .iter()
+        .map(|t| {
+            t.as_ref()
+                .ok()
+                .and_then(|v| v.get(rank))
+                .map_or_else(Objective::default, |(_, target)| target.objective())
+        })
+        .collect()
+}
+
+/// `start[s] + end[e]` (the logits taken) for a pair's target.
+fn objective_value(target: &Target, (start, end): &(Vec<f32>, Vec<f32>)) -> f32 {
+    target.start_token.map_or(0.0, |s| start[s]) + target.end_token.map_or(0.0, |e| end[e])
+}
+
+/// The L2 norm of each row, in f32: `[rows, h]` → `[rows]`.
+fn norms(x: &Tensor) -> Result<Tensor> {
+    Ok(x.to_dtype(DType::F32)?.sqr()?.sum(1)?.sqrt()?)
+}
+
+/// Each pair's values divided by their largest magnitude (zeros when all are zero).
+fn normalise_signed(raw: &[f32], rows: &[Range<usize>]) -> Vec<f32> {
+    let mut scores = vec![0f32; raw.len()];
+    for r in rows {
+        let max = raw[r.clone()].iter().fold(0f32, |m, v| m.max(v.abs()));
+        if max > 0.0 {
+            for (s, v) in scores[r.clone()].iter_mut().zip(&raw[r.clone()]) {
+                *s = v / max;
+            }
+        }
+    }
+    scores
+}
+
+/// `count` normal draws of standard deviation `std`, from `seed` and the pair's token ids.
+fn draw_noise(seed: u64, ids: &[u32], count: usize, std: f64) -> Vec<f32> {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    // FNV-1a over the ids, so a pair's noise does not depend on its place in a batch.
+    let pair = ids.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &id| {
+        (h ^ u64::from(id)).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ pair);
+    let normal = rand_distr::Normal::new(0.0, std).expect("a finite, non-negative deviation");
+    (0..count).map(|_| normal.sample(&mut rng) as f32).collect()
 }
 
 /// Consecutive ranges of pairs for which `fits(pairs, longest)`; a pair that does not fit alone

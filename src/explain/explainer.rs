@@ -57,7 +57,7 @@ impl Explainer {
         let pad_id = tokenizer.pad_id();
         let max_input_bytes = options.max_input_bytes;
         Ok(Self {
-            engine: Engine::new(model, options, pad_id)?,
+            engine: Engine::new(model, options, pad_id)?.with_mask_id(tokenizer.mask_id()),
             tokenizer,
             max_length,
             max_input_bytes,

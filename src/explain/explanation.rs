@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::method::Method;
 use super::options::Precision;
 use super::saliency::SaliencyKind;
 use super::span::SpanMode;
@@ -18,6 +19,11 @@ pub struct Explanation {
     pub target: Target,
     pub span_mode: SpanMode,
     pub saliency: SaliencyKind,
+    /// How tokens were scored (`raw` and `score` of every token).
+    pub method: Method,
+    /// Integrated gradients only: `Σ attribution − (y(x) − y(baseline))`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completeness_error: Option<f32>,
     /// The dtype of the weights and activations that computed it.
     pub precision: Precision,
     pub seed_compat: bool,
@@ -115,9 +121,9 @@ pub struct TokenExplanation {
     pub char_end: usize,
     pub start_logit: f32,
     pub end_logit: f32,
-    /// `raw / max(raw)` over the example's tokens.
+    /// `raw / max |raw|` over the example's tokens.
     pub score: f32,
-    /// `‖∂y/∂onehot‖₂` over the vocabulary.
+    /// The method's attribution (`onehot-norm`: `‖∂y/∂onehot‖₂` over the vocabulary).
     pub raw: f32,
     /// `G · E[id]`: the one-hot gradient at the token's own id.
     pub grad_x_input: f32,

@@ -4,6 +4,7 @@
 mod engine;
 mod explainer;
 pub mod explanation;
+pub mod method;
 pub mod normalise;
 mod options;
 pub mod rows;
@@ -14,6 +15,7 @@ pub mod words;
 pub use engine::{Engine, Gradients, StageTimes};
 pub use explainer::Explainer;
 pub use explanation::{Answer, Explanation, Target, TargetKind, TokenExplanation, WordExplanation};
+pub use method::{Baseline, Method};
 pub use options::{
     BatchTokens, ExplainOptions, Precision, QaPair, DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_LENGTH,
 };

@@ -3,6 +3,7 @@
 use candle_core::{DType, Device};
 
 use super::explanation::TargetKind;
+use super::method::{Baseline, Method};
 use super::saliency::SaliencyKind;
 use super::span::SpanMode;
 
@@ -13,6 +14,19 @@ pub struct ExplainOptions {
     pub span: SpanMode,
     /// Which logits of the span are differentiated.
     pub target: TargetKind,
+    /// How tokens are scored.
+    pub method: Method,
+    /// Integrated gradients: integration points (Gauss–Legendre).
+    pub steps: usize,
+    /// Integrated gradients: the baseline.
+    pub baseline: Baseline,
+    /// SmoothGrad: noisy copies per pair.
+    pub samples: usize,
+    /// SmoothGrad: the noise's standard deviation, on the word embeddings.
+    pub noise_std: f64,
+    /// SmoothGrad: the noise's seed (each pair's draws also depend on its tokens, not on its
+    /// batch).
+    pub seed: u64,
     pub saliency: SaliencyKind,
     /// Differentiate the end logit one token after the predicted end, as NeuralQA's code does.
     pub seed_compat: bool,
@@ -52,6 +66,12 @@ impl ExplainOptions {
         }
         if self.max_batch_tokens == BatchTokens::Fixed(0) {
             return invalid("--max-batch-tokens must be positive".into());
+        }
+        if self.steps == 0 || self.samples == 0 {
+            return invalid("--steps and --samples must be positive".into());
+        }
+        if !(self.noise_std.is_finite() && self.noise_std >= 0.0) {
+            return invalid("--noise-std must be a finite number, at least 0".into());
         }
         if self.top_k == 0 {
             return invalid("--top-k must be positive".into());
@@ -128,6 +148,12 @@ impl Default for ExplainOptions {
         Self {
             span: SpanMode::Best,
             target: TargetKind::Span,
+            method: Method::OnehotNorm,
+            steps: 50,
+            baseline: Baseline::Pad,
+            samples: 20,
+            noise_std: 0.1,
+            seed: 0,
             saliency: SaliencyKind::Gram,
             seed_compat: false,
             max_length: None,

@@ -114,6 +114,11 @@ impl QaTokenizer {
     pub fn pad_id(&self) -> u32 {
         self.pad_id
     }
+
+    /// The `[MASK]` token's id, if the vocabulary has one.
+    pub fn mask_id(&self) -> Option<u32> {
+        self.inner.token_to_id("[MASK]")
+    }
 }
 
 fn word_piece(vocab: &Path, config: &TokenizerConfig) -> Result<Tokenizer> {

@@ -75,6 +75,32 @@ pub struct TargetResult {
     pub grad_x_input: Vec<f32>,
     pub grad: Vec<Vec<f32>>,
     pub words: Vec<ExpectedWord>,
+    /// The other attribution methods, by Captum (the `best` target only).
+    #[serde(default)]
+    pub methods: Option<ExpectedMethods>,
+}
+
+#[derive(Deserialize)]
+pub struct ExpectedMethods {
+    pub grad_x_input: Vec<f32>,
+    pub grad_norm: Vec<f32>,
+    pub integrated_gradients: HashMap<String, ExpectedIntegratedGradients>,
+    pub smoothgrad: Option<ExpectedSmoothGrad>,
+}
+
+#[derive(Deserialize)]
+pub struct ExpectedIntegratedGradients {
+    pub steps: usize,
+    pub attribution: Vec<f32>,
+    pub delta: f32,
+}
+
+#[derive(Deserialize)]
+pub struct ExpectedSmoothGrad {
+    pub std: f64,
+    /// `[samples][tokens][hidden]`.
+    pub noise: Vec<Vec<Vec<f32>>>,
+    pub raw: Vec<f32>,
 }
 
 #[derive(Deserialize)]
