@@ -62,6 +62,12 @@ pub enum Error {
     },
 
     #[error(
+        "--doc-stride {stride} leaves no new context per window: with the question, each window \
+         holds {room} context tokens; give a smaller --doc-stride or a larger --max-length"
+    )]
+    DocStride { stride: usize, room: usize },
+
+    #[error(
         "--seed-compat differentiates the end logit of the token after the predicted end, but the \
          predicted end ({end}) is the last token of the input: the original NeuralQA code fails here \
          (IndexError); run without --seed-compat"

@@ -503,10 +503,21 @@ fn a_given_answer_that_is_not_there_is_an_error_for_its_pair() {
         "Who?",
         "Jane Austen wrote it in 1813 and then moved to Bath.",
     );
-    let e = explainer("bert-tiny", cut)
-        .explain_one(&long.with_answer("Bath"))
+    let e = explainer("bert-tiny", cut.clone())
+        .explain_one(&long.clone().with_answer("Bath"))
         .unwrap_err();
     assert!(e.to_string().contains("--max-length"), "{e}");
+    // With windows, the answer is explained in the first window that holds it.
+    let windows = ExplainOptions {
+        doc_stride: Some(2),
+        ..cut
+    };
+    let e = explainer("bert-tiny", windows)
+        .explain_one(&long.with_answer("Bath"))
+        .unwrap();
+    let window = e.window.expect("a window");
+    assert!(window.count > 1 && window.char_end >= 51, "{window:?}");
+    assert_eq!(e.answer.text, "Bath");
 }
 
 /// `max |a − b|` against `tol` times the reference's largest magnitude.
@@ -647,4 +658,45 @@ fn smoothgrad_noise_is_per_pair_and_seeded() {
         .explain_one(&pairs[2])
         .unwrap();
     assert!(max_abs_diff(&scores(&other), &scores(&alone)) > 1e-4);
+}
+
+/// A context longer than one window is split as the transformers pipeline splits it, its
+/// answer is the pipeline's (text and characters), and the explanation is of the window that
+/// holds it; `explain_windows: all` explains every window.
+#[test]
+fn long_contexts_give_the_pipelines_answers() {
+    use spangrad::explain::ExplainWindows;
+    for (arch, dir) in MODELS {
+        let expected = expected(arch);
+        assert!(!expected.windows.is_empty());
+        for w in &expected.windows {
+            let options = ExplainOptions {
+                doc_stride: Some(w.doc_stride),
+                max_length: Some(w.max_length),
+                explain_windows: ExplainWindows::All,
+                ..ExplainOptions::default()
+            };
+            let e = explainer(dir, options)
+                .explain_one(&QaPair::new(w.question.clone(), w.context.clone()))
+                .unwrap();
+            assert_eq!(e.answer.text, w.answer, "{arch}: {}", w.question);
+            assert_eq!(
+                (e.answer.char_start, e.answer.char_end),
+                (Some(w.start), Some(w.end))
+            );
+            let window = e.window.expect("the answer's window");
+            assert!(window.count > 1 && !e.truncated);
+            assert!(
+                window.char_start <= w.start && w.end <= window.char_end,
+                "{window:?}"
+            );
+            assert!(e.tokens.len() <= w.max_length);
+            // Every window explained, each for its own best span, in order.
+            assert_eq!(e.windows.len(), window.count, "{arch}");
+            for (i, each) in e.windows.iter().enumerate() {
+                assert_eq!(each.window.unwrap().index, i);
+                assert!(each.tokens.iter().any(|t| t.score == 1.0));
+            }
+        }
+    }
 }

@@ -270,6 +270,8 @@ fn synthetic_pair(b: usize, len: usize, vocab: usize) -> Encoded {
         segments,
         truncated: false,
         requested: None,
+        word_ids: (0..len as u32).map(Some).collect(),
+        window: None,
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use spangrad::explain::{Baseline, Method, TargetKind};
+use spangrad::explain::{Baseline, ExplainWindows, Method, TargetKind};
 use spangrad::hub::HubCache;
 use spangrad::{BatchTokens, ExplainOptions, Explainer, Precision, QaPair, SaliencyKind, SpanMode};
 
@@ -77,6 +77,15 @@ pub struct ExplainArgs {
     /// Longest answer considered by `--span best`, in tokens.
     #[arg(long, default_value_t = 15)]
     max_answer_len: usize,
+    /// Overlap, in tokens, of the windows a context longer than --max-length is split into, as
+    /// the transformers QA pipeline's doc_stride; 0 cuts the context to the first window
+    /// instead [default: min(max-length / 2, 128)].
+    #[arg(long)]
+    doc_stride: Option<usize>,
+    /// Which windows of a split context are explained: the answer's, or all (each for its own
+    /// best span, in `windows`).
+    #[arg(long, value_enum, default_value_t = ExplainWindows::Best)]
+    explain_windows: ExplainWindows,
     /// Explain the N best spans (`--span best`): the answer, then the runners-up.
     #[arg(long, default_value_t = 1)]
     top_k: usize,
@@ -138,6 +147,8 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         max_length: args.max_length,
         max_answer_len: args.max_answer_len,
         top_k: args.top_k,
+        doc_stride: args.doc_stride,
+        explain_windows: args.explain_windows,
         max_batch_tokens: args.max_batch_tokens,
         memory_limit: args.memory_limit_mib.map(|m| m << 20),
         precision: args.dtype,

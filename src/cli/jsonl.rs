@@ -8,12 +8,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use spangrad::text::Encoded;
 use spangrad::{Explainer, QaPair};
 
 use super::progress::Progress;
 
-/// An input line in order; a queued pair's encoding waits in the batch.
+/// An input line in order; a queued pair waits in the batch.
 enum Entry {
     Failed {
         line: usize,
@@ -44,7 +43,7 @@ pub fn run(
     let mut progress = Progress::new(total, quiet);
     let mut out = std::io::stdout().lock();
     let mut pending: Vec<Entry> = Vec::new();
-    let mut batch: Vec<Encoded> = Vec::new();
+    let mut batch: Vec<QaPair> = Vec::new();
     let (mut total, mut failed) = (0, 0);
     for (index, bytes) in reader.split(b'\n').enumerate() {
         let line = index + 1;
@@ -58,17 +57,11 @@ pub fn run(
         total += 1;
         let entry = match parse(&bytes) {
             Err((id, error)) => Entry::Failed { line, id, error },
-            Ok(pair) => match explainer.encode(&pair) {
-                Ok(encoded) => {
-                    batch.push(encoded);
-                    Entry::Queued { line, id: pair.id }
-                }
-                Err(e) => Entry::Failed {
-                    line,
-                    id: pair.id,
-                    error: e.to_string(),
-                },
-            },
+            Ok(pair) => {
+                let id = pair.id.clone();
+                batch.push(pair);
+                Entry::Queued { line, id }
+            }
         };
         pending.push(entry);
         if batch.len() == batch_size {
@@ -141,11 +134,11 @@ fn kind(value: &Value) -> &'static str {
 fn flush(
     explainer: &Explainer,
     pending: &mut Vec<Entry>,
-    batch: &mut Vec<Encoded>,
+    batch: &mut Vec<QaPair>,
     out: &mut impl Write,
     progress: &mut Progress,
 ) -> anyhow::Result<usize> {
-    let mut results = explainer.engine().explain(batch)?.into_iter();
+    let mut results = explainer.explain_each(batch)?.into_iter();
     batch.clear();
     let (mut failed, mut written) = (0, 0);
     for entry in pending.drain(..) {

@@ -100,6 +100,10 @@ impl Engine {
         })
     }
 
+    pub fn options(&self) -> &ExplainOptions {
+        &self.options
+    }
+
     /// The `[MASK]` token's id, for the integrated-gradients `mask` baseline.
     pub fn with_mask_id(self, mask_id: Option<u32>) -> Self {
         Self { mask_id, ..self }
@@ -326,6 +330,56 @@ impl Engine {
             .collect())
     }
 
+    /// A batch padded into one pass's model inputs (its real rows still to be filled in).
+    fn layout(&self, batch: &[&Encoded]) -> Result<PassLayout> {
+        let device = self.model.device();
+        let b = batch.len();
+        let t = batch.iter().map(|e| e.len()).max().unwrap_or(0);
+        let mut ids = vec![self.pad_id; b * t];
+        let mut types = vec![0u32; b * t];
+        for (i, enc) in batch.iter().enumerate() {
+            let row = i * t..i * t + enc.len();
+            ids[row.clone()].copy_from_slice(&enc.ids);
+            types[row].copy_from_slice(&enc.type_ids);
+        }
+        let lengths: Vec<u32> = batch.iter().map(|e| e.len() as u32).collect();
+        let ids = Tensor::from_vec(ids, b * t, device)?;
+        Ok(PassLayout {
+            words: self.saliency.embed(&ids)?,
+            ids,
+            types: Tensor::from_vec(types, b * t, device)?,
+            lengths: Tensor::from_vec(lengths, b, device)?,
+            shape: self.model.batch_shape(b, t),
+            real_rows: Tensor::zeros(0, DType::U32, device)?,
+        })
+    }
+
+    /// The start and end logits of every pair over its real tokens, in passes as
+    /// `max_batch_tokens` says, the forward alone (the windows of a long context are scored
+    /// this way before one is explained).
+    pub fn logits(&self, batch: &[&Encoded]) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        let available = self.available_memory()?;
+        let fits = |pairs: usize, longest: usize| match self.options.max_batch_tokens {
+            BatchTokens::Fixed(n) => pairs * longest <= n,
+            BatchTokens::Unlimited => true,
+            BatchTokens::Auto => self.pass_bytes(pairs, longest) <= available,
+        };
+        let mut out = Vec::with_capacity(batch.len());
+        for range in passes(batch.iter().map(|e| e.len()), fits) {
+            let pass = &batch[range];
+            let layout = self.layout(pass)?;
+            let (logits, _) =
+                self.model
+                    .forward(&layout.words, &layout.types, &layout.lengths, &layout.shape)?;
+            let start = logits.start.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+            let end = logits.end.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+            for (i, enc) in pass.iter().enumerate() {
+                out.push((start[i][..enc.len()].to_vec(), end[i][..enc.len()].to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
     /// `∂y/∂words` at `copies` stacked variants of the pass's words (`words`
     /// `[copies·n, h]`), each with the same objectives: `[copies·n, h]`.
     fn grads_at(
@@ -507,25 +561,11 @@ impl Engine {
     ) -> Result<Gradients> {
         let clock = Instant::now();
         let device = self.model.device();
-        let b = batch.len();
-        let t = batch.iter().map(|e| e.len()).max().unwrap_or(0);
-        let mut ids = vec![self.pad_id; b * t];
-        let mut types = vec![0u32; b * t];
-        for (i, enc) in batch.iter().enumerate() {
-            let row = i * t..i * t + enc.len();
-            ids[row.clone()].copy_from_slice(&enc.ids);
-            types[row].copy_from_slice(&enc.type_ids);
-        }
-        let lengths: Vec<u32> = batch.iter().map(|e| e.len() as u32).collect();
-        let ids = Tensor::from_vec(ids, b * t, device)?;
-        let mut pass = PassLayout {
-            words: self.saliency.embed(&ids)?,
-            ids,
-            types: Tensor::from_vec(types, b * t, device)?,
-            lengths: Tensor::from_vec(lengths, b, device)?,
-            shape: self.model.batch_shape(b, t),
-            real_rows: Tensor::zeros(0, DType::U32, device)?,
-        };
+        let (b, t) = (
+            batch.len(),
+            batch.iter().map(|e| e.len()).max().unwrap_or(0),
+        );
+        let mut pass = self.layout(batch)?;
         let (logits, saved) =
             self.model
                 .forward(&pass.words, &pass.types, &pass.lengths, &pass.shape)?;
@@ -681,12 +721,14 @@ impl Engine {
             precision: self.precision,
             seed_compat: self.options.seed_compat,
             truncated: enc.truncated,
+            window: enc.window,
             rank,
             model_answer,
             words: words::merge(enc, &tokens),
             tokens,
             warnings,
             alternatives: Vec::new(),
+            windows: Vec::new(),
         })
     }
 }

@@ -6,7 +6,8 @@ use candle_core::Device;
 
 use super::engine::Engine;
 use super::explanation::Explanation;
-use super::options::{ExplainOptions, Precision, QaPair, DEFAULT_MAX_LENGTH};
+use super::options::{ExplainOptions, ExplainWindows, Precision, QaPair, DEFAULT_MAX_LENGTH};
+use super::pipeline::{self, Candidate};
 use crate::error::{Error, Result};
 use crate::model::QaModel;
 use crate::text::{Encoded, QaTokenizer, Segment};
@@ -16,6 +17,10 @@ pub struct Explainer {
     tokenizer: QaTokenizer,
     max_length: usize,
     max_input_bytes: usize,
+    /// Overlap of the windows of a long context; 0: no windows.
+    doc_stride: usize,
+    /// Whether the overlap was asked for (else the pipeline's default).
+    explicit_stride: bool,
 }
 
 impl Explainer {
@@ -56,11 +61,17 @@ impl Explainer {
         };
         let pad_id = tokenizer.pad_id();
         let max_input_bytes = options.max_input_bytes;
+        let doc_stride = options
+            .doc_stride
+            .unwrap_or_else(|| (max_length / 2).min(128));
+        let explicit_stride = options.doc_stride.is_some();
         Ok(Self {
             engine: Engine::new(model, options, pad_id)?.with_mask_id(tokenizer.mask_id()),
             tokenizer,
             max_length,
             max_input_bytes,
+            doc_stride,
+            explicit_stride,
         })
     }
 
@@ -73,14 +84,10 @@ impl Explainer {
         self.max_length
     }
 
+    /// The pair in one window of at most `max_length` tokens, the context cut to fit (the
+    /// first window of a split context).
     pub fn encode(&self, pair: &QaPair) -> Result<Encoded> {
-        let bytes = pair.question.len() + pair.context.len();
-        if bytes > self.max_input_bytes {
-            return Err(Error::InputTooLarge {
-                bytes,
-                limit: self.max_input_bytes,
-            });
-        }
+        self.check_size(pair)?;
         let mut encoded = self
             .tokenizer
             .encode(&pair.question, &pair.context, self.max_length)?;
@@ -88,6 +95,61 @@ impl Explainer {
             encoded.requested = Some(requested_tokens(&encoded, answer, pair.answer_start)?);
         }
         Ok(encoded)
+    }
+
+    fn check_size(&self, pair: &QaPair) -> Result<()> {
+        let bytes = pair.question.len() + pair.context.len();
+        if bytes > self.max_input_bytes {
+            return Err(Error::InputTooLarge {
+                bytes,
+                limit: self.max_input_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// How a pair is explained: one window, or a context split by `doc_stride` whose windows
+    /// are scored before the answer's is explained. A given answer is explained in the first
+    /// window that holds it.
+    fn plan(&self, pair: &QaPair) -> Result<Plan> {
+        if self.doc_stride == 0 {
+            return Ok(Plan::Single(Box::new(self.encode(pair)?)));
+        }
+        self.check_size(pair)?;
+        let windows = self.tokenizer.encode_windows(
+            &pair.question,
+            &pair.context,
+            self.max_length,
+            self.doc_stride,
+        );
+        let mut windows = match windows {
+            // The default stride may not fit beside a long question in a short --max-length:
+            // the context is then cut, as without windows. A stride the user asked for is
+            // an error.
+            Err(Error::DocStride { .. }) if !self.explicit_stride => {
+                return Ok(Plan::Single(Box::new(self.encode(pair)?)))
+            }
+            other => other?,
+        };
+        if windows.len() == 1 {
+            return Ok(Plan::Single(Box::new(self.encode(pair)?)));
+        }
+        match &pair.answer {
+            None => Ok(Plan::Windows(windows)),
+            Some(answer) => {
+                let mut last_error = None;
+                for mut window in windows.drain(..) {
+                    match requested_tokens(&window, answer, pair.answer_start) {
+                        Ok(span) => {
+                            window.requested = Some(span);
+                            return Ok(Plan::Single(Box::new(window)));
+                        }
+                        Err(e) => last_error = Some(e),
+                    }
+                }
+                Err(last_error.expect("a split context has windows"))
+            }
+        }
     }
 
     pub fn explain_one(&self, pair: &QaPair) -> Result<Explanation> {
@@ -104,19 +166,85 @@ impl Explainer {
     /// Explains all pairs (in passes as the options say), each with its own result: a pair
     /// that cannot be encoded or explained fails alone. The outer error is a failure of the
     /// whole computation (the device, the model).
+    ///
+    /// A context longer than one window is split into overlapping windows; their logits
+    /// decide the answer by the transformers pipeline's rule ([`super::pipeline`]), and the
+    /// window holding it is explained for that span (with `explain_windows: all`, every window
+    /// for its own best span too).
     pub fn explain_each(&self, pairs: &[QaPair]) -> Result<Vec<Result<Explanation>>> {
-        let encoded: Vec<Result<Encoded>> = pairs.iter().map(|p| self.encode(p)).collect();
-        let valid: Vec<Encoded> = encoded
+        let plans: Vec<Result<Plan>> = pairs.iter().map(|p| self.plan(p)).collect();
+        let split: Vec<&Encoded> = plans
             .iter()
-            .filter_map(|e| e.as_ref().ok().cloned())
+            .filter_map(|p| match p {
+                Ok(Plan::Windows(windows)) => Some(windows.iter()),
+                _ => None,
+            })
+            .flatten()
             .collect();
-        let mut explained = self.engine.explain(&valid)?.into_iter();
-        Ok(encoded
+        let mut logits = if split.is_empty() {
+            Vec::new()
+        } else {
+            self.engine.logits(&split)?
+        }
+        .into_iter();
+
+        // What the engine explains, and per pair where its explanations are.
+        let mut queue: Vec<Encoded> = Vec::new();
+        let mut recipes: Vec<Result<Recipe>> = Vec::with_capacity(pairs.len());
+        for plan in plans {
+            recipes.push(plan.and_then(|plan| match plan {
+                Plan::Single(enc) => {
+                    queue.push(*enc);
+                    Ok(Recipe::Single(queue.len() - 1))
+                }
+                Plan::Windows(windows) => {
+                    let scores: Vec<(Vec<f32>, Vec<f32>)> =
+                        logits.by_ref().take(windows.len()).collect();
+                    if scores
+                        .iter()
+                        .any(|(s, e)| !s.iter().chain(e).all(|v| v.is_finite()))
+                    {
+                        return Err(Error::NonFinite("logits"));
+                    }
+                    let refs: Vec<&Encoded> = windows.iter().collect();
+                    let (best, per_window) =
+                        pipeline::answer(&refs, &scores, self.engine.options().max_answer_len);
+                    let best = best.ok_or(Error::NonFinite("logits"))?;
+                    let mut explain = |candidate: &Candidate| {
+                        let mut enc = windows[candidate.window].clone();
+                        enc.requested = Some((candidate.start, candidate.end));
+                        queue.push(enc);
+                        (queue.len() - 1, candidate.clone())
+                    };
+                    let main = explain(&best);
+                    let all = match self.engine.options().explain_windows {
+                        ExplainWindows::Best => Vec::new(),
+                        ExplainWindows::All => {
+                            per_window.iter().flatten().map(&mut explain).collect()
+                        }
+                    };
+                    Ok(Recipe::Windows { main, all })
+                }
+            }));
+        }
+        let mut explained: Vec<Option<Result<Explanation>>> =
+            self.engine.explain(&queue)?.into_iter().map(Some).collect();
+        let mut take = |i: usize| explained[i].take().expect("each explanation is used once");
+        Ok(recipes
             .into_iter()
             .zip(pairs)
-            .map(|(enc, pair)| {
-                let explanation =
-                    enc.and_then(|_| explained.next().expect("one result per encoded pair"))?;
+            .map(|(recipe, pair)| {
+                let explanation = match recipe? {
+                    Recipe::Single(i) => take(i)?,
+                    Recipe::Windows { main, all } => {
+                        let mut e = windowed(take(main.0)?, &main.1);
+                        e.windows = all
+                            .into_iter()
+                            .map(|(i, c)| take(i).map(|w| windowed(w, &c)))
+                            .collect::<Result<_>>()?;
+                        e
+                    }
+                };
                 Ok(Explanation {
                     id: pair.id.clone(),
                     ..explanation
@@ -124,6 +252,33 @@ impl Explainer {
             })
             .collect())
     }
+}
+
+/// How a pair is explained.
+enum Plan {
+    /// One encoding, explained as is.
+    Single(Box<Encoded>),
+    /// A context split into windows, scored first.
+    Windows(Vec<Encoded>),
+}
+
+/// Where a pair's explanations are in the engine's batch.
+enum Recipe {
+    Single(usize),
+    Windows {
+        main: (usize, Candidate),
+        all: Vec<(usize, Candidate)>,
+    },
+}
+
+/// A window's explanation, answering with the pipeline's whole-word text: the span is the
+/// model's answer over the split context, not a span the user gave.
+fn windowed(mut e: Explanation, candidate: &Candidate) -> Explanation {
+    e.answer.text = candidate.text.clone();
+    e.answer.char_start = Some(candidate.chars.start);
+    e.answer.char_end = Some(candidate.chars.end);
+    e.model_answer = None;
+    e
 }
 
 /// The first and last context token of `answer` in `enc`'s context: at character

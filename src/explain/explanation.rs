@@ -7,7 +7,7 @@ use super::options::Precision;
 use super::saliency::SaliencyKind;
 use super::span::SpanMode;
 use crate::model::Objective;
-use crate::text::Segment;
+use crate::text::{Segment, Window};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Explanation {
@@ -29,6 +29,9 @@ pub struct Explanation {
     pub seed_compat: bool,
     /// Whether the context was cut to fit the maximum length.
     pub truncated: bool,
+    /// The window of a split context this explanation differentiates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
     /// Where the explained span stands among the `best` mode's candidates by score (1: the
     /// model's answer; equal scores share a rank); `None` with `argmax` spans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,6 +46,10 @@ pub struct Explanation {
     /// With `top_k`: the next best spans, each explained the same way, best first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alternatives: Vec<Explanation>,
+    /// With `explain_windows: all`: every window of a split context, each for its own best
+    /// span.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Explanation>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@ pub mod explanation;
 pub mod method;
 pub mod normalise;
 mod options;
+pub mod pipeline;
 pub mod rows;
 pub mod saliency;
 pub mod span;
@@ -17,7 +18,8 @@ pub use explainer::Explainer;
 pub use explanation::{Answer, Explanation, Target, TargetKind, TokenExplanation, WordExplanation};
 pub use method::{Baseline, Method};
 pub use options::{
-    BatchTokens, ExplainOptions, Precision, QaPair, DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_LENGTH,
+    BatchTokens, ExplainOptions, ExplainWindows, Precision, QaPair, DEFAULT_MAX_INPUT_BYTES,
+    DEFAULT_MAX_LENGTH,
 };
 pub use saliency::{Saliency, SaliencyKind};
 pub use span::{Span, SpanMode};

@@ -34,6 +34,12 @@ pub struct ExplainOptions {
     /// stop earlier.
     pub max_length: Option<usize>,
     pub max_answer_len: usize,
+    /// Overlap of the windows a long context is split into, in tokens (the transformers
+    /// pipeline's `doc_stride`); `None`: its default, `min(max_length / 2, 128)`; `Some(0)`: no
+    /// windows, the context is cut to the first (the seed's behaviour, flagged `truncated`).
+    pub doc_stride: Option<usize>,
+    /// Which windows of a split context are explained.
+    pub explain_windows: ExplainWindows,
     /// Explain the `top_k` best spans (the best is the answer, the others `alternatives`);
     /// `best` spans only.
     pub top_k: usize,
@@ -159,12 +165,35 @@ impl Default for ExplainOptions {
             max_length: None,
             max_answer_len: 15,
             top_k: 1,
+            doc_stride: None,
+            explain_windows: ExplainWindows::Best,
             max_batch_tokens: BatchTokens::Auto,
             memory_limit: None,
             precision: None,
             max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
         }
     }
+}
+
+/// Which windows of a context split by `doc_stride` are explained.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ExplainWindows {
+    /// The window of the answer (the pipeline's best span over all windows).
+    #[default]
+    Best,
+    /// Every window, each for its own best span, besides the answer's.
+    All,
 }
 
 /// The size of a forward/backward pass.

@@ -30,6 +30,26 @@ pub struct Encoded {
     /// A span to explain instead of the model's own answer (first and last token), when the
     /// user gave one.
     pub requested: Option<(usize, usize)>,
+    /// Each token's word in its own string (the tokenizer's pre-tokenised words), for aligning
+    /// answers to whole words.
+    pub word_ids: Vec<Option<u32>>,
+    /// Which window of the context this is, when the context was split (`--doc-stride`).
+    pub window: Option<Window>,
+}
+
+/// One window of a context split into overlapping windows, as the transformers
+/// question-answering pipeline splits it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Window {
+    /// 0-based, of `count`.
+    pub index: usize,
+    pub count: usize,
+    /// The window's context tokens within the whole context's tokens.
+    pub token_start: usize,
+    pub token_end: usize,
+    /// The characters of the context the window covers.
+    pub char_start: usize,
+    pub char_end: usize,
 }
 
 impl Encoded {
@@ -51,8 +71,63 @@ impl Encoded {
     }
 }
 
+/// An `Encoded` from a post-processed pair; the first `question_len` ordinary tokens are the
+/// question's (post-processors do not keep sequence ids reliably), the rest the context's.
+fn assemble(question: &str, context: &str, enc: &Encoding, question_len: usize) -> Encoded {
+    let mut ordinary = 0;
+    let segments = enc
+        .get_special_tokens_mask()
+        .iter()
+        .map(|&special| {
+            if special == 1 {
+                return Segment::Special;
+            }
+            ordinary += 1;
+            if ordinary <= question_len {
+                Segment::Question
+            } else {
+                Segment::Context
+            }
+        })
+        .collect();
+    Encoded {
+        question: question.to_string(),
+        context: context.to_string(),
+        ids: enc.get_ids().to_vec(),
+        type_ids: enc.get_type_ids().to_vec(),
+        tokens: enc.get_tokens().to_vec(),
+        offsets: enc.get_offsets().to_vec(),
+        segments,
+        truncated: false,
+        requested: None,
+        word_ids: enc.get_word_ids().to_vec(),
+        window: None,
+    }
+}
+
 impl QaTokenizer {
+    /// `[CLS] question [SEP] context [SEP]` in at most `max_length` tokens, the context cut to
+    /// fit (`truncated` says so).
     pub fn encode(&self, question: &str, context: &str, max_length: usize) -> Result<Encoded> {
+        let mut windows = self.encode_windows(question, context, max_length, 0)?;
+        let count = windows.len();
+        let mut first = windows.swap_remove(0);
+        first.truncated = count > 1;
+        first.window = None;
+        Ok(first)
+    }
+
+    /// The context in overlapping windows of at most `max_length` tokens each with the
+    /// question, consecutive windows sharing `stride` context tokens: the transformers
+    /// question-answering pipeline's `doc_stride` (its tokenizer's `truncation="only_second"`,
+    /// `return_overflowing_tokens`). One window when the context fits.
+    pub fn encode_windows(
+        &self,
+        question: &str,
+        context: &str,
+        max_length: usize,
+        stride: usize,
+    ) -> Result<Vec<Encoded>> {
         let question_enc = self.encode_text(question, "question")?;
         let mut context_enc = self.encode_text(context, "context")?;
         let question_len = question_enc.len();
@@ -67,41 +142,43 @@ impl QaTokenizer {
                 question_tokens: question_enc.len(),
                 max_length,
             })?;
-        let truncated = context_enc.len() > room;
-        context_enc.truncate(room, 0, TruncationDirection::Right);
-        let enc = self
-            .inner
-            .post_process(question_enc, Some(context_enc), true)
-            .map_err(|e| Error::Encoding(e.to_string()))?;
-        // Post-processors do not keep sequence ids reliably: the first `question_len` ordinary
-        // tokens are the question's, the rest the context's.
-        let mut ordinary = 0;
-        let segments = enc
-            .get_special_tokens_mask()
-            .iter()
-            .map(|&special| {
-                if special == 1 {
-                    return Segment::Special;
-                }
-                ordinary += 1;
-                if ordinary <= question_len {
-                    Segment::Question
-                } else {
-                    Segment::Context
-                }
+        if stride >= room {
+            return Err(Error::DocStride { stride, room });
+        }
+        let total = context_enc.len();
+        context_enc.truncate(room, stride, TruncationDirection::Right);
+        let overflowing = context_enc.take_overflowing();
+        let count = 1 + overflowing.len();
+        std::iter::once(context_enc)
+            .chain(overflowing)
+            .enumerate()
+            .map(|(index, window)| {
+                let token_start = (index * (room - stride)).min(total);
+                let token_end = (token_start + window.len()).min(total);
+                let enc = self
+                    .inner
+                    .post_process(question_enc.clone(), Some(window), true)
+                    .map_err(|e| Error::Encoding(e.to_string()))?;
+                let mut encoded = assemble(question, context, &enc, question_len);
+                let context_offsets = (0..encoded.len())
+                    .filter(|&i| encoded.segments[i] == Segment::Context)
+                    .map(|i| encoded.offsets[i]);
+                let (char_start, char_end) = context_offsets
+                    .fold(None, |span: Option<(usize, usize)>, (a, b)| {
+                        Some(span.map_or((a, b), |(s, _)| (s, b)))
+                    })
+                    .unwrap_or((0, 0));
+                encoded.window = Some(Window {
+                    index,
+                    count,
+                    token_start,
+                    token_end,
+                    char_start,
+                    char_end,
+                });
+                Ok(encoded)
             })
-            .collect();
-        Ok(Encoded {
-            question: question.to_string(),
-            context: context.to_string(),
-            ids: enc.get_ids().to_vec(),
-            type_ids: enc.get_type_ids().to_vec(),
-            tokens: enc.get_tokens().to_vec(),
-            offsets: enc.get_offsets().to_vec(),
-            segments,
-            truncated,
-            requested: None,
-        })
+            .collect()
     }
 
     fn encode_text(&self, text: &str, what: &'static str) -> Result<Encoding> {

@@ -3,5 +3,5 @@
 mod encode;
 mod tokenizer;
 
-pub use encode::{Encoded, Segment};
+pub use encode::{Encoded, Segment, Window};
 pub use tokenizer::QaTokenizer;

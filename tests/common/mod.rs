@@ -27,6 +27,19 @@ pub struct Expected {
     pub max_answer_len: usize,
     pub pairs: Vec<ExpectedPair>,
     pub seed_compat_crash: Option<PairText>,
+    /// The transformers QA pipeline on contexts longer than one window.
+    pub windows: Vec<ExpectedWindowed>,
+}
+
+#[derive(Deserialize)]
+pub struct ExpectedWindowed {
+    pub question: String,
+    pub context: String,
+    pub max_length: usize,
+    pub doc_stride: usize,
+    pub answer: String,
+    pub start: usize,
+    pub end: usize,
 }
 
 #[derive(Deserialize)]
@@ -126,7 +139,13 @@ pub fn pairs(expected: &Expected) -> Vec<QaPair> {
         .collect()
 }
 
+/// An explainer of a fixture model. The fixtures record the seed's behaviour, the context cut
+/// to one window: unless the options say otherwise, so does this explainer (`doc_stride` 0).
 pub fn explainer(dir: &str, options: ExplainOptions) -> Explainer {
+    let options = ExplainOptions {
+        doc_stride: options.doc_stride.or(Some(0)),
+        ..options
+    };
     Explainer::from_dir(&fixture(dir), options, &candle_core::Device::Cpu)
         .unwrap_or_else(|e| panic!("loading {dir}: {e}"))
 }

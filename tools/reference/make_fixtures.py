@@ -335,6 +335,44 @@ def explain_pair(model, tok, question, context, max_length, index):
     }
 
 
+LONG_PAIRS = [
+    ("How many letters were catalogued?", LONG_CONTEXT),
+    ("Which town kept records of harvests?", LONG_CONTEXT),
+    (
+        "Where did the ferry stop?",
+        " ".join(
+            f"On day {d} the ferry stopped at harbour {d * 7 % 23}, where {d * 13 % 97} passengers "
+            f"waited with crates of {['figs', 'salt', 'wool', 'tin'][d % 4]}."
+            for d in range(40)
+        ),
+    ),
+]
+
+
+def pipeline_answers(model, tok, max_length):
+    """The transformers question-answering pipeline on contexts longer than one window, with
+    its default doc_stride."""
+    from transformers import pipeline
+
+    qa = pipeline("question-answering", model=model, tokenizer=tok, device="cpu")
+    out = []
+    for question, context in LONG_PAIRS:
+        a = qa(question=question, context=context, max_seq_len=max_length)
+        out.append(
+            {
+                "question": question,
+                "context": context,
+                "max_length": max_length,
+                "doc_stride": min(max_length // 2, 128),
+                "answer": a["answer"],
+                "start": a["start"],
+                "end": a["end"],
+                "score": float(a["score"]),
+            }
+        )
+    return out
+
+
 def find_crash_pair(model, tok, max_length):
     """A pair whose predicted end is the final [SEP], or None when a model never predicts it."""
     words = [w for w in (MINILM / "vocab.txt").read_text().split("\n") if w.isalpha() and len(w) > 2]
@@ -366,6 +404,7 @@ def main():
             "max_answer_len": MAX_ANSWER_LEN,
             "pairs": [explain_pair(model, tok, q, c, max_length, i) for i, (q, c) in enumerate(PAIRS)],
             "seed_compat_crash": find_crash_pair(model, tok, max_length),
+            "windows": pipeline_answers(model, tok, max_length),
         }
         path = FIXTURES / "expected" / f"{name}.json"
         path.write_text(json.dumps(expected, ensure_ascii=False, separators=(",", ":")))
