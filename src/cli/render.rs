@@ -49,6 +49,16 @@ fn one(
         if e.seed_compat { ", seed-compat" } else { "" },
         model
     )?;
+    if let Some(w) = &e.window {
+        writeln!(
+            out,
+            "          window {} of {}: context characters {}..{}",
+            w.index + 1,
+            w.count,
+            w.char_start,
+            w.char_end
+        )?;
+    }
     if let Some(m) = &e.model_answer {
         writeln!(
             out,
@@ -66,8 +76,16 @@ fn one(
         write!(out, "{label:<9} ")?;
         let words: Vec<&WordExplanation> =
             e.words.iter().filter(|w| w.segment == segment).collect();
-        let cut = segment == Segment::Context && e.truncated;
-        shade(out, source, &words, colour, !cut)?;
+        // A window shows its own part of the context, with ellipses where more text is.
+        let (from, cut) = match (segment, &e.window) {
+            (Segment::Context, Some(w)) => (w.char_start, w.index + 1 < w.count),
+            (Segment::Context, None) => (0, e.truncated),
+            _ => (0, false),
+        };
+        if from > 0 {
+            write!(out, "… ")?;
+        }
+        shade(out, source, &words, colour, from, !cut)?;
         if cut {
             write!(out, " …")?;
         }
@@ -82,13 +100,14 @@ fn one(
     Ok(())
 }
 
-/// Writes `source` with its words shaded; the text between words is written as it is, and the
-/// text after the last word only when `rest`.
+/// Writes `source` from character `from` with its words shaded; the text between words is
+/// written as it is, and the text after the last word only when `rest`.
 fn shade(
     out: &mut impl Write,
     source: &str,
     words: &[&WordExplanation],
     colour: bool,
+    from: usize,
     rest: bool,
 ) -> std::io::Result<()> {
     let chars: Vec<char> = source.chars().collect();
@@ -98,7 +117,7 @@ fn shade(
             .collect();
         visible(&piece)
     };
-    let mut at = 0;
+    let mut at = from;
     for w in words {
         write!(out, "{}", text(at, w.char_start))?;
         let word = text(w.char_start, w.char_end);
