@@ -29,6 +29,7 @@ pub mod memory;
 pub mod model;
 pub mod ops;
 pub mod profile;
+pub mod report;
 pub mod text;
 
 pub use error::{Error, Result};

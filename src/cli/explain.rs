@@ -4,9 +4,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use spangrad::explain::{Baseline, ExplainWindows, Method, TargetKind};
 use spangrad::hub::HubCache;
+use spangrad::report::ReportPair;
+use spangrad::Explanation;
 use spangrad::{BatchTokens, ExplainOptions, Explainer, Precision, QaPair, SaliencyKind, SpanMode};
 
 use super::progress::Progress;
@@ -18,6 +20,8 @@ pub const DEFAULT_MODEL: &str = "distilbert-base-cased-distilled-squad";
 pub enum Format {
     Text,
     Json,
+    /// A self-contained HTML page (with --input: one page for all pairs, instead of JSON lines).
+    Html,
 }
 
 #[derive(clap::Args)]
@@ -47,8 +51,13 @@ pub struct ExplainArgs {
     #[arg(long, value_enum, default_value_t = TargetKind::Span)]
     target: TargetKind,
     /// How tokens are scored (see the README for each formula and its peer equivalent).
-    #[arg(long, value_enum, default_value_t = Method::OnehotNorm)]
-    method: Method,
+    /// Several, comma-separated, for an HTML report that toggles between them (text and JSON
+    /// take the first).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "onehot-norm")]
+    method: Vec<Method>,
+    /// Also write the HTML report to this file.
+    #[arg(long)]
+    html: Option<PathBuf>,
     /// integrated-gradients: integration points (Gauss-Legendre, as Captum).
     #[arg(long, default_value_t = 50)]
     steps: usize,
@@ -136,7 +145,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let options = ExplainOptions {
         span: args.span,
         target: args.target,
-        method: args.method,
+        method: args.method[0],
         steps: args.steps,
         baseline: args.baseline,
         samples: args.samples,
@@ -156,29 +165,96 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     };
     // Option errors name the flag, before anything is loaded.
     options.validate()?;
+    if args.method.len() > 1 && args.format != Format::Html && args.html.is_none() {
+        bail!("several --method values need an HTML report (--format html or --html FILE)");
+    }
     let device = spangrad::device::select(args.device.as_deref())?;
     let dir = HubCache::from_env().resolve(&args.model)?;
     let explainer = Explainer::from_dir(&dir, options, &device).map_err(|e| match e {
         spangrad::Error::InvalidOption(_) => anyhow::Error::new(e),
         e => anyhow::Error::new(e).context(format!("cannot load model {}", args.model)),
     })?;
+    // One explainer per method, sharing the model.
+    let explainers: Vec<Explainer> = args
+        .method
+        .iter()
+        .map(|&m| explainer.with_method(m))
+        .collect();
+    let report = Report {
+        title: format!("spangrad: {}", args.model),
+        to_stdout: args.format == Format::Html,
+        file: args.html.clone(),
+    };
     let Some(pair) = single else {
         let input = args.input.expect("checked above");
-        return jsonl::run(&explainer, &input, args.batch_size as usize, args.quiet);
+        return jsonl::run(
+            &explainers,
+            &input,
+            args.batch_size as usize,
+            args.quiet,
+            &report,
+        );
     };
     let mut progress = Progress::without_bar(args.quiet);
-    let explanation = explainer.explain_one(&pair)?;
+    let explanations = explainers
+        .iter()
+        .map(|e| e.explain_one(&pair))
+        .collect::<spangrad::Result<Vec<_>>>()?;
     progress.advance(1, 0);
+    let explanation = &explanations[0];
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
-            writeln!(out, "{}", serde_json::to_string_pretty(&explanation)?)?;
+            writeln!(out, "{}", serde_json::to_string_pretty(explanation)?)?;
         }
-        Format::Text => render::text(&mut out, &explanation, &pair, &args.model)?,
+        Format::Text => render::text(&mut out, explanation, &pair, &args.model)?,
+        Format::Html => {}
     }
+    report.write(&mut out, &[(pair, explanations.clone())])?;
     for w in &explanation.warnings {
         super::note(format_args!("warning: {w}"));
     }
     progress.finish();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the HTML report goes: stdout (`--format html`) and/or a file (`--html`).
+pub struct Report {
+    pub title: String,
+    pub to_stdout: bool,
+    pub file: Option<PathBuf>,
+}
+
+impl Report {
+    pub fn wanted(&self) -> bool {
+        self.to_stdout || self.file.is_some()
+    }
+
+    /// Writes the page of `pairs` (each with its explanations, one per method) where asked.
+    pub fn write(
+        &self,
+        out: &mut impl Write,
+        pairs: &[(QaPair, Vec<Explanation>)],
+    ) -> anyhow::Result<()> {
+        if !self.wanted() {
+            return Ok(());
+        }
+        let items: Vec<ReportPair> = pairs
+            .iter()
+            .map(|(p, e)| ReportPair {
+                question: &p.question,
+                context: &p.context,
+                explanations: e,
+            })
+            .collect();
+        let page = spangrad::report::html(&self.title, &items);
+        if self.to_stdout {
+            out.write_all(page.as_bytes())?;
+        }
+        if let Some(path) = &self.file {
+            std::fs::write(path, &page)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
+    }
 }

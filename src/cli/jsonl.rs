@@ -8,8 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use spangrad::{Explainer, QaPair};
+use spangrad::{Explainer, Explanation, QaPair};
 
+use super::explain::Report;
 use super::progress::Progress;
 
 /// An input line in order; a queued pair waits in the batch.
@@ -25,11 +26,14 @@ enum Entry {
     },
 }
 
+/// Explains the lines of `input` with `explainers` (one per method: JSON lines take the first,
+/// the HTML report all of them).
 pub fn run(
-    explainer: &Explainer,
+    explainers: &[Explainer],
     input: &Path,
     batch_size: usize,
     quiet: bool,
+    report: &Report,
 ) -> anyhow::Result<ExitCode> {
     let open = || File::open(input).with_context(|| format!("cannot open {}", input.display()));
     let (reader, total): (Box<dyn BufRead>, _) = if input == Path::new("-") {
@@ -41,7 +45,11 @@ pub fn run(
         )
     };
     let mut progress = Progress::new(total, quiet);
-    let mut out = std::io::stdout().lock();
+    let mut sink = Sink {
+        out: std::io::stdout().lock(),
+        json: !report.to_stdout,
+        kept: report.wanted().then(Vec::new),
+    };
     let mut pending: Vec<Entry> = Vec::new();
     let mut batch: Vec<QaPair> = Vec::new();
     let (mut total, mut failed) = (0, 0);
@@ -65,12 +73,27 @@ pub fn run(
         };
         pending.push(entry);
         if batch.len() == batch_size {
-            failed += flush(explainer, &mut pending, &mut batch, &mut out, &mut progress)?;
+            failed += flush(
+                explainers,
+                &mut pending,
+                &mut batch,
+                &mut sink,
+                &mut progress,
+            )?;
         }
     }
-    failed += flush(explainer, &mut pending, &mut batch, &mut out, &mut progress)?;
+    failed += flush(
+        explainers,
+        &mut pending,
+        &mut batch,
+        &mut sink,
+        &mut progress,
+    )?;
     if failed > 0 {
         progress.note(format_args!("{failed} of {total} lines failed"));
+    }
+    if let Some(kept) = &sink.kept {
+        report.write(&mut sink.out, kept)?;
     }
     progress.finish();
     Ok(if failed > 0 {
@@ -131,15 +154,37 @@ fn kind(value: &Value) -> &'static str {
 
 /// Explains the queued pairs in one batch and writes every pending entry in order; each output
 /// line carries its input line number, and the id exactly as given.
+/// Where explained lines go: JSON lines on stdout, and the pairs kept for the HTML report.
+struct Sink<W> {
+    out: W,
+    json: bool,
+    kept: Option<Vec<(QaPair, Vec<Explanation>)>>,
+}
+
 fn flush(
-    explainer: &Explainer,
+    explainers: &[Explainer],
     pending: &mut Vec<Entry>,
     batch: &mut Vec<QaPair>,
-    out: &mut impl Write,
+    sink: &mut Sink<impl Write>,
     progress: &mut Progress,
 ) -> anyhow::Result<usize> {
-    let mut results = explainer.explain_each(batch)?.into_iter();
+    let firsts = explainers[0].explain_each(batch)?;
+    if let Some(kept) = &mut sink.kept {
+        // The other methods, for the report only.
+        let others = explainers[1..]
+            .iter()
+            .map(|e| e.explain_each(batch))
+            .collect::<spangrad::Result<Vec<_>>>()?;
+        for (i, (pair, first)) in batch.iter().zip(&firsts).enumerate() {
+            let Ok(first) = first else { continue };
+            let mut all = vec![first.clone()];
+            all.extend(others.iter().filter_map(|o| o[i].as_ref().ok().cloned()));
+            kept.push((pair.clone(), all));
+        }
+    }
+    let mut results = firsts.into_iter();
     batch.clear();
+    let out = &mut sink.out;
     let (mut failed, mut written) = (0, 0);
     for entry in pending.drain(..) {
         let value = match entry {
@@ -163,8 +208,10 @@ fn flush(
             progress.note(format_args!("line {line}: {error}"));
             json!({ "line": line, "id": id, "error": error })
         });
-        // Serialised first, so that a closed stdout surfaces as the io::Error it is.
-        writeln!(out, "{}", serde_json::to_string(&value)?)?;
+        if sink.json {
+            // Serialised first, so that a closed stdout surfaces as the io::Error it is.
+            writeln!(out, "{}", serde_json::to_string(&value)?)?;
+        }
         written += 1;
     }
     out.flush()?;

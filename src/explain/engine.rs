@@ -19,10 +19,11 @@ use crate::error::{Error, Result};
 use crate::model::{Objective, QaModel};
 use crate::text::{Encoded, Segment};
 
+#[derive(Clone)]
 pub struct Engine {
     model: QaModel,
     precision: Precision,
-    saliency: Box<dyn Saliency>,
+    saliency: std::sync::Arc<dyn Saliency>,
     options: ExplainOptions,
     pad_id: u32,
     /// The `[MASK]` token, for the integrated-gradients `mask` baseline.
@@ -83,7 +84,7 @@ impl Engine {
     /// `pad_id` fills the padded positions of a batch (they never influence the result).
     pub fn new(model: QaModel, options: ExplainOptions, pad_id: u32) -> Result<Self> {
         options.validate()?;
-        let saliency = options.saliency.build(model.word_embeddings())?;
+        let saliency = options.saliency.build(model.word_embeddings())?.into();
         let precision = Precision::of(model.dtype()).ok_or_else(|| {
             Error::InvalidOption(format!(
                 "weights of dtype {:?}: f32, bf16 or f16",
@@ -102,6 +103,14 @@ impl Engine {
 
     pub fn options(&self) -> &ExplainOptions {
         &self.options
+    }
+
+    /// The same engine (the model and the saliency's precomputation shared) scoring tokens
+    /// by `method`.
+    pub fn with_method(&self, method: Method) -> Self {
+        let mut engine = self.clone();
+        engine.options.method = method;
+        engine
     }
 
     /// The `[MASK]` token's id, for the integrated-gradients `mask` baseline.

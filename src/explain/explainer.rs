@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::model::QaModel;
 use crate::text::{Encoded, QaTokenizer, Segment};
 
+#[derive(Clone)]
 pub struct Explainer {
     engine: Engine,
     tokenizer: QaTokenizer,
@@ -77,6 +78,14 @@ impl Explainer {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The same explainer scoring tokens by `method` (nothing is loaded again).
+    pub fn with_method(&self, method: super::Method) -> Self {
+        Self {
+            engine: self.engine.with_method(method),
+            ..self.clone()
+        }
     }
 
     /// The effective maximum length in tokens.

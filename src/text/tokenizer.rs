@@ -13,6 +13,7 @@ use tokenizers::{AddedToken, Tokenizer};
 
 use crate::error::{Error, Result};
 
+#[derive(Clone)]
 pub struct QaTokenizer {
     pub(super) inner: Tokenizer,
     pad_id: u32,

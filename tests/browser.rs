@@ -1,0 +1,302 @@
+//! The HTML report in a real headless browser (Debian's chromium and chromium-driver, driven
+//! through WebDriver): it loads with no console errors, has one element per token with the
+//! token's text, shades higher scores darker, marks the answer, shows a token's values on
+//! focus, and its toggles switch between words and tokens and between methods. It saves a
+//! screenshot (`SPANGRAD_SCREENSHOT=path` also copies it there: the README's is made so).
+//! Without chromium the test says SKIPPED on stderr, and fails when `SPANGRAD_REQUIRE_BROWSER`
+//! is set (CI sets it).
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::fixture;
+use serde_json::{json, Value};
+use spangrad::text::Segment;
+use spangrad::Explanation;
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A chromedriver process, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let driver = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ureq::get(&format!("{}/status", driver.url)).call().is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        driver
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.url);
+        let response = match body {
+            Some(body) => ureq::request(method, &url).send_json(body),
+            None => ureq::request(method, &url).call(),
+        };
+        let response = match response {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let value: Value = response.into_json().unwrap();
+        value["value"].clone()
+    }
+}
+
+/// A browser session on the driver.
+struct Session<'a> {
+    driver: &'a Driver,
+    id: String,
+}
+
+impl Session<'_> {
+    fn path(&self, rest: &str) -> String {
+        format!("/session/{}{rest}", self.id)
+    }
+
+    fn run(&self, script: &str) -> Value {
+        self.driver.call(
+            "POST",
+            &self.path("/execute/sync"),
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        self.driver.call("DELETE", &self.path(""), None);
+    }
+}
+
+fn browser_available() -> bool {
+    if Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists() {
+        return true;
+    }
+    if std::env::var_os("SPANGRAD_REQUIRE_BROWSER").is_some() {
+        panic!("SPANGRAD_REQUIRE_BROWSER is set but {CHROMIUM} or {CHROMEDRIVER} is missing");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED html_report_in_a_real_browser: no {CHROMIUM} and {CHROMEDRIVER} \
+         (apt-get install chromium chromium-driver)"
+    );
+    false
+}
+
+/// Two pairs explained by two methods: JSON lines on stdout, the report in `page`.
+fn make_report(dir: &Path) -> (PathBuf, Vec<Explanation>) {
+    let input = dir.join("pairs.jsonl");
+    let lines = [
+        json!({"question": "Who wrote the novel?", "context": "The novel was written by Jane Austen in 1813 and published in London."}),
+        json!({"question": "Où se trouve la bibliothèque?", "context": "La bibliothèque municipale se trouve près du café Émile, à Zürich, depuis 1894."}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&input, text).unwrap();
+    let page = dir.join("report.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_spangrad"))
+        .args(["explain", "--model", fixture("bert-tiny").to_str().unwrap()])
+        .args(["--input", input.to_str().unwrap(), "--quiet"])
+        .args([
+            "--method",
+            "onehot-norm,grad-x-input",
+            "--html",
+            page.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let explanations = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (page, explanations)
+}
+
+#[test]
+fn html_report_in_a_real_browser() {
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (page, explanations) = make_report(dir.path());
+    let driver = Driver::start();
+    let profile = dir.path().join("profile");
+    let capabilities = json!({"capabilities": {"alwaysMatch": {
+        "browserName": "chrome",
+        "goog:loggingPrefs": {"browser": "ALL"},
+        "goog:chromeOptions": {"binary": CHROMIUM, "args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--window-size=1100,760", format!("--user-data-dir={}", profile.display())
+        ]}
+    }}});
+    let created = driver.call("POST", "/session", Some(capabilities));
+    let id = created["sessionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no session: {created}"));
+    let session = Session {
+        driver: &driver,
+        id: id.to_string(),
+    };
+    driver.call(
+        "POST",
+        &session.path("/url"),
+        Some(json!({"url": format!("file://{}", page.display())})),
+    );
+
+    // One element per question and context token, with its text, in the token view of the
+    // first method.
+    let tokens = session.run(
+        "return Array.from(document.querySelectorAll('#pair-1 .method[data-method=\"onehot-norm\"] \
+         .view[data-unit=token] .t')).map(e => [e.textContent, parseFloat(e.dataset.score), \
+         getComputedStyle(e).backgroundColor, e.classList.contains('answer')]);",
+    );
+    let tokens = tokens.as_array().expect("a list of tokens");
+    let first = &explanations[0];
+    let expected: Vec<(usize, &spangrad::explain::TokenExplanation)> = first
+        .tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.segment != Segment::Special)
+        .collect();
+    assert_eq!(tokens.len(), expected.len(), "one element per token");
+    let question = "Who wrote the novel?";
+    let context = "The novel was written by Jane Austen in 1813 and published in London.";
+    for (el, (i, t)) in tokens.iter().zip(&expected) {
+        let source = if t.segment == Segment::Question {
+            question
+        } else {
+            context
+        };
+        let text: String = source
+            .chars()
+            .skip(t.char_start)
+            .take(t.char_end - t.char_start)
+            .collect();
+        assert_eq!(el[0], text.as_str());
+        assert!((el[1].as_f64().unwrap() - t.score as f64).abs() < 1e-6);
+        let in_answer = t.segment == Segment::Context
+            && (first.answer.token_start..=first.answer.token_end).contains(i);
+        assert_eq!(el[3], in_answer, "the answer is marked: token {i}");
+    }
+    // Shading: a higher score is never lighter.
+    let luminance = |css: &Value| {
+        let rgb: Vec<f64> = css
+            .as_str()
+            .unwrap()
+            .trim_start_matches("rgb(")
+            .trim_end_matches(')')
+            .split(',')
+            .map(|c| c.trim().parse::<f64>().unwrap())
+            .collect();
+        0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]
+    };
+    let mut by_score: Vec<&Value> = tokens.iter().collect();
+    by_score.sort_by(|a, b| a[1].as_f64().unwrap().total_cmp(&b[1].as_f64().unwrap()));
+    for pair in by_score.windows(2) {
+        assert!(
+            luminance(&pair[1][2]) <= luminance(&pair[0][2]) + 1e-9,
+            "{pair:?}"
+        );
+    }
+    assert!(luminance(&by_score[0][2]) > luminance(&by_score[by_score.len() - 1][2]));
+
+    // Words are shown first; the toggles switch to tokens and to the second method.
+    let visible = "return [document.querySelector('#pair-1 .method[data-method=\"onehot-norm\"] \
+         .view[data-unit=word]').hidden, document.querySelector('#pair-1 \
+         .method[data-method=\"grad-x-input\"]').hidden];";
+    assert_eq!(session.run(visible), json!([false, true]));
+    session.run(
+        "document.querySelector('input[name=unit][value=token]').click(); \
+         document.querySelector('input[name=method][value=\"grad-x-input\"]').click(); return 0;",
+    );
+    assert_eq!(session.run(visible), json!([true, false]));
+    // Focusing a token shows its values.
+    let tip = session.run(
+        "const t = document.querySelector('#pair-1 .method[data-method=\"grad-x-input\"] \
+         .view[data-unit=token] .t.answer'); t.focus(); \
+         return getComputedStyle(t, '::after').content;",
+    );
+    let tip = tip.as_str().unwrap();
+    assert!(
+        tip.contains("score") && tip.contains("gradient × input"),
+        "{tip}"
+    );
+    // Both pairs are listed and present.
+    assert_eq!(
+        session.run("return document.querySelectorAll('nav li').length;"),
+        json!(2)
+    );
+    assert_eq!(
+        session.run("return document.querySelectorAll('section.pair').length;"),
+        json!(2)
+    );
+
+    // No console errors.
+    let log = driver.call(
+        "POST",
+        &session.path("/se/log"),
+        Some(json!({"type": "browser"})),
+    );
+    let severe: Vec<&Value> = log
+        .as_array()
+        .map(|entries| entries.iter().filter(|e| e["level"] == "SEVERE").collect())
+        .unwrap_or_default();
+    assert!(severe.is_empty(), "console errors: {severe:?}");
+
+    // Back to words and the first method, for the screenshot.
+    session.run(
+        "document.querySelector('input[name=unit][value=word]').click(); \
+         document.querySelector('input[name=method][value=\"onehot-norm\"]').click(); return 0;",
+    );
+    let png = driver.call("GET", &session.path("/screenshot"), None);
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(png.as_str().unwrap())
+        .unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report.png");
+    std::fs::write(&shot, &png).unwrap();
+    if let Some(path) = std::env::var_os("SPANGRAD_SCREENSHOT") {
+        std::fs::write(path, &png).unwrap();
+    }
+}
