@@ -30,6 +30,7 @@ pub mod model;
 pub mod ops;
 pub mod profile;
 pub mod report;
+pub mod serve;
 pub mod text;
 
 pub use error::{Error, Result};

@@ -79,6 +79,17 @@ pub fn live_bytes(device: &Device) -> Result<usize> {
     }
 }
 
+/// Bytes in use on `device` and their peak since the last [`reset_peak`], without waiting for
+/// its queued work (for monitoring from another thread while the device computes).
+pub fn usage_now(device: &Device) -> Result<(usize, usize)> {
+    match device.location() {
+        DeviceLocation::Cuda { gpu_id } => {
+            Ok((gpu::used(gpu_id, false)?, gpu::used(gpu_id, true)?))
+        }
+        _ => Ok((LIVE.load(Ordering::Relaxed), PEAK.load(Ordering::Relaxed))),
+    }
+}
+
 /// Bytes the device can still give: the GPU's free memory, or the system's available memory
 /// (`MemAvailable`) for the CPU.
 pub fn available_bytes(device: &Device) -> Result<usize> {

@@ -322,7 +322,7 @@ fn table(args: &BenchArgs, device: &str, precision: Precision, rows: &[Row]) -> 
     s
 }
 
-fn record(path: &PathBuf, table: &str) -> std::io::Result<()> {
+pub(super) fn record(path: &Path, table: &str) -> std::io::Result<()> {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {

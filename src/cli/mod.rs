@@ -1,10 +1,13 @@
-//! The `spangrad` command line: `explain` (one pair, or JSON lines) and `bench`.
+//! The `spangrad` command line: `explain` (one pair, or JSON lines), `bench`, `serve` and
+//! `bench-serve`.
 
 mod bench;
+mod bench_serve;
 mod explain;
 mod jsonl;
 mod progress;
 mod render;
+mod serve;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -28,6 +31,10 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// End-to-end explanations per second and peak memory on a random-weight model.
     Bench(bench::BenchArgs),
+    /// An HTTP server: the model loaded once, concurrent requests batched together.
+    Serve(serve::ServeArgs),
+    /// Requests/s, pairs/s and latency of a server under N concurrent clients.
+    BenchServe(bench_serve::BenchServeArgs),
 }
 
 pub fn run() -> ExitCode {
@@ -35,6 +42,8 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Explain(args) => explain::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::BenchServe(args) => bench_serve::run(args),
     };
     match result {
         Ok(code) => code,

@@ -105,12 +105,42 @@ impl Engine {
         &self.options
     }
 
+    pub fn model(&self) -> &QaModel {
+        &self.model
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
     /// The same engine (the model and the saliency's precomputation shared) scoring tokens
     /// by `method`.
     pub fn with_method(&self, method: Method) -> Self {
         let mut engine = self.clone();
         engine.options.method = method;
         engine
+    }
+
+    /// The same model under other options: the saliency's precomputation is kept unless
+    /// `options` asks for another kind. The precision is the loaded weights'.
+    pub fn with_options(&self, options: ExplainOptions) -> Result<Self> {
+        options.validate()?;
+        if options.precision.is_some_and(|p| p != self.precision) {
+            return Err(Error::InvalidOption(format!(
+                "--dtype: the model is loaded in {}",
+                self.precision.name()
+            )));
+        }
+        let saliency = if options.saliency == self.options.saliency {
+            self.saliency.clone()
+        } else {
+            options.saliency.build(self.model.word_embeddings())?.into()
+        };
+        Ok(Self {
+            saliency,
+            options,
+            ..self.clone()
+        })
     }
 
     /// The `[MASK]` token's id, for the integrated-gradients `mask` baseline.

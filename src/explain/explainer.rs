@@ -50,7 +50,15 @@ impl Explainer {
                 embeddings: rows,
             });
         }
-        let positions = model.config().max_position_embeddings;
+        let pad_id = tokenizer.pad_id();
+        let engine = Engine::new(model, options, pad_id)?.with_mask_id(tokenizer.mask_id());
+        Self::assemble(engine, tokenizer)
+    }
+
+    /// The lengths the engine's options imply, checked against the model.
+    fn assemble(engine: Engine, tokenizer: QaTokenizer) -> Result<Self> {
+        let options = engine.options();
+        let positions = engine.model().config().max_position_embeddings;
         let max_length = match options.max_length {
             None => DEFAULT_MAX_LENGTH.min(positions),
             Some(n) if n > positions => {
@@ -60,20 +68,25 @@ impl Explainer {
             }
             Some(n) => n,
         };
-        let pad_id = tokenizer.pad_id();
         let max_input_bytes = options.max_input_bytes;
         let doc_stride = options
             .doc_stride
             .unwrap_or_else(|| (max_length / 2).min(128));
         let explicit_stride = options.doc_stride.is_some();
         Ok(Self {
-            engine: Engine::new(model, options, pad_id)?.with_mask_id(tokenizer.mask_id()),
+            engine,
             tokenizer,
             max_length,
             max_input_bytes,
             doc_stride,
             explicit_stride,
         })
+    }
+
+    /// The same model and tokenizer (shared, nothing loaded again) under other options; the
+    /// precision stays the loaded weights'.
+    pub fn with_options(&self, options: ExplainOptions) -> Result<Self> {
+        Self::assemble(self.engine.with_options(options)?, self.tokenizer.clone())
     }
 
     pub fn engine(&self) -> &Engine {
@@ -159,6 +172,16 @@ impl Explainer {
                 Err(last_error.expect("a split context has windows"))
             }
         }
+    }
+
+    /// The tokens `pair` takes in the engine, all windows of a split context together; fails
+    /// as explaining it would fail before the model runs (empty text, too long, an answer not
+    /// in the context).
+    pub fn tokens(&self, pair: &QaPair) -> Result<usize> {
+        Ok(match self.plan(pair)? {
+            Plan::Single(enc) => enc.len(),
+            Plan::Windows(windows) => windows.iter().map(Encoded::len).sum(),
+        })
     }
 
     pub fn explain_one(&self, pair: &QaPair) -> Result<Explanation> {

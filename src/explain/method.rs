@@ -17,7 +17,18 @@
 use serde::{Deserialize, Serialize};
 
 /// How tokens are scored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// The L2 norm over the vocabulary of the gradient with respect to the one-hot input.
@@ -59,7 +70,18 @@ impl std::fmt::Display for Method {
 /// The integrated-gradients baseline `x'`, for every token but the special ones, which keep
 /// their own embedding (so their attribution is 0), as in Captum's BERT tutorial; `zero` is
 /// the zero vector everywhere.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Baseline {
     /// The padding token's embedding.

@@ -104,7 +104,15 @@ impl ExplainOptions {
 /// The dtype of the weights and activations (weights are converted once, at load). LayerNorm
 /// statistics, softmax sums, matmul accumulation and the saliency are f32 in every case.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
@@ -186,6 +194,7 @@ impl Default for ExplainOptions {
     serde::Serialize,
     serde::Deserialize,
     clap::ValueEnum,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum ExplainWindows {
@@ -227,7 +236,7 @@ impl std::str::FromStr for BatchTokens {
 
 /// One pair to explain, as read from JSON lines (`id` optional: any JSON value, echoed back as
 /// given; `null` is no id).
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, utoipa::ToSchema)]
 pub struct QaPair {
     #[serde(default)]
     pub id: Option<serde_json::Value>,

@@ -13,6 +13,16 @@ pub enum Architecture {
     DistilBert,
 }
 
+impl std::fmt::Display for Architecture {
+    /// The `model_type` of config.json.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Bert => "bert",
+            Self::DistilBert => "distilbert",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     /// Exact GELU (erf), `gelu` in both architectures.

@@ -6,7 +6,9 @@ use super::QaTokenizer;
 use crate::error::{Error, Result};
 
 /// Which input string a token comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Segment {
     Special,
@@ -39,7 +41,9 @@ pub struct Encoded {
 
 /// One window of a context split into overlapping windows, as the transformers
 /// question-answering pipeline splits it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct Window {
     /// 0-based, of `count`.
     pub index: usize,

@@ -13,9 +13,10 @@ use tokenizers::{AddedToken, Tokenizer};
 
 use crate::error::{Error, Result};
 
+/// Cheap to clone: explainers under different options share one tokenizer.
 #[derive(Clone)]
 pub struct QaTokenizer {
-    pub(super) inner: Tokenizer,
+    pub(super) inner: std::sync::Arc<Tokenizer>,
     pad_id: u32,
 }
 
@@ -104,7 +105,10 @@ impl QaTokenizer {
         let pad_id = baked_pad
             .or_else(|| inner.token_to_id(&pad_token))
             .unwrap_or(0);
-        Ok(Self { inner, pad_id })
+        Ok(Self {
+            inner: inner.into(),
+            pad_id,
+        })
     }
 
     /// Number of ids the tokenizer can produce, added tokens included.
@@ -122,6 +126,45 @@ impl QaTokenizer {
     }
 }
 
+impl QaTokenizer {
+    /// A BERT tokenizer over `vocab_size` made-up words, for random-weight benchmark models:
+    /// `[PAD] [UNK] [CLS] [SEP] [MASK]`, then `w5`, `w6`, ... (so `w123` is token 123 and any
+    /// text of such words has one token per word).
+    pub fn synthetic(vocab_size: usize) -> Result<Self> {
+        const SPECIAL: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+        let fail = |message: String| Error::Tokenizer {
+            path: "<synthetic>".into(),
+            message,
+        };
+        if vocab_size <= SPECIAL.len() {
+            return Err(fail(format!("a vocabulary of {vocab_size} has no words")));
+        }
+        let vocab: ahash::AHashMap<String, u32> = (0..vocab_size)
+            .map(|i| {
+                let word = SPECIAL
+                    .get(i)
+                    .map_or_else(|| format!("w{i}"), |s| s.to_string());
+                (word, i as u32)
+            })
+            .collect();
+        let model = WordPiece::builder()
+            .vocab(vocab)
+            .unk_token("[UNK]".into())
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        let config = TokenizerConfig {
+            lowercase: true,
+            strip_accents: None,
+            chinese_chars: true,
+            special: ["[CLS]", "[SEP]", "[UNK]", "[PAD]"].map(String::from),
+        };
+        Ok(Self {
+            inner: bert_pipeline(model, &config, &fail)?.into(),
+            pad_id: 0,
+        })
+    }
+}
+
 fn word_piece(vocab: &Path, config: &TokenizerConfig) -> Result<Tokenizer> {
     let fail = |message: String| Error::Tokenizer {
         path: vocab.to_path_buf(),
@@ -130,11 +173,20 @@ fn word_piece(vocab: &Path, config: &TokenizerConfig) -> Result<Tokenizer> {
     let path = vocab
         .to_str()
         .ok_or_else(|| fail("path is not UTF-8".into()))?;
-    let [cls, sep, unk, pad] = &config.special;
     let model = WordPiece::from_file(path)
-        .unk_token(unk.clone())
+        .unk_token(config.special[2].clone())
         .build()
         .map_err(|e| fail(e.to_string()))?;
+    bert_pipeline(model, config, &fail)
+}
+
+/// BERT's normaliser, pre-tokenizer and `[CLS] a [SEP] b [SEP]` around a WordPiece model.
+fn bert_pipeline(
+    model: WordPiece,
+    config: &TokenizerConfig,
+    fail: &dyn Fn(String) -> Error,
+) -> Result<Tokenizer> {
+    let [cls, sep, unk, pad] = &config.special;
     let id = |t: &str| {
         model_id(&model, t)
             .ok_or_else(|| fail(format!("special token {t} is not in the vocabulary")))

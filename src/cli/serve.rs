@@ -1,0 +1,165 @@
+//! `spangrad serve`: the HTTP server (see `spangrad::serve`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use spangrad::hub::HubCache;
+use spangrad::model::preset::Preset;
+use spangrad::serve::{Backend, ExplainerBackend, Loader, ServeConfig};
+use spangrad::text::QaTokenizer;
+use spangrad::{ExplainOptions, Explainer, Precision, SpanMode};
+
+use super::explain::DEFAULT_MODEL;
+use super::note;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// A local checkpoint directory, or a Hugging Face Hub model id (looked up in the hub cache;
+    /// downloaded unless HF_HUB_OFFLINE is set). Fixed for the server's life.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: String,
+    /// Serve a random-weight model of this shape with a made-up vocabulary (`w5 w6 ...`, one
+    /// token per word) instead: for `spangrad bench-serve`, not for explanations.
+    #[arg(long, value_enum, conflicts_with = "model")]
+    preset: Option<Preset>,
+    /// cpu, cuda or cuda:N [default: the first GPU when built with the cuda feature, else cpu].
+    #[arg(long)]
+    device: Option<String>,
+    /// Weights and activations [default: bf16 on a GPU, f32 on the CPU].
+    #[arg(long, value_enum)]
+    dtype: Option<Precision>,
+    /// The address to listen on; anything but loopback exposes the server to the network.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// 0: any free port (printed on start).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Tokens per batch and per request: every window of every pair, times the method's passes
+    /// (integrated-gradients steps, SmoothGrad samples). A request over it gets 413.
+    #[arg(long, default_value_t = ServeConfig::default().max_batch_tokens)]
+    max_batch_tokens: usize,
+    /// How long a request waits for others to share its batch, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    max_wait_ms: u64,
+    /// Pairs waiting for the device before requests get 429.
+    #[arg(long, default_value_t = ServeConfig::default().max_queue)]
+    max_queue: usize,
+    #[arg(long, default_value_t = ServeConfig::default().max_pairs_per_request)]
+    max_pairs_per_request: usize,
+    #[arg(long, default_value_t = ServeConfig::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// From a request's arrival to its answer; past it, 504.
+    #[arg(long, default_value_t = 120_000)]
+    request_timeout_ms: u64,
+    /// Requests (all but /health and /openapi.json) must send `Authorization: Bearer KEY`.
+    /// Prefer the environment variable: a flag shows in the process list.
+    #[arg(long, env = "SPANGRAD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Tokens per pair unless a request sets `max_length` [default: 384, or the model's limit].
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// The largest question + context of one pair, in bytes.
+    #[arg(long, default_value_t = spangrad::explain::DEFAULT_MAX_INPUT_BYTES)]
+    max_input_bytes: usize,
+    /// Memory a forward/backward pass may use, in MiB [default: what the device has free].
+    #[arg(long)]
+    memory_limit_mib: Option<usize>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = ServeConfig {
+        max_batch_tokens: args.max_batch_tokens,
+        max_wait: Duration::from_millis(args.max_wait_ms),
+        max_queue: args.max_queue,
+        max_pairs_per_request: args.max_pairs_per_request,
+        max_body_bytes: args.max_body_bytes,
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+        api_key: args.api_key.clone(),
+    };
+    config.validate()?;
+    let options = ExplainOptions {
+        span: SpanMode::Best,
+        max_length: args.max_length,
+        max_input_bytes: args.max_input_bytes,
+        memory_limit: args.memory_limit_mib.map(|m| m << 20),
+        precision: args.dtype,
+        ..ExplainOptions::default()
+    };
+    options.validate()?;
+    let device = spangrad::device::select(args.device.as_deref())?;
+    let name = match args.preset {
+        Some(p) => format!("preset:{} (random weights, synthetic vocabulary)", p.name()),
+        None => args.model.clone(),
+    };
+    let load: Loader = {
+        let name = name.clone();
+        Box::new(move || {
+            let explainer = match args.preset {
+                Some(preset) => {
+                    let precision = options
+                        .precision
+                        .unwrap_or_else(|| Precision::default_for(&device));
+                    let model = preset.random_model(&device, precision.dtype())?;
+                    let tokenizer = QaTokenizer::synthetic(preset.config().vocab_size)?;
+                    Explainer::new(model, tokenizer, options)?
+                }
+                None => {
+                    let dir = HubCache::from_env().resolve(&args.model)?;
+                    Explainer::from_dir(&dir, options, &device)?
+                }
+            };
+            let backend = ExplainerBackend::new(explainer, name);
+            let info = backend.info();
+            note(format_args!(
+                "spangrad serve: ready: {} ({}, {}, {})",
+                info.model, info.architecture, info.device, info.dtype
+            ));
+            Ok(Arc::new(backend) as Arc<dyn Backend>)
+        })
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let addr = SocketAddr::new(args.host, args.port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        note(format_args!(
+            "spangrad serve: listening on http://{} (loading {name})",
+            listener.local_addr()?
+        ));
+        spangrad::serve::serve(listener, load, config, stop_signal()).await?;
+        note(format_args!("spangrad serve: stopped"));
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM or Ctrl-C: stop accepting, answer what is in flight, exit.
+async fn stop_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    note(format_args!(
+        "spangrad serve: stopping: answering the requests in flight"
+    ));
+}

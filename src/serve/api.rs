@@ -1,0 +1,347 @@
+//! What goes over the wire: the request and response bodies (their OpenAPI schemas are derived
+//! from these types), and the reading of a request body into pairs and options.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::error::ApiError;
+use crate::explain::{Baseline, ExplainWindows, Method, TargetKind};
+use crate::{ExplainOptions, Explanation, QaPair, SpanMode};
+
+/// Per-request options: the command line's, by their flag names in snake case. Absent ones take
+/// the server's defaults (those of `spangrad explain`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestOptions {
+    pub span: Option<SpanMode>,
+    pub target: Option<TargetKind>,
+    pub method: Option<Method>,
+    pub seed_compat: Option<bool>,
+    pub max_length: Option<usize>,
+    pub max_answer_len: Option<usize>,
+    pub doc_stride: Option<usize>,
+    pub explain_windows: Option<ExplainWindows>,
+    pub top_k: Option<usize>,
+    pub steps: Option<usize>,
+    pub baseline: Option<Baseline>,
+    pub samples: Option<usize>,
+    pub noise_std: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+impl RequestOptions {
+    /// `base` with these options over it.
+    pub fn apply(&self, base: &ExplainOptions) -> ExplainOptions {
+        let base = base.clone();
+        ExplainOptions {
+            span: self.span.unwrap_or(base.span),
+            target: self.target.unwrap_or(base.target),
+            method: self.method.unwrap_or(base.method),
+            seed_compat: self.seed_compat.unwrap_or(base.seed_compat),
+            max_length: self.max_length.or(base.max_length),
+            max_answer_len: self.max_answer_len.unwrap_or(base.max_answer_len),
+            doc_stride: self.doc_stride.or(base.doc_stride),
+            explain_windows: self.explain_windows.unwrap_or(base.explain_windows),
+            top_k: self.top_k.unwrap_or(base.top_k),
+            steps: self.steps.unwrap_or(base.steps),
+            baseline: self.baseline.unwrap_or(base.baseline),
+            samples: self.samples.unwrap_or(base.samples),
+            noise_std: self.noise_std.unwrap_or(base.noise_std),
+            seed: self.seed.unwrap_or(base.seed),
+            ..base
+        }
+    }
+}
+
+/// One pair, answered by its explanation.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[allow(dead_code)] // read field by field (see `parse`); kept whole for the schema
+pub struct PairRequest {
+    #[serde(flatten)]
+    pub pair: QaPair,
+    pub options: Option<RequestOptions>,
+}
+
+/// Several pairs, answered by one result each, in order.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct PairsRequest {
+    pub pairs: Vec<QaPair>,
+    pub options: Option<RequestOptions>,
+}
+
+/// The body of `POST /v1/explain`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum ExplainRequest {
+    One(PairRequest),
+    Many(PairsRequest),
+}
+
+/// The answer of `POST /v1/explain`: one pair's explanation, or one result per pair.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ExplainResponse {
+    One(Box<Explanation>),
+    Many(PairsResponse),
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PairsResponse {
+    pub results: Vec<PairResult>,
+}
+
+/// A pair's explanation (as `spangrad explain --format json` writes it), or why it has none.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum PairResult {
+    Explained(Box<Explanation>),
+    Failed(PairFailure),
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PairFailure {
+    /// The pair's place in `pairs`.
+    pub index: usize,
+    /// Its id, as given.
+    #[schema(value_type = Option<Object>)]
+    pub id: Option<Value>,
+    /// The HTTP status the pair would have had alone.
+    pub status: u16,
+    pub error: String,
+    /// The field at fault (`pairs[2].context`), when one is.
+    pub field: Option<String>,
+}
+
+/// Every error answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    /// The request field at fault (`question`, `options.top_k`, `pairs[3].context`), or null.
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ready`, or `loading` (with status 503) while the model loads.
+    pub status: String,
+}
+
+/// The served model and the server's limits.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ModelInfo {
+    /// The `--model` (or `--preset`) it was started with.
+    pub model: String,
+    /// `bert` or `distilbert`.
+    pub architecture: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    /// `f32`, `bf16` or `f16`.
+    pub dtype: String,
+    /// Tokens per window unless a request sets `max_length`.
+    pub max_length: usize,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct Limits {
+    /// Tokens per batch, and so per request: every window of every pair, times the method's
+    /// passes (integrated-gradients steps, SmoothGrad samples).
+    pub max_batch_tokens: usize,
+    pub max_wait_ms: u64,
+    /// Pairs waiting for the device before requests are refused (429).
+    pub max_queue: usize,
+    pub max_pairs_per_request: usize,
+    pub max_body_bytes: usize,
+    /// Question + context bytes of one pair.
+    pub max_input_bytes: usize,
+    pub request_timeout_ms: u64,
+}
+
+/// A request read from its body: each pair or why it is invalid, and the options.
+pub struct Parsed {
+    /// The body was one pair (answered by an explanation), not `{"pairs": [...]}`.
+    pub single: bool,
+    pub pairs: Vec<Result<QaPair, ApiError>>,
+    pub options: RequestOptions,
+}
+
+const PAIR_FIELDS: [&str; 5] = ["id", "question", "context", "answer", "answer_start"];
+
+/// Reads a body: malformed JSON is a 400, a body of the wrong shape a 422 naming the field,
+/// too many pairs a 413. A bad pair in a list fails alone.
+pub fn parse(body: &[u8], max_pairs: usize) -> Result<Parsed, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    let Value::Object(mut fields) = value else {
+        return Err(ApiError::unprocessable(
+            "expected a JSON object: a pair {\"question\", \"context\"} or {\"pairs\": [...]}",
+            None,
+        ));
+    };
+    let options = match fields.remove("options") {
+        None | Some(Value::Null) => RequestOptions::default(),
+        Some(v) => typed::<RequestOptions>(v, "options")?,
+    };
+    let Some(pairs) = fields.remove("pairs") else {
+        return Ok(Parsed {
+            single: true,
+            pairs: vec![Ok(pair(Value::Object(fields), "")?)],
+            options,
+        });
+    };
+    if let Some(key) = fields.keys().next() {
+        return Err(ApiError::unprocessable(
+            format!("unknown field `{key}`: a list request has `pairs` and `options`"),
+            Some(key.clone()),
+        ));
+    }
+    let Value::Array(items) = pairs else {
+        return Err(ApiError::unprocessable(
+            "`pairs` must be an array of pairs",
+            Some("pairs".into()),
+        ));
+    };
+    if items.is_empty() {
+        return Err(ApiError::unprocessable(
+            "`pairs` is empty",
+            Some("pairs".into()),
+        ));
+    }
+    if items.len() > max_pairs {
+        return Err(ApiError::too_large(
+            format!(
+                "{} pairs, over the limit of {max_pairs} per request (--max-pairs-per-request)",
+                items.len()
+            ),
+            Some("pairs".into()),
+        ));
+    }
+    Ok(Parsed {
+        single: false,
+        pairs: items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| pair(v, &format!("pairs[{i}]")))
+            .collect(),
+        options,
+    })
+}
+
+/// A pair from an object with the pair's fields and no others.
+fn pair(value: Value, at: &str) -> Result<QaPair, ApiError> {
+    let field = |name: &str| {
+        if at.is_empty() {
+            name.to_string()
+        } else {
+            format!("{at}.{name}")
+        }
+    };
+    let Value::Object(fields) = &value else {
+        return Err(ApiError::unprocessable(
+            "a pair must be an object with `question` and `context`",
+            (!at.is_empty()).then(|| at.to_string()),
+        ));
+    };
+    if let Some(key) = fields.keys().find(|k| !PAIR_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::unprocessable(
+            format!(
+                "unknown field `{key}`: a pair has {}; options go in `options`",
+                PAIR_FIELDS.map(|f| format!("`{f}`")).join(", ")
+            ),
+            Some(field(key)),
+        ));
+    }
+    typed(value, at)
+}
+
+/// `value` as a `T`, a failure naming the field (under `at`) that does not fit.
+fn typed<T: serde::de::DeserializeOwned>(value: Value, at: &str) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let message = e.inner().to_string();
+        // A missing field is reported at its parent; name it.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+            .map(str::to_string);
+        let path = [at.to_string(), inner.trim_start_matches('.').to_string()]
+            .into_iter()
+            .chain(missing)
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join(".");
+        ApiError::unprocessable(message, (!path.is_empty()).then_some(path))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(body: &str) -> ApiError {
+        match parse(body.as_bytes(), 4) {
+            Err(e) => e,
+            Ok(p) => p
+                .pairs
+                .into_iter()
+                .find_map(Result::err)
+                .expect("a failure"),
+        }
+    }
+
+    #[test]
+    fn reads_one_pair_or_a_list() {
+        let one = parse(br#"{"question":"q","context":"c","id":7}"#, 4).unwrap();
+        assert!(one.single);
+        let pair = one.pairs[0].as_ref().unwrap();
+        assert_eq!(
+            (pair.question.as_str(), pair.id.clone()),
+            ("q", Some(7.into()))
+        );
+        let many = parse(
+            br#"{"pairs":[{"question":"q","context":"c"},{"question":1}],"options":{"top_k":2}}"#,
+            4,
+        )
+        .unwrap();
+        assert!(!many.single);
+        assert_eq!(many.options.top_k, Some(2));
+        assert!(many.pairs[0].is_ok());
+        assert_eq!(
+            many.pairs[1].as_ref().unwrap_err().field.as_deref(),
+            Some("pairs[1].question")
+        );
+    }
+
+    #[test]
+    fn names_the_field_at_fault() {
+        let field = |body: &str| failure(body).field;
+        assert_eq!(field(r#"{"context":"c"}"#).as_deref(), Some("question"));
+        assert_eq!(
+            field(r#"{"question":"q","context":"c","options":{"top_k":"x"}}"#).as_deref(),
+            Some("options.top_k")
+        );
+        assert_eq!(
+            field(r#"{"question":"q","context":"c","options":{"colour":1}}"#).as_deref(),
+            Some("options.colour")
+        );
+        assert_eq!(
+            field(r#"{"question":"q","context":"c","span":"best"}"#).as_deref(),
+            Some("span")
+        );
+        assert_eq!(field(r#"{"pairs":{}}"#).as_deref(), Some("pairs"));
+        assert_eq!(field(r#"{"pairs":[5]}"#).as_deref(), Some("pairs[0]"));
+        assert_eq!(failure("{").status, 400);
+        assert_eq!(failure("[1]").status, 422);
+        let five = r#"{"pairs":[{},{},{},{},{}]}"#;
+        assert_eq!(failure(five).status, 413);
+    }
+}

@@ -1,0 +1,224 @@
+//! Dynamic batching: requests queue their pairs; one compute thread gathers them into batches
+//! (up to a token budget, waiting at most `max_wait` for company) and answers each request
+//! with its own results. The async runtime never waits on the model.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::backend::Backend;
+use super::error::ApiError;
+use super::metrics::Metrics;
+use crate::{ExplainOptions, Explanation, QaPair};
+
+/// Per pair of a job: its explanation, or why it has none.
+pub type Outcome = Result<Explanation, ApiError>;
+
+/// One request's valid pairs, explained together under one set of options.
+pub struct Job {
+    pub options: ExplainOptions,
+    pub pairs: Vec<QaPair>,
+    /// Tokens of all its pairs times the method's passes: its share of a batch.
+    pub work: usize,
+    pub enqueued: Instant,
+    pub reply: oneshot::Sender<Vec<Outcome>>,
+}
+
+pub struct Batcher {
+    sender: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Pairs sent and not yet taken into a batch.
+    queued: Arc<AtomicUsize>,
+    max_queue: usize,
+    metrics: Arc<Metrics>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+pub enum Refused {
+    /// The queue holds `max_queue` pairs.
+    Full,
+    /// The server is stopping.
+    Closed,
+}
+
+impl Batcher {
+    /// Starts the compute thread. `max_batch_tokens` bounds a batch's work (a job over it
+    /// runs alone).
+    pub fn start(
+        backend: Arc<dyn Backend>,
+        max_batch_tokens: usize,
+        max_wait: Duration,
+        max_queue: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let (sender, receiver) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let gather = Gather {
+            receiver,
+            budget: max_batch_tokens,
+            max_wait,
+            queued: queued.clone(),
+            metrics: metrics.clone(),
+            carried: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("spangrad-compute".into())
+            .spawn(move || compute_loop(gather, &*backend))
+            .expect("the compute thread starts");
+        Self {
+            sender: Mutex::new(Some(sender)),
+            queued,
+            max_queue,
+            metrics,
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    pub fn submit(&self, job: Job) -> Result<(), Refused> {
+        let n = job.pairs.len();
+        let before = self.queued.fetch_add(n, Ordering::SeqCst);
+        if before + n > self.max_queue {
+            self.queued.fetch_sub(n, Ordering::SeqCst);
+            return Err(Refused::Full);
+        }
+        self.metrics.set_queued(before + n);
+        let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
+        match sender.as_ref().map(|s| s.send(job).is_ok()) {
+            Some(true) => Ok(()),
+            _ => {
+                self.queued.fetch_sub(n, Ordering::SeqCst);
+                Err(Refused::Closed)
+            }
+        }
+    }
+
+    /// Pairs waiting now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
+    }
+
+    /// Stops taking jobs, lets the compute thread finish those it has, and waits for it.
+    pub fn close(&self) {
+        self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The receiving end: jobs become batches.
+struct Gather {
+    receiver: mpsc::Receiver<Job>,
+    budget: usize,
+    max_wait: Duration,
+    queued: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+    /// A job that did not fit the last batch: the first of the next.
+    carried: Option<Job>,
+}
+
+impl Gather {
+    /// The next batch: the oldest job, then whatever arrives within `max_wait` of it (at once
+    /// if the device was busy meanwhile) while the budget lasts. `None`: the queue is closed
+    /// and empty.
+    fn next(&mut self) -> Option<Vec<Job>> {
+        let first = match self.carried.take() {
+            Some(job) => job,
+            None => self.receiver.recv().ok()?,
+        };
+        let deadline = first.enqueued + self.max_wait;
+        let mut work = first.work;
+        let mut jobs = vec![first];
+        while work < self.budget {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let next = if left.is_zero() {
+                self.receiver.try_recv().ok()
+            } else {
+                self.receiver.recv_timeout(left).ok()
+            };
+            let Some(job) = next else { break };
+            if work + job.work > self.budget {
+                self.carried = Some(job);
+                break;
+            }
+            work += job.work;
+            jobs.push(job);
+        }
+        let taken: usize = jobs.iter().map(|j| j.pairs.len()).sum();
+        let left = self.queued.fetch_sub(taken, Ordering::SeqCst) - taken;
+        self.metrics.set_queued(left);
+        Some(jobs)
+    }
+}
+
+fn compute_loop(mut gather: Gather, backend: &dyn Backend) {
+    while let Some(jobs) = gather.next() {
+        // A request that timed out is no longer waited for.
+        let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
+        for group in by_options(jobs) {
+            run(group, backend, &gather.metrics);
+        }
+    }
+}
+
+/// Jobs grouped by their options (a batch runs under one set), in arrival order.
+fn by_options(jobs: Vec<Job>) -> Vec<Vec<Job>> {
+    let mut groups: Vec<Vec<Job>> = Vec::new();
+    for job in jobs {
+        match groups.iter_mut().find(|g| g[0].options == job.options) {
+            Some(group) => group.push(job),
+            None => groups.push(vec![job]),
+        }
+    }
+    groups
+}
+
+fn run(jobs: Vec<Job>, backend: &dyn Backend, metrics: &Metrics) {
+    let start = Instant::now();
+    for job in &jobs {
+        metrics.queue_time(start - job.enqueued);
+    }
+    let options = jobs[0].options.clone();
+    let pairs: Vec<QaPair> = jobs.iter().flat_map(|j| j.pairs.iter().cloned()).collect();
+    let work: usize = jobs.iter().map(|j| j.work).sum();
+    let mut outcomes = isolated(backend, &options, &pairs).into_iter();
+    metrics.batch(pairs.len(), work, start.elapsed());
+    for job in jobs {
+        let mine: Vec<Outcome> = outcomes.by_ref().take(job.pairs.len()).collect();
+        // The request may have timed out meanwhile; nobody is left to tell.
+        let _ = job.reply.send(mine);
+    }
+}
+
+/// The pairs explained together; if that panics, each alone, so that only the pair that
+/// panics fails (with a 500) and the server goes on.
+fn isolated(backend: &dyn Backend, options: &ExplainOptions, pairs: &[QaPair]) -> Vec<Outcome> {
+    match catch_unwind(AssertUnwindSafe(|| backend.explain(options, pairs))) {
+        Ok(Ok(results)) => results
+            .into_iter()
+            .map(|r| r.map_err(|e| ApiError::from_pair(&e)))
+            .collect(),
+        Ok(Err(e)) => {
+            let error = ApiError::internal(format!("the computation failed: {e}"));
+            vec![Err(error); pairs.len()]
+        }
+        Err(_) if pairs.len() > 1 => pairs
+            .iter()
+            .flat_map(|p| isolated(backend, options, std::slice::from_ref(p)))
+            .collect(),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".into());
+            vec![Err(ApiError::internal(format!(
+                "internal error: the computation panicked ({message})"
+            )))]
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Errors as HTTP answers: a status and `{"error": ..., "field": ...}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::api::ErrorBody;
+use crate::Error;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub error: String,
+    pub field: Option<String>,
+    /// Seconds, for 429 and 503.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: impl Into<String>, field: Option<String>) -> Self {
+        Self {
+            status: status.as_u16(),
+            error: error.into(),
+            field,
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error, None)
+    }
+
+    pub fn unprocessable(error: impl Into<String>, field: Option<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, error, field)
+    }
+
+    pub fn too_large(error: impl Into<String>, field: Option<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, error, field)
+    }
+
+    pub fn internal(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, error, None)
+    }
+
+    pub fn with_retry_after(self, seconds: u64) -> Self {
+        Self {
+            retry_after: Some(seconds),
+            ..self
+        }
+    }
+
+    /// Why a pair cannot be explained, with the field of the pair at fault. Messages name
+    /// command-line flags; over HTTP they name options.
+    pub fn from_pair(e: &Error) -> Self {
+        let (status, field) = match e {
+            Error::EmptyInput(what) => (StatusCode::UNPROCESSABLE_ENTITY, Some(*what)),
+            Error::InputTooLarge { .. } | Error::OutOfMemory { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, Some("context"))
+            }
+            Error::Answer(_) => (StatusCode::UNPROCESSABLE_ENTITY, Some("answer")),
+            Error::QuestionTooLong { .. } => (StatusCode::UNPROCESSABLE_ENTITY, Some("question")),
+            Error::DocStride { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, Some("options.doc_stride"))
+            }
+            Error::SeedCompatEndIsLast { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("options.seed_compat"),
+            ),
+            Error::InvalidOption(_) => return Self::from_options(e),
+            Error::Encoding(_) => (StatusCode::UNPROCESSABLE_ENTITY, None),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
+        };
+        Self::new(status, as_options(&e.to_string()), field.map(String::from))
+    }
+
+    /// The error of the pair at `at` (`pairs[3]`) of a list: its fields are under it (options
+    /// are the request's); an error of no field names the pair.
+    pub fn at(self, at: &str) -> Self {
+        if at.is_empty() {
+            return self;
+        }
+        let field = match self.field {
+            Some(f) if f.starts_with("options.") => f,
+            Some(f) => format!("{at}.{f}"),
+            None => at.to_string(),
+        };
+        Self {
+            field: Some(field),
+            ..self
+        }
+    }
+
+    /// Options that are invalid together or for this model: 422, naming the first option the
+    /// message names.
+    pub fn from_options(e: &Error) -> Self {
+        let message = as_options(&e.to_string());
+        let field = e.to_string().split_whitespace().find_map(|w| {
+            let flag = w.strip_prefix("--")?;
+            let name: String = flag
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            Some(format!("options.{}", name.replace('-', "_")))
+        });
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message, field)
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.error.clone(),
+            field: self.field.clone(),
+        }
+    }
+}
+
+/// `--max-length 9` → `max_length 9`: the library's messages name flags.
+fn as_options(message: &str) -> String {
+    message
+        .split(' ')
+        .map(|w| match w.strip_prefix("--") {
+            Some(flag) => flag.replace('-', "_"),
+            None => w.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_errors_name_the_option() {
+        let e = ApiError::from_options(&Error::InvalidOption(
+            "--top-k takes --span best without --seed-compat".into(),
+        ));
+        assert_eq!(e.status, 422);
+        assert_eq!(e.field.as_deref(), Some("options.top_k"));
+        assert_eq!(
+            e.error,
+            "invalid option: top_k takes span best without seed_compat"
+        );
+    }
+
+    #[test]
+    fn pair_errors_name_the_pair_field() {
+        let e = ApiError::from_pair(&Error::EmptyInput("context")).at("pairs[2]");
+        assert_eq!(
+            (e.status, e.field.as_deref()),
+            (422, Some("pairs[2].context"))
+        );
+        let e = ApiError::from_pair(&Error::InputTooLarge { bytes: 9, limit: 1 });
+        assert_eq!((e.status, e.field.as_deref()), (413, Some("context")));
+        let e = ApiError::from_pair(&Error::NonFinite("logits"));
+        assert_eq!((e.status, e.field.as_deref()), (500, None));
+        let e = ApiError::from_pair(&Error::DocStride { stride: 9, room: 3 }).at("pairs[1]");
+        assert_eq!(e.field.as_deref(), Some("options.doc_stride"));
+    }
+}

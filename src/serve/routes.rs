@@ -1,0 +1,408 @@
+//! The HTTP surface: a thin axum router over the batcher and the backend. The OpenAPI document
+//! is derived from the handlers' annotations and the wire types.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use subtle::ConstantTimeEq;
+use tokio::sync::oneshot;
+use utoipa::OpenApi;
+
+use super::api::{
+    self, ErrorBody, ExplainRequest, ExplainResponse, Health, ModelInfo, PairFailure, PairResult,
+    PairsResponse,
+};
+use super::batcher::{Job, Outcome, Refused};
+use super::error::ApiError;
+use super::AppState;
+use crate::explain::Method;
+use crate::ExplainOptions;
+
+type Shared = Arc<AppState>;
+
+pub fn router(state: Shared) -> Router {
+    let protected = Router::new()
+        .route("/v1/explain", post(explain))
+        .route("/v1/model", get(model))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+    Router::new()
+        .route("/health", get(health))
+        .route("/openapi.json", get(openapi))
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), count))
+        .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "spangrad",
+        description = "Gradient explanations for extractive question answering (BERT, DistilBERT)."
+    ),
+    paths(explain, health, model, metrics, openapi),
+    modifiers(&BearerKey)
+)]
+struct ApiDoc;
+
+struct BearerKey;
+
+impl utoipa::Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme =
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("api_key", scheme);
+    }
+}
+
+/// The OpenAPI 3.1 document of this API.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Explains one pair, or a list of pairs, batched with other requests' pairs.
+#[utoipa::path(
+    post,
+    path = "/v1/explain",
+    request_body = ExplainRequest,
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A pair's explanation (as `spangrad explain --format json`), or `results` for `pairs`, each an explanation or a failure", body = ExplainResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No or a wrong API key", body = ErrorBody),
+        (status = 413, description = "Body, pairs or tokens over the limits", body = ErrorBody),
+        (status = 422, description = "A field that is missing, of the wrong type, unknown or invalid", body = ErrorBody),
+        (status = 429, description = "The queue is full (see Retry-After)", body = ErrorBody),
+        (status = 500, description = "The computation failed", body = ErrorBody),
+        (status = 503, description = "The model is loading", body = ErrorBody),
+        (status = 504, description = "No answer within the request timeout", body = ErrorBody),
+    )
+)]
+async fn explain(State(state): State<Shared>, body: Result<Bytes, BytesRejection>) -> Response {
+    match answer(&state, body).await {
+        Ok(response) => Json(response).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn answer(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<ExplainResponse, ApiError> {
+    let arrived = Instant::now();
+    let ready = state.ready()?;
+    let config = &state.config;
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(
+                format!(
+                    "the body is over {} bytes (--max-body-bytes)",
+                    config.max_body_bytes
+                ),
+                None,
+            )
+        } else {
+            ApiError::bad_request(r.body_text())
+        }
+    })?;
+    let parsed = api::parse(&body, config.max_pairs_per_request)?;
+    let options = parsed.options.apply(ready.backend.options());
+    let at = |i: usize| {
+        if parsed.single {
+            String::new()
+        } else {
+            format!("pairs[{i}]")
+        }
+    };
+
+    // Tokenising a long context takes milliseconds: off the runtime's threads.
+    let valid: Vec<(usize, crate::QaPair)> = parsed
+        .pairs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i, p.as_ref().ok()?.clone())))
+        .collect();
+    let backend = ready.backend.clone();
+    let counted = {
+        let options = options.clone();
+        let pairs: Vec<crate::QaPair> = valid.iter().map(|(_, p)| p.clone()).collect();
+        tokio::task::spawn_blocking(move || backend.tokens(&options, &pairs))
+            .await
+            .map_err(|e| ApiError::internal(format!("tokenisation failed: {e}")))?
+    };
+    let tokens = counted.map_err(|e| match e {
+        crate::Error::InvalidOption(_) => ApiError::from_options(&e),
+        e => ApiError::from_pair(&e),
+    })?;
+
+    let mut outcomes: Vec<Option<Outcome>> = parsed
+        .pairs
+        .iter()
+        .map(|p| p.as_ref().err().map(|e| Err(e.clone())))
+        .collect();
+    let passes = passes(&options);
+    let mut queued: Vec<usize> = Vec::new();
+    let mut job_pairs = Vec::new();
+    let mut work = 0;
+    for ((i, pair), tokens) in valid.into_iter().zip(tokens) {
+        match tokens {
+            Err(e) => outcomes[i] = Some(Err(ApiError::from_pair(&e).at(&at(i)))),
+            Ok(t) if t * passes > config.max_batch_tokens => {
+                let error = ApiError::too_large(
+                    format!(
+                        "the pair takes {} tokens ({t} in its windows x {passes} passes of the \
+                         method), over the limit of {} (--max-batch-tokens)",
+                        t * passes,
+                        config.max_batch_tokens
+                    ),
+                    Some("context".into()),
+                );
+                outcomes[i] = Some(Err(error.at(&at(i))));
+            }
+            Ok(t) => {
+                work += t * passes;
+                queued.push(i);
+                job_pairs.push(pair);
+            }
+        }
+    }
+    if work > config.max_batch_tokens {
+        return Err(ApiError::too_large(
+            format!(
+                "the pairs take {work} tokens (windows x the method's passes), over the limit of \
+                 {} per request (--max-batch-tokens): send them in several requests",
+                config.max_batch_tokens
+            ),
+            Some("pairs".into()),
+        ));
+    }
+
+    if !job_pairs.is_empty() {
+        let (reply, receive) = oneshot::channel();
+        let job = Job {
+            options,
+            pairs: job_pairs,
+            work,
+            enqueued: Instant::now(),
+            reply,
+        };
+        ready.batcher.submit(job).map_err(|refused| match refused {
+            Refused::Full => {
+                let rate = state.metrics.pairs_per_second();
+                let wait = if rate > 0.0 {
+                    (ready.batcher.queued() as f64 / rate).ceil() as u64
+                } else {
+                    1
+                };
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "the queue is full ({} pairs waiting, --max-queue); retry later",
+                        ready.batcher.queued()
+                    ),
+                    None,
+                )
+                .with_retry_after(wait.clamp(1, 60))
+            }
+            Refused::Closed => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is stopping",
+                None,
+            ),
+        })?;
+        let left = config.request_timeout.saturating_sub(arrived.elapsed());
+        let explained = match tokio::time::timeout(left, receive).await {
+            Ok(Ok(explained)) => explained,
+            Ok(Err(_)) => return Err(ApiError::internal("the compute thread stopped")),
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!(
+                        "no answer within {} ms (--request-timeout-ms): the server is busy",
+                        config.request_timeout.as_millis()
+                    ),
+                    None,
+                ))
+            }
+        };
+        for (i, outcome) in queued.into_iter().zip(explained) {
+            outcomes[i] = Some(outcome.map_err(|e| e.at(&at(i))));
+        }
+    }
+
+    let failed = outcomes
+        .iter()
+        .filter(|o| matches!(o, Some(Err(_))))
+        .count();
+    state.metrics.pairs(outcomes.len() - failed, failed);
+    let mut outcomes = outcomes
+        .into_iter()
+        .map(|o| o.expect("every pair has an outcome"));
+    if parsed.single {
+        let outcome = outcomes.next().expect("one pair");
+        return outcome.map(|e| ExplainResponse::One(Box::new(e)));
+    }
+    let results = outcomes
+        .zip(&parsed.pairs)
+        .enumerate()
+        .map(|(index, (outcome, pair))| match outcome {
+            Ok(e) => PairResult::Explained(Box::new(e)),
+            Err(e) => PairResult::Failed(PairFailure {
+                index,
+                id: pair.as_ref().ok().and_then(|p| p.id.clone()),
+                status: e.status,
+                error: e.error,
+                field: e.field,
+            }),
+        })
+        .collect();
+    Ok(ExplainResponse::Many(PairsResponse { results }))
+}
+
+/// Forward/backward passes per pair: what a pair's tokens cost relative to a plain gradient.
+fn passes(options: &ExplainOptions) -> usize {
+    match options.method {
+        Method::IntegratedGradients => options.steps,
+        Method::Smoothgrad => options.samples,
+        _ => 1,
+    }
+}
+
+/// Ready once the model has loaded.
+#[utoipa::path(
+    get,
+    path = "/health",
+    responses(
+        (status = 200, description = "The model is loaded", body = Health),
+        (status = 503, description = "The model is loading", body = Health),
+    )
+)]
+async fn health(State(state): State<Shared>) -> Response {
+    let (status, word) = match state.ready() {
+        Ok(_) => (StatusCode::OK, "ready"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "loading"),
+    };
+    (
+        status,
+        Json(Health {
+            status: word.into(),
+        }),
+    )
+        .into_response()
+}
+
+/// The served model: architecture, sizes, device, dtype and the server's limits.
+#[utoipa::path(
+    get,
+    path = "/v1/model",
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, body = ModelInfo),
+        (status = 503, description = "The model is loading", body = ErrorBody),
+    )
+)]
+async fn model(State(state): State<Shared>) -> Result<Json<ModelInfo>, ApiError> {
+    Ok(Json(state.ready()?.info.clone()))
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    security((), ("api_key" = [])),
+    responses((status = 200, content_type = "text/plain", body = String))
+)]
+async fn metrics(State(state): State<Shared>) -> Response {
+    let mut info = Vec::new();
+    let mut memory = None;
+    if let Ok(ready) = state.ready() {
+        info = vec![
+            ("model", ready.info.model.clone()),
+            ("architecture", ready.info.architecture.clone()),
+            ("device", ready.info.device.clone()),
+            ("dtype", ready.info.dtype.clone()),
+        ];
+        memory = crate::memory::usage_now(ready.backend.device()).ok();
+    }
+    let text = state
+        .metrics
+        .render(&info, memory, crate::memory::rss_bytes().0);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3.1")))]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi_document())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such endpoint: see /openapi.json",
+        None,
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed: see /openapi.json",
+        None,
+    )
+}
+
+/// With `--api-key`, requests carry `Authorization: Bearer KEY`; the key is compared in
+/// constant time (its length aside).
+async fn authorize(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    if let Some(key) = &state.config.api_key {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let good = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(key.as_bytes())));
+        if !good {
+            let mut response = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong API key: send `Authorization: Bearer KEY`",
+                Some("authorization".into()),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
+/// Every answer, counted by status.
+async fn count(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    state.metrics.request(response.status().as_u16());
+    response
+}
