@@ -152,6 +152,14 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// An explained line: the explanation's fields, then its input line number.
+#[derive(serde::Serialize)]
+struct Numbered<'a> {
+    #[serde(flatten)]
+    explanation: &'a Explanation,
+    line: usize,
+}
+
 /// Explains the queued pairs in one batch and writes every pending entry in order; each output
 /// line carries its input line number, and the id exactly as given.
 /// Where explained lines go: JSON lines on stdout, and the pairs kept for the HTML report.
@@ -187,30 +195,32 @@ fn flush(
     let out = &mut sink.out;
     let (mut failed, mut written) = (0, 0);
     for entry in pending.drain(..) {
-        let value = match entry {
+        let text = match entry {
             Entry::Failed { line, id, error } => Err((line, id, error)),
             Entry::Queued { line, id } => {
                 match results.next().expect("one result per queued pair") {
                     Ok(mut explanation) => {
                         explanation.id = id;
-                        let mut value = serde_json::to_value(explanation)?;
-                        if let Value::Object(fields) = &mut value {
-                            fields.insert("line".into(), json!(line));
-                        }
-                        Ok(value)
+                        // Serialised from the struct: through a `Value`, every f32 would be
+                        // written with f64 digits.
+                        let numbered = Numbered {
+                            explanation: &explanation,
+                            line,
+                        };
+                        Ok(serde_json::to_string(&numbered)?)
                     }
                     Err(e) => Err((line, id, e.to_string())),
                 }
             }
         };
-        let value = value.unwrap_or_else(|(line, id, error)| {
+        let text = text.unwrap_or_else(|(line, id, error)| {
             failed += 1;
             progress.note(format_args!("line {line}: {error}"));
-            json!({ "line": line, "id": id, "error": error })
+            json!({ "line": line, "id": id, "error": error }).to_string()
         });
         if sink.json {
             // Serialised first, so that a closed stdout surfaces as the io::Error it is.
-            writeln!(out, "{}", serde_json::to_string(&value)?)?;
+            writeln!(out, "{text}")?;
         }
         written += 1;
     }

@@ -1,0 +1,785 @@
+//! `spangrad serve` over loopback: every endpoint and error, results equal to the CLI's, a load
+//! test with 64 concurrent clients, and a bounded soak of the real binary.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use candle_core::Device;
+use common::*;
+use serde_json::{json, Value};
+use spangrad::serve::api::ModelInfo;
+use spangrad::serve::{Backend, ExplainerBackend, Loader, Running, ServeConfig};
+use spangrad::{ExplainOptions, Explainer, Explanation, QaPair};
+
+fn explainer(dir: &str) -> Explainer {
+    Explainer::from_dir(&fixture(dir), ExplainOptions::default(), &Device::Cpu).unwrap()
+}
+
+fn loader(backend: impl Backend) -> Loader {
+    Box::new(move || Ok(Arc::new(backend) as Arc<dyn Backend>))
+}
+
+/// A server on loopback, once it is ready.
+fn start(backend: impl Backend, config: ServeConfig) -> Running {
+    let server = Running::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        loader(backend),
+        config,
+    )
+    .unwrap();
+    wait_ready(&server);
+    server
+}
+
+fn wait_ready(server: &Running) {
+    let start = Instant::now();
+    while get(server, "/health").status != 200 {
+        assert!(start.elapsed() < Duration::from_secs(30), "never ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn fixture_server(config: ServeConfig) -> Running {
+    start(
+        ExplainerBackend::new(explainer("distilbert-tiny"), "distilbert-tiny"),
+        config,
+    )
+}
+
+/// An answer: status, headers we look at, and the body as JSON (or text).
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    body: Value,
+    text: String,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(120))
+        .build()
+}
+
+fn call(request: ureq::Request, body: Option<&[u8]>) -> Answer {
+    let result = match body {
+        Some(b) => request.send_bytes(b),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let status = response.status();
+    let retry_after = response.header("retry-after").map(str::to_string);
+    let mut text = String::new();
+    response.into_reader().read_to_string(&mut text).unwrap();
+    Answer {
+        status,
+        retry_after,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+    }
+}
+
+fn post(server: &Running, body: &str) -> Answer {
+    let request = agent().post(&format!("{}/v1/explain", server.url()));
+    call(request, Some(body.as_bytes()))
+}
+
+fn get(server: &Running, path: &str) -> Answer {
+    call(agent().get(&format!("{}{path}", server.url())), None)
+}
+
+fn assert_error(answer: &Answer, status: u16, field: Option<&str>) {
+    assert_eq!(answer.status, status, "{}", answer.text);
+    assert!(
+        answer.body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{}",
+        answer.text
+    );
+    assert_eq!(answer.body["field"].as_str(), field, "{}", answer.text);
+}
+
+const PAIR: &str =
+    r#"{"question":"Who wrote the novel?","context":"Jane Austen wrote it in 1813."}"#;
+
+/// The value of a metric line, e.g. `spangrad_batch_pairs_count`.
+fn metric(server: &Running, line: &str) -> f64 {
+    let text = get(server, "/metrics").text;
+    text.lines()
+        .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{line} not in\n{text}"))
+}
+
+#[test]
+fn every_endpoint_answers() {
+    let server = fixture_server(ServeConfig::default());
+    let health = get(&server, "/health");
+    assert_eq!(
+        (health.status, health.body["status"].as_str()),
+        (200, Some("ready"))
+    );
+
+    let model: ModelInfo = serde_json::from_str(&get(&server, "/v1/model").text).unwrap();
+    assert_eq!(model.architecture, "distilbert");
+    assert_eq!((model.hidden_size, model.num_layers), (36, 2));
+    assert_eq!(
+        (model.device.as_str(), model.dtype.as_str()),
+        ("cpu", "f32")
+    );
+    assert_eq!(model.limits.max_pairs_per_request, 64);
+
+    let one = post(&server, PAIR);
+    assert_eq!(one.status, 200, "{}", one.text);
+    let e: Explanation = serde_json::from_value(one.body).unwrap();
+    assert!(!e.answer.text.is_empty());
+
+    let spec = get(&server, "/openapi.json").body;
+    for path in [
+        "/v1/explain",
+        "/health",
+        "/v1/model",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(
+            spec["paths"][path].is_object(),
+            "{path} not in the OpenAPI document"
+        );
+    }
+    let schemas = &spec["components"]["schemas"];
+    // The document is derived from the types: every field of an explanation is in it.
+    let explanation = serde_json::to_value(&e).unwrap();
+    for key in explanation.as_object().unwrap().keys() {
+        assert!(
+            schemas["Explanation"]["properties"][key].is_object(),
+            "{key} missing from the schema"
+        );
+    }
+    assert!(schemas["RequestOptions"]["properties"]["top_k"].is_object());
+
+    let metrics = get(&server, "/metrics");
+    assert_eq!(metrics.status, 200);
+    for name in [
+        "spangrad_requests_total{status=\"200\"}",
+        "spangrad_pairs_total{result=\"explained\"} 1",
+        "spangrad_batch_pairs_count 1",
+        "spangrad_queue_seconds_count 1",
+        "spangrad_compute_seconds_count 1",
+        "spangrad_tokens_per_second",
+        "spangrad_device_memory_bytes{kind=\"used\"}",
+        "spangrad_resident_memory_bytes",
+    ] {
+        assert!(
+            metrics.text.contains(name),
+            "{name} not in\n{}",
+            metrics.text
+        );
+    }
+    assert_error(&get(&server, "/v2/nothing"), 404, None);
+    assert_error(&get(&server, "/v1/explain"), 405, None);
+    server.stop().unwrap();
+}
+
+#[test]
+fn health_says_loading_until_the_model_is_loaded() {
+    let (release, wait) = mpsc::channel::<()>();
+    let backend = ExplainerBackend::new(explainer("distilbert-tiny"), "slow to load");
+    let load: Loader = Box::new(move || {
+        wait.recv().unwrap();
+        Ok(Arc::new(backend) as Arc<dyn Backend>)
+    });
+    let server = Running::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        load,
+        ServeConfig::default(),
+    )
+    .unwrap();
+    let health = get(&server, "/health");
+    assert_eq!(
+        (health.status, health.body["status"].as_str()),
+        (503, Some("loading"))
+    );
+    let early = post(&server, PAIR);
+    assert_error(&early, 503, None);
+    assert_eq!(early.retry_after.as_deref(), Some("1"));
+    release.send(()).unwrap();
+    wait_ready(&server);
+    assert_eq!(post(&server, PAIR).status, 200);
+}
+
+#[test]
+fn a_failed_load_stops_the_server_with_its_error() {
+    let load: Loader = Box::new(|| Err(spangrad::Error::Device("no such card".into())));
+    let server = Running::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        load,
+        ServeConfig::default(),
+    )
+    .unwrap();
+    let error = server.stop().unwrap_err().to_string();
+    assert!(error.contains("no such card"), "{error}");
+}
+
+#[test]
+fn bad_requests_get_json_errors_naming_the_field() {
+    let server = fixture_server(ServeConfig {
+        max_body_bytes: 4096,
+        max_pairs_per_request: 3,
+        max_batch_tokens: 200,
+        ..ServeConfig::default()
+    });
+    assert_error(&post(&server, "{\"question\": "), 400, None);
+    assert_error(&post(&server, "[1, 2]"), 422, None);
+    assert_error(&post(&server, r#"{"context":"c"}"#), 422, Some("question"));
+    assert_error(
+        &post(&server, r#"{"question":5,"context":"c"}"#),
+        422,
+        Some("question"),
+    );
+    assert_error(
+        &post(&server, r#"{"question":"  ","context":"Jane wrote it."}"#),
+        422,
+        Some("question"),
+    );
+    assert_error(
+        &post(&server, r#"{"question":"Who?","context":""}"#),
+        422,
+        Some("context"),
+    );
+    assert_error(
+        &post(&server, r#"{"question":"q","context":"c","colour":"red"}"#),
+        422,
+        Some("colour"),
+    );
+    let unknown = r#"{"question":"q","context":"c","options":{"spam":"best"}}"#;
+    assert_error(&post(&server, unknown), 422, Some("options.spam"));
+    let bad_value = r#"{"question":"q","context":"c","options":{"span":"widest"}}"#;
+    assert_error(&post(&server, bad_value), 422, Some("options.span"));
+    let bad_combination = r#"{"question":"q","context":"c","options":{"top_k":2,"span":"argmax"}}"#;
+    assert_error(&post(&server, bad_combination), 422, Some("options.top_k"));
+    let too_long = r#"{"question":"q","context":"c","options":{"max_length":5000}}"#;
+    assert_error(&post(&server, too_long), 422, Some("options.max_length"));
+    let absent = r#"{"question":"Who?","context":"Jane wrote it.","answer":"Paris"}"#;
+    assert_error(&post(&server, absent), 422, Some("answer"));
+
+    // Limits: body, pairs, tokens.
+    let big = json!({"question": "q", "context": "word ".repeat(2000)}).to_string();
+    assert_error(&post(&server, &big), 413, None);
+    let four = json!({"pairs": vec![json!({"question": "q", "context": "c"}); 4]}).to_string();
+    assert_error(&post(&server, &four), 413, Some("pairs"));
+    // Two windows of the model's 200 positions.
+    let long = json!({"question": "Who?", "context": "Jane wrote it. ".repeat(80)}).to_string();
+    assert_error(&post(&server, &long), 413, Some("context"));
+    let pair = json!({"question": "Who?", "context": "Jane wrote it. ".repeat(20)});
+    let together = json!({ "pairs": vec![pair; 3] });
+    assert_error(&post(&server, &together.to_string()), 413, Some("pairs"));
+    let steps = r#"{"question":"Who?","context":"Jane wrote it.","options":{"method":"integrated-gradients","steps":50}}"#;
+    assert_error(&post(&server, steps), 413, Some("context"));
+
+    // One bad pair in a list fails alone, with its index and id.
+    let mixed = json!({"pairs": [
+        {"question": "Who wrote it?", "context": "Jane Austen wrote it.", "id": "good"},
+        {"question": "", "context": "Jane Austen wrote it.", "id": "empty"},
+        {"question": "Who?", "id": 3},
+        {"question": "When?", "context": "In 1813.", "extra": 1},
+    ]});
+    let mixed = post(&server, &mixed.to_string());
+    assert_eq!(mixed.status, 413, "4 pairs > 3: {}", mixed.text);
+    let mixed = json!({"pairs": [
+        {"question": "Who wrote it?", "context": "Jane Austen wrote it.", "id": "good"},
+        {"question": "", "context": "Jane Austen wrote it.", "id": "empty"},
+        {"question": "Who?", "id": 3},
+    ]});
+    let answer = post(&server, &mixed.to_string());
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let results = answer.body["results"].as_array().unwrap();
+    assert_eq!(results[0]["id"], "good");
+    assert!(results[0]["answer"]["text"].is_string());
+    assert_eq!(
+        (
+            &results[1]["index"],
+            &results[1]["id"],
+            &results[1]["status"],
+            &results[1]["field"]
+        ),
+        (
+            &json!(1),
+            &json!("empty"),
+            &json!(422),
+            &json!("pairs[1].question")
+        )
+    );
+    assert_eq!(results[2]["field"], "pairs[2].context");
+    assert_eq!(
+        results[2]["id"],
+        Value::Null,
+        "an unreadable pair has no id to echo"
+    );
+}
+
+#[test]
+fn an_api_key_is_required_when_set() {
+    let server = fixture_server(ServeConfig {
+        api_key: Some("s3cret".into()),
+        ..ServeConfig::default()
+    });
+    let url = format!("{}/v1/explain", server.url());
+    let none = call(agent().post(&url), Some(PAIR.as_bytes()));
+    assert_error(&none, 401, Some("authorization"));
+    let wrong = agent().post(&url).set("Authorization", "Bearer s3cres");
+    assert_error(
+        &call(wrong, Some(PAIR.as_bytes())),
+        401,
+        Some("authorization"),
+    );
+    let right = agent().post(&url).set("Authorization", "Bearer s3cret");
+    assert_eq!(call(right, Some(PAIR.as_bytes())).status, 200);
+    assert_eq!(get(&server, "/metrics").status, 401);
+    assert_eq!(get(&server, "/health").status, 200, "probes need no key");
+}
+
+/// The fixture model behind a hook: slow, or panicking on a question.
+struct Hooked {
+    inner: ExplainerBackend,
+    delay: Duration,
+    /// Explaining a pair whose question holds this panics.
+    panic_on: Option<&'static str>,
+}
+
+impl Hooked {
+    fn new(delay: Duration, panic_on: Option<&'static str>) -> Self {
+        Self {
+            inner: ExplainerBackend::new(explainer("distilbert-tiny"), "hooked"),
+            delay,
+            panic_on,
+        }
+    }
+}
+
+impl Backend for Hooked {
+    fn info(&self) -> ModelInfo {
+        self.inner.info()
+    }
+    fn device(&self) -> &Device {
+        self.inner.device()
+    }
+    fn options(&self) -> &ExplainOptions {
+        self.inner.options()
+    }
+    fn tokens(
+        &self,
+        options: &ExplainOptions,
+        pairs: &[QaPair],
+    ) -> spangrad::Result<Vec<spangrad::Result<usize>>> {
+        self.inner.tokens(options, pairs)
+    }
+    fn explain(
+        &self,
+        options: &ExplainOptions,
+        pairs: &[QaPair],
+    ) -> spangrad::Result<Vec<spangrad::Result<Explanation>>> {
+        std::thread::sleep(self.delay);
+        if let Some(word) = self.panic_on {
+            assert!(
+                !pairs.iter().any(|p| p.question.contains(word)),
+                "a bug met {word}"
+            );
+        }
+        self.inner.explain(options, pairs)
+    }
+}
+
+#[test]
+fn a_panic_fails_its_pair_with_500_and_the_server_goes_on() {
+    let server = start(
+        Hooked::new(Duration::ZERO, Some("boom")),
+        ServeConfig::default(),
+    );
+    let boom = r#"{"question":"boom?","context":"Jane wrote it."}"#;
+    assert_error(&post(&server, boom), 500, None);
+    assert_eq!(post(&server, PAIR).status, 200, "the server keeps serving");
+    let list = json!({"pairs": [
+        {"question": "Who wrote it?", "context": "Jane wrote it."},
+        {"question": "boom?", "context": "Jane wrote it."},
+    ]});
+    let answer = post(&server, &list.to_string());
+    assert_eq!(answer.status, 200);
+    let results = answer.body["results"].as_array().unwrap();
+    assert!(
+        results[0]["answer"].is_object(),
+        "the innocent pair is explained"
+    );
+    assert_eq!(results[1]["status"], 500);
+    assert!(metric(&server, "spangrad_requests_total{status=\"500\"}") >= 1.0);
+}
+
+#[test]
+fn a_full_queue_answers_429_and_a_slow_answer_504() {
+    let server = start(
+        Hooked::new(Duration::from_millis(700), None),
+        ServeConfig {
+            max_queue: 1,
+            max_pairs_per_request: 1,
+            request_timeout: Duration::from_millis(1000),
+            ..ServeConfig::default()
+        },
+    );
+    // The first request is computing (700 ms), the second waits in the queue, the third finds
+    // it full.
+    let url = server.url();
+    let first = std::thread::spawn({
+        let url = url.clone();
+        move || {
+            call(
+                agent().post(&format!("{url}/v1/explain")),
+                Some(PAIR.as_bytes()),
+            )
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let second = std::thread::spawn({
+        let url = url.clone();
+        move || {
+            call(
+                agent().post(&format!("{url}/v1/explain")),
+                Some(PAIR.as_bytes()),
+            )
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let third = post(&server, PAIR);
+    assert_error(&third, 429, None);
+    let retry: u64 = third.retry_after.expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    assert_eq!(first.join().unwrap().status, 200);
+    // The second starts after ~700 ms and needs 700 more: past its 1 s.
+    assert_error(&second.join().unwrap(), 504, None);
+    assert_eq!(
+        metric(&server, "spangrad_requests_total{status=\"429\"}"),
+        1.0
+    );
+}
+
+/// `spangrad explain --input` on `pairs` in batches of `batch`: its JSON lines without the line
+/// numbers.
+fn cli_json_lines(dir: &str, pairs: &[Value], batch: usize) -> Vec<Value> {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("pairs.jsonl");
+    let lines: Vec<String> = pairs.iter().map(Value::to_string).collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_spangrad"))
+        .args(["explain", "--quiet", "--model"])
+        .arg(fixture(dir))
+        .arg("--input")
+        .arg(&input)
+        .args(["--batch-size", &batch.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("line");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn answers_equal_the_cli_for_the_same_pairs() {
+    let pairs: Vec<Value> = expected("bert")
+        .pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| json!({"id": i, "question": p.question, "context": p.context}))
+        .chain([json!({"id": "long", "question": "Who?", "context": "Jane wrote it. ".repeat(60)})])
+        .collect();
+    // The same pairs in the same passes give the same bits: all pairs in one request and in
+    // one CLI batch, then each pair alone.
+    let cli = cli_json_lines("bert-tiny", &pairs, pairs.len());
+    assert_eq!(cli.len(), pairs.len());
+    let server = start(
+        ExplainerBackend::new(explainer("bert-tiny"), "bert-tiny"),
+        ServeConfig::default(),
+    );
+    let many = post(&server, &json!({ "pairs": pairs }).to_string());
+    assert_eq!(many.status, 200, "{}", many.text);
+    assert_eq!(many.body["results"].as_array().unwrap(), &cli);
+    let alone = cli_json_lines("bert-tiny", &pairs, 1);
+    for (pair, expected) in pairs.iter().zip(&alone) {
+        let one = post(&server, &pair.to_string());
+        assert_eq!(&one.body, expected);
+    }
+    // Options: the CLI's flags, by name.
+    let out = Command::new(env!("CARGO_BIN_EXE_spangrad"))
+        .args(["explain", "--quiet", "--format", "json", "--model"])
+        .arg(fixture("bert-tiny"))
+        .args([
+            "--question",
+            "Who wrote it?",
+            "--context",
+            "Jane Austen wrote it in 1813.",
+        ])
+        .args([
+            "--top-k",
+            "2",
+            "--method",
+            "grad-x-input",
+            "--max-length",
+            "12",
+        ])
+        .output()
+        .unwrap();
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let request = json!({
+        "question": "Who wrote it?", "context": "Jane Austen wrote it in 1813.",
+        "options": {"top_k": 2, "method": "grad-x-input", "max_length": 12},
+    });
+    assert_eq!(post(&server, &request.to_string()).body, cli);
+}
+
+#[test]
+fn sixty_four_concurrent_clients_share_batches_and_get_their_own_answers() {
+    const CLIENTS: usize = 64;
+    const ROUNDS: usize = 3;
+    let explainer = explainer("distilbert-tiny");
+    let pairs: Vec<QaPair> = std::fs::read_to_string(fixture("fidelity-pairs.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let server = start(
+        ExplainerBackend::new(explainer.clone(), "distilbert-tiny"),
+        ServeConfig {
+            max_wait: Duration::from_millis(20),
+            ..ServeConfig::default()
+        },
+    );
+    let url = format!("{}/v1/explain", server.url());
+    let barrier = Arc::new(Barrier::new(CLIENTS));
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (url, barrier, answers) = (url.clone(), barrier.clone(), answers.clone());
+            let pairs = pairs.clone();
+            std::thread::spawn(move || {
+                let agent = agent();
+                barrier.wait();
+                for round in 0..ROUNDS {
+                    let i = (c * ROUNDS + round) % pairs.len();
+                    let p = &pairs[i];
+                    let body = json!({"id": i, "question": p.question, "context": p.context});
+                    let answer = call(agent.post(&url), Some(body.to_string().as_bytes()));
+                    answers
+                        .lock()
+                        .unwrap()
+                        .push((i, answer.status, answer.body));
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let answers = answers.lock().unwrap();
+    assert_eq!(answers.len(), CLIENTS * ROUNDS);
+    for (i, status, body) in answers.iter() {
+        assert_eq!(*status, 200, "{body}");
+        let got: Explanation = serde_json::from_value(body.clone()).unwrap();
+        let mut alone = explainer.explain_one(&pairs[*i]).unwrap();
+        alone.id = Some(json!(i));
+        assert_eq!(got.id, alone.id, "each client gets its own answer");
+        let span = |e: &Explanation| {
+            let a = &e.answer;
+            (
+                a.text.clone(),
+                a.char_start,
+                a.char_end,
+                a.token_start,
+                a.token_end,
+            )
+        };
+        assert_eq!(span(&got), span(&alone));
+        assert_eq!(got.tokens.len(), alone.tokens.len());
+        // Batched with other pairs (padded to their length) or alone, the same sums are taken
+        // in another order at most: equal to the last bits.
+        assert!((got.answer.score - alone.answer.score).abs() <= 1e-5);
+        for (g, a) in got.tokens.iter().zip(&alone.tokens) {
+            assert_eq!(g.text, a.text);
+            assert!(
+                (g.score - a.score).abs() <= 1e-5,
+                "{} vs {}",
+                g.score,
+                a.score
+            );
+            assert!((g.start_logit - a.start_logit).abs() <= 1e-5);
+        }
+    }
+    let batches = metric(&server, "spangrad_batch_pairs_count");
+    let pairs_in_batches = metric(&server, "spangrad_batch_pairs_sum");
+    assert_eq!(pairs_in_batches, (CLIENTS * ROUNDS) as f64);
+    assert!(
+        pairs_in_batches / batches > 1.5,
+        "mean batch {} pairs: requests were not batched together",
+        pairs_in_batches / batches
+    );
+    assert!(metric(&server, "spangrad_batch_pairs_bucket{le=\"1\"}") < batches);
+    assert_eq!(
+        metric(&server, "spangrad_pairs_total{result=\"explained\"}"),
+        (CLIENTS * ROUNDS) as f64
+    );
+}
+
+/// `spangrad serve` as a process, with the address it printed.
+struct Process {
+    child: Child,
+    url: String,
+}
+
+impl Process {
+    fn start(dir: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_spangrad"))
+            .args([
+                "serve",
+                "--port",
+                "0",
+                "--max-batch-tokens",
+                "1000000",
+                "--model",
+            ])
+            .arg(fixture(dir))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut url = None;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                url = rest.split_whitespace().next().map(str::to_string);
+            }
+            if line.contains("ready:") {
+                break;
+            }
+        }
+        // Keep reading stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child,
+            url: url.expect("the server prints its address"),
+        }
+    }
+
+    fn resident_bytes(&self) -> usize {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<usize>().ok())
+            .unwrap()
+            * 1024
+    }
+
+    fn terminate(&self) {
+        // SAFETY: kill(2) with a child's pid and SIGTERM.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_soak_keeps_memory_flat_and_sigterm_drains_requests_in_flight() {
+    const CLIENTS: usize = 8;
+    let mut server = Process::start("distilbert-tiny");
+    let url = format!("{}/v1/explain", server.url);
+    let pairs: Vec<String> = std::fs::read_to_string(fixture("fidelity-pairs.jsonl"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let run_for = |duration: Duration| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let (url, pairs) = (url.clone(), pairs.clone());
+                std::thread::spawn(move || {
+                    let agent = agent();
+                    let start = Instant::now();
+                    let mut k = c;
+                    while start.elapsed() < duration {
+                        let answer =
+                            call(agent.post(&url), Some(pairs[k % pairs.len()].as_bytes()));
+                        assert_eq!(answer.status, 200, "{}", answer.text);
+                        k += CLIENTS;
+                    }
+                    k / CLIENTS
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .map(|c| c.join().unwrap())
+            .sum::<usize>()
+    };
+    // Warm up until the allocator has what a pass needs, then soak.
+    run_for(Duration::from_secs(3));
+    let before = server.resident_bytes();
+    let requests = run_for(Duration::from_secs(10));
+    let after = server.resident_bytes();
+    eprintln!(
+        "soak: {requests} requests, resident {:.1} -> {:.1} MiB",
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0
+    );
+    assert!(requests > 100, "only {requests} requests in the soak");
+    let growth = after as f64 - before as f64;
+    assert!(
+        growth < 16.0 * 1024.0 * 1024.0,
+        "resident memory grew {:.1} MiB over {requests} requests ({:.1} -> {:.1} MiB)",
+        growth / 1048576.0,
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0
+    );
+
+    // SIGTERM while a long request computes (SmoothGrad: many passes): it is answered, then
+    // the process exits 0.
+    let big: Vec<Value> = pairs
+        .iter()
+        .take(64)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let body = json!({ "pairs": big, "options": {"method": "smoothgrad", "samples": 8} });
+    let in_flight = std::thread::spawn({
+        let url = url.clone();
+        move || {
+            let answer = call(agent().post(&url), Some(body.to_string().as_bytes()));
+            (answer, Instant::now())
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let terminated = Instant::now();
+    server.terminate();
+    let (answer, answered) = in_flight.join().unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.body["results"].as_array().unwrap().len(), 64);
+    assert!(
+        answered > terminated,
+        "the request was not in flight at SIGTERM"
+    );
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
