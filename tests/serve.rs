@@ -783,3 +783,87 @@ fn a_soak_keeps_memory_flat_and_sigterm_drains_requests_in_flight() {
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// Whether `program args...` runs and succeeds here.
+fn available(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn curl_and_the_python_client_get_the_cli_explanations() {
+    if !available("curl", &["--version"]) || !available("python3", &["-c", "import requests"]) {
+        assert!(
+            std::env::var_os("SPANGRAD_REQUIRE_CLIENTS").is_none(),
+            "SPANGRAD_REQUIRE_CLIENTS is set but curl or python3 with requests is missing"
+        );
+        eprintln!("SKIPPED: curl or python3 with requests is missing");
+        return;
+    }
+    let server = start(
+        ExplainerBackend::new(explainer("bert-tiny"), "bert-tiny"),
+        ServeConfig::default(),
+    );
+    let (question, context) = (
+        "Who wrote the novel?",
+        "The novel was written by Jane Austen in 1813.",
+    );
+
+    // The README's curl example.
+    let body = json!({"question": question, "context": context}).to_string();
+    let curl = Command::new("curl")
+        .args(["-s", "-X", "POST", &format!("{}/v1/explain", server.url())])
+        .args(["-H", "Content-Type: application/json", "-d", &body])
+        .output()
+        .unwrap();
+    let cli = Command::new(env!("CARGO_BIN_EXE_spangrad"))
+        .args(["explain", "--quiet", "--format", "json", "--model"])
+        .arg(fixture("bert-tiny"))
+        .args(["--question", question, "--context", context])
+        .output()
+        .unwrap();
+    let curl: Value = serde_json::from_slice(&curl.stdout).unwrap();
+    assert_eq!(curl, serde_json::from_slice::<Value>(&cli.stdout).unwrap());
+
+    // examples/serve_client.py, the README's Python client.
+    let pairs: Vec<Value> = expected("bert")
+        .pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| json!({"id": format!("p{i}"), "question": p.question, "context": p.context}))
+        .chain([json!({"id": "bad", "question": "", "context": context})])
+        .collect();
+    let mut python = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/serve_client.py"
+        ))
+        .arg(server.url())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input: Vec<String> = pairs.iter().map(Value::to_string).collect();
+    std::io::Write::write_all(
+        &mut python.stdin.take().unwrap(),
+        input.join("\n").as_bytes(),
+    )
+    .unwrap();
+    let out = python.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let got: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let cli = cli_json_lines("bert-tiny", &pairs, pairs.len());
+    assert_eq!(got.len(), pairs.len());
+    for (got, cli) in got.iter().zip(&cli).take(pairs.len() - 1) {
+        assert_eq!(got, cli);
+    }
+    let bad = got.last().unwrap();
+    assert_eq!((&bad["id"], &bad["status"]), (&json!("bad"), &json!(422)));
+    assert_eq!(cli.last().unwrap()["error"], bad["error"]);
+}

@@ -19,6 +19,12 @@ use crate::error::{Error, Result};
 use crate::model::{Objective, QaModel};
 use crate::text::{Encoded, Segment};
 
+/// Padded tokens of an `auto` pass on the CPU. Larger passes stop paying there: distilbert-base
+/// x 384, f32, 2 cores gave 2.1–2.7 pairs/s from 2 to 32 pairs per pass but 1.95 at 64 (the
+/// forward 2.7x its time at 32), and a server at 64 clients ran 18% faster with passes of 4,096
+/// tokens than of 8,192 (bench/RESULTS.md). A single pair over it still runs, alone.
+pub const CPU_AUTO_PASS_TOKENS: usize = 4096;
+
 #[derive(Clone)]
 pub struct Engine {
     model: QaModel,
@@ -174,12 +180,7 @@ impl Engine {
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(batch[i].len()));
         let sorted: Vec<&Encoded> = order.iter().map(|&i| &batch[i]).collect();
-        let available = self.available_memory()?;
-        let fits = |pairs: usize, longest: usize| match self.options.max_batch_tokens {
-            BatchTokens::Fixed(n) => pairs * longest <= n,
-            BatchTokens::Unlimited => true,
-            BatchTokens::Auto => self.pass_bytes(pairs, longest) <= available,
-        };
+        let fits = self.pass_fits()?;
         let mut results: Vec<Option<Result<Explanation>>> =
             (0..batch.len()).map(|_| None).collect();
         for pass in passes(sorted.iter().map(|e| e.len()), fits) {
@@ -192,6 +193,23 @@ impl Engine {
             .into_iter()
             .map(|r| r.expect("every pair is in one pass"))
             .collect())
+    }
+
+    /// Whether `pairs` padded to `longest` tokens make one pass, as `max_batch_tokens` says:
+    /// `auto` fits the memory, and on the CPU stops at [`CPU_AUTO_PASS_TOKENS`].
+    fn pass_fits(&self) -> Result<impl Fn(usize, usize) -> bool + '_> {
+        let available = self.available_memory()?;
+        let cpu = self.model.device().is_cpu();
+        Ok(
+            move |pairs: usize, longest: usize| match self.options.max_batch_tokens {
+                BatchTokens::Fixed(n) => pairs * longest <= n,
+                BatchTokens::Unlimited => true,
+                BatchTokens::Auto => {
+                    self.pass_bytes(pairs, longest) <= available
+                        && (!cpu || pairs * longest <= CPU_AUTO_PASS_TOKENS)
+                }
+            },
+        )
     }
 
     /// Bytes a pass may use: the limit of the options, else what the device has free.
@@ -397,12 +415,7 @@ impl Engine {
     /// `max_batch_tokens` says, the forward alone (the windows of a long context are scored
     /// this way before one is explained).
     pub fn logits(&self, batch: &[&Encoded]) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
-        let available = self.available_memory()?;
-        let fits = |pairs: usize, longest: usize| match self.options.max_batch_tokens {
-            BatchTokens::Fixed(n) => pairs * longest <= n,
-            BatchTokens::Unlimited => true,
-            BatchTokens::Auto => self.pass_bytes(pairs, longest) <= available,
-        };
+        let fits = self.pass_fits()?;
         let mut out = Vec::with_capacity(batch.len());
         for range in passes(batch.iter().map(|e| e.len()), fits) {
             let pass = &batch[range];
