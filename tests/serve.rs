@@ -93,6 +93,12 @@ fn post(server: &Running, body: &str) -> Answer {
     call(request, Some(body.as_bytes()))
 }
 
+/// [`PAIR`] posted from another thread.
+fn post_in_background(server: &Running) -> std::thread::JoinHandle<Answer> {
+    let url = format!("{}/v1/explain", server.url());
+    std::thread::spawn(move || call(agent().post(&url), Some(PAIR.as_bytes())))
+}
+
 fn get(server: &Running, path: &str) -> Answer {
     call(agent().get(&format!("{}{path}", server.url())), None)
 }
@@ -434,26 +440,9 @@ fn a_full_queue_answers_429_and_a_slow_answer_504() {
     );
     // The first request is computing (700 ms), the second waits in the queue, the third finds
     // it full.
-    let url = server.url();
-    let first = std::thread::spawn({
-        let url = url.clone();
-        move || {
-            call(
-                agent().post(&format!("{url}/v1/explain")),
-                Some(PAIR.as_bytes()),
-            )
-        }
-    });
+    let first = post_in_background(&server);
     std::thread::sleep(Duration::from_millis(200));
-    let second = std::thread::spawn({
-        let url = url.clone();
-        move || {
-            call(
-                agent().post(&format!("{url}/v1/explain")),
-                Some(PAIR.as_bytes()),
-            )
-        }
-    });
+    let second = post_in_background(&server);
     std::thread::sleep(Duration::from_millis(200));
     let third = post(&server, PAIR);
     assert_error(&third, 429, None);

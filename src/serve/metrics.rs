@@ -80,7 +80,8 @@ impl Metrics {
         }
     }
 
-    /// The exposition text. `memory`: (device bytes in use, their peak, process resident bytes).
+    /// The exposition text: `info` labels the model; `memory` is the device's bytes in use and
+    /// their peak; `rss` the process's resident bytes.
     pub fn render(
         &self,
         info: &[(&str, String)],
@@ -92,43 +93,49 @@ impl Metrics {
             .iter()
             .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
             .collect();
-        header(&mut out, "spangrad_info", "gauge", "The served model.");
-        let _ = writeln!(out, "spangrad_info{{{}}} 1", labels.join(","));
-
-        header(
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed).to_string();
+        let info = format!("{{{}}}", labels.join(","));
+        family(
             &mut out,
-            "spangrad_requests_total",
-            "counter",
-            "HTTP answers by status.",
+            "spangrad_info",
+            "gauge",
+            "The served model.",
+            &[(&info, "1".into())],
         );
-        for (status, n) in self
+        let statuses: Vec<(String, String)> = self
             .requests
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-        {
-            let _ = writeln!(out, "spangrad_requests_total{{status=\"{status}\"}} {n}");
-        }
-        header(
+            .map(|(status, n)| (format!("{{status=\"{status}\"}}"), n.to_string()))
+            .collect();
+        let statuses: Vec<(&str, String)> = statuses
+            .iter()
+            .map(|(l, v)| (l.as_str(), v.clone()))
+            .collect();
+        family(
+            &mut out,
+            "spangrad_requests_total",
+            "counter",
+            "HTTP answers by status.",
+            &statuses,
+        );
+        family(
             &mut out,
             "spangrad_pairs_total",
             "counter",
             "Pairs answered, explained or failed.",
+            &[
+                ("{result=\"explained\"}", load(&self.pairs_ok)),
+                ("{result=\"failed\"}", load(&self.pairs_failed)),
+            ],
         );
-        let ok = self.pairs_ok.load(Ordering::Relaxed);
-        let failed = self.pairs_failed.load(Ordering::Relaxed);
-        let _ = writeln!(out, "spangrad_pairs_total{{result=\"explained\"}} {ok}");
-        let _ = writeln!(out, "spangrad_pairs_total{{result=\"failed\"}} {failed}");
-        header(
+        family(
             &mut out,
             "spangrad_queue_pairs",
             "gauge",
             "Pairs waiting for the device.",
-        );
-        let _ = writeln!(
-            out,
-            "spangrad_queue_pairs {}",
-            self.queued.load(Ordering::Relaxed)
+            &[("", load(&self.queued))],
         );
         self.batch_pairs.render(
             &mut out,
@@ -148,43 +155,49 @@ impl Metrics {
             "Time a batch took on the device (forward, backward, saliency).",
             &SECONDS_BOUNDS,
         );
-        header(
+        family(
             &mut out,
             "spangrad_tokens_total",
             "counter",
             "Tokens explained (all windows).",
+            &[("", load(&self.tokens))],
         );
-        let _ = writeln!(
-            out,
-            "spangrad_tokens_total {}",
-            self.tokens.load(Ordering::Relaxed)
-        );
-        header(
+        let rate = f64::from_bits(self.last_tokens_per_second.load(Ordering::Relaxed));
+        family(
             &mut out,
             "spangrad_tokens_per_second",
             "gauge",
             "Tokens per second of compute in the last batch.",
+            &[("", rate.to_string())],
         );
-        let rate = f64::from_bits(self.last_tokens_per_second.load(Ordering::Relaxed));
-        let _ = writeln!(out, "spangrad_tokens_per_second {rate}");
         if let Some((used, peak)) = memory {
-            header(
+            family(
                 &mut out,
                 "spangrad_device_memory_bytes",
                 "gauge",
                 "Device memory in use (the GPU's pool; on the CPU, live heap bytes), and its peak.",
+                &[
+                    ("{kind=\"used\"}", used.to_string()),
+                    ("{kind=\"peak\"}", peak.to_string()),
+                ],
             );
-            let _ = writeln!(out, "spangrad_device_memory_bytes{{kind=\"used\"}} {used}");
-            let _ = writeln!(out, "spangrad_device_memory_bytes{{kind=\"peak\"}} {peak}");
         }
-        header(
+        family(
             &mut out,
             "spangrad_resident_memory_bytes",
             "gauge",
             "The process's resident set.",
+            &[("", rss.to_string())],
         );
-        let _ = writeln!(out, "spangrad_resident_memory_bytes {rss}");
         out
+    }
+}
+
+/// One metric family: its help and type, then a line per (labels, value).
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, String)]) {
+    header(out, name, kind, help);
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
     }
 }
 
