@@ -40,6 +40,15 @@ pub fn select(spec: Option<&str>) -> Result<Device> {
     spec.map_or_else(|| Ok(default_device()), parse)
 }
 
+/// Devices named by a comma-separated list (`cuda:0,cuda:1`; `cpu,cpu` runs two models on the
+/// CPU), or the default device when none was named.
+pub fn select_all(spec: Option<&str>) -> Result<Vec<Device>> {
+    match spec {
+        None => Ok(vec![default_device()]),
+        Some(list) => list.split(',').map(parse).collect(),
+    }
+}
+
 /// `cpu` or `cuda:N`, as `parse` reads it.
 pub fn name(device: &Device) -> String {
     match device.location() {

@@ -498,3 +498,62 @@ fn runs_summarise_and_show_progress_on_a_terminal() {
     assert!(screen.contains("/40 pairs"), "progress bar: {screen:?}");
     assert!(screen.contains("spangrad: 40 pairs"), "{screen:?}");
 }
+
+#[test]
+fn a_device_list_shares_batches_out_and_keeps_the_input_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pairs.jsonl");
+    let expected = expected("bert");
+    let lines: Vec<String> = expected
+        .pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            serde_json::json!({"id": i, "question": p.question, "context": p.context}).to_string()
+        })
+        .collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let explain_on = |device: &str| {
+        let out = run(&[
+            "explain",
+            "--model",
+            &model("bert-tiny"),
+            "--input",
+            input.to_str().unwrap(),
+            "--batch-size",
+            "2",
+            "--device",
+            device,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Explanation>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let one = explain_on("cpu");
+    let two = explain_on("cpu,cpu");
+    assert_eq!(two.len(), expected.pairs.len());
+    for (i, (a, b)) in one.iter().zip(&two).enumerate() {
+        assert_eq!(b.id, Some(serde_json::json!(i)), "input order");
+        assert_eq!(a.answer.text, b.answer.text);
+        assert!(max_abs_diff(&scores(a), &scores(b)) < 1e-5);
+    }
+    let out = run(&[
+        "explain",
+        "--model",
+        &model("bert-tiny"),
+        "--question",
+        "q",
+        "--context",
+        "c",
+        "--device",
+        "cpu,gpu",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("unknown device \"gpu\""),
+        "{}",
+        text(&out.stderr)
+    );
+}

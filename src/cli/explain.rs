@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use spangrad::explain::{Baseline, ExplainWindows, Method, TargetKind};
+use spangrad::explain::{Baseline, ExplainWindows, Method, Sharded, TargetKind};
 use spangrad::hub::HubCache;
 use spangrad::report::ReportPair;
 use spangrad::Explanation;
-use spangrad::{BatchTokens, ExplainOptions, Explainer, Precision, QaPair, SaliencyKind, SpanMode};
+use spangrad::{BatchTokens, ExplainOptions, Precision, QaPair, SaliencyKind, SpanMode};
 
 use super::progress::Progress;
 use super::{jsonl, render};
@@ -113,7 +113,8 @@ pub struct ExplainArgs {
     /// Memory a pass may use, in MiB [default: what the device has free].
     #[arg(long)]
     memory_limit_mib: Option<usize>,
-    /// cpu, cuda or cuda:N [default: the first GPU when built with the cuda feature, else cpu].
+    /// cpu, cuda or cuda:N [default: the first GPU when built with the cuda feature, else cpu];
+    /// a list (cuda:0,cuda:1) loads the model on each and shares every batch out over them.
     #[arg(long)]
     device: Option<String>,
     /// Weights and activations (statistics and the saliency are f32 whatever this is)
@@ -127,7 +128,7 @@ pub struct ExplainArgs {
     /// No progress bar and no summary line on stderr (errors are still reported).
     #[arg(long, short)]
     quiet: bool,
-    /// Pairs per forward/backward pass with `--input`.
+    /// Pairs read per batch with `--input`, per device.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
 }
@@ -168,14 +169,14 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     if args.method.len() > 1 && args.format != Format::Html && args.html.is_none() {
         bail!("several --method values need an HTML report (--format html or --html FILE)");
     }
-    let device = spangrad::device::select(args.device.as_deref())?;
+    let devices = spangrad::device::select_all(args.device.as_deref())?;
     let dir = HubCache::from_env().resolve(&args.model)?;
-    let explainer = Explainer::from_dir(&dir, options, &device).map_err(|e| match e {
+    let explainer = Sharded::from_dir(&dir, options, &devices).map_err(|e| match e {
         spangrad::Error::InvalidOption(_) => anyhow::Error::new(e),
         e => anyhow::Error::new(e).context(format!("cannot load model {}", args.model)),
     })?;
     // One explainer per method, sharing the model.
-    let explainers: Vec<Explainer> = args
+    let explainers: Vec<Sharded> = args
         .method
         .iter()
         .map(|&m| explainer.with_method(m))
@@ -190,7 +191,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         return jsonl::run(
             &explainers,
             &input,
-            args.batch_size as usize,
+            args.batch_size as usize * devices.len(),
             args.quiet,
             &report,
         );

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use spangrad::{Explainer, Explanation, QaPair};
+use spangrad::explain::Sharded;
+use spangrad::{Explanation, QaPair};
 
 use super::explain::Report;
 use super::progress::Progress;
@@ -29,7 +30,7 @@ enum Entry {
 /// Explains the lines of `input` with `explainers` (one per method: JSON lines take the first,
 /// the HTML report all of them).
 pub fn run(
-    explainers: &[Explainer],
+    explainers: &[Sharded],
     input: &Path,
     batch_size: usize,
     quiet: bool,
@@ -170,7 +171,7 @@ struct Sink<W> {
 }
 
 fn flush(
-    explainers: &[Explainer],
+    explainers: &[Sharded],
     pending: &mut Vec<Entry>,
     batch: &mut Vec<QaPair>,
     sink: &mut Sink<impl Write>,

@@ -10,6 +10,7 @@ mod options;
 pub mod pipeline;
 pub mod rows;
 pub mod saliency;
+mod sharded;
 pub mod span;
 pub mod words;
 
@@ -22,4 +23,5 @@ pub use options::{
     DEFAULT_MAX_LENGTH,
 };
 pub use saliency::{Saliency, SaliencyKind};
+pub use sharded::Sharded;
 pub use span::{Span, SpanMode};

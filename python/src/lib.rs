@@ -1,0 +1,489 @@
+//! The `spangrad` Python module: an `Explainer` over the Rust engine. Compute runs with the GIL
+//! released; results are the CLI's JSON as Python objects, or NumPy arrays.
+
+use std::path::Path;
+
+use numpy::{PyArray1, PyArrayMethods};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyMemoryError, PyOSError, PyRuntimeError, PyTypeError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use spangrad_rs::explain::Sharded;
+use spangrad_rs::model::preset::Preset;
+use spangrad_rs::text::QaTokenizer;
+use spangrad_rs::{
+    BatchTokens, Error, ExplainOptions, Explainer as RustExplainer, Explanation, QaPair,
+};
+
+/// Explains extractive question answering with gradients: the answer span of each
+/// (question, context) pair and, per token, the L2 norm over the vocabulary of the gradient of
+/// start[s] + end[e] with respect to the one-hot input, normalised by its maximum.
+///
+/// model: a local checkpoint directory (config.json, weights, tokenizer) or a Hugging Face Hub
+///     model id, resolved through the hub cache (offline with HF_HUB_OFFLINE=1).
+/// device: "cpu", "cuda", "cuda:N", or a list "cuda:0,cuda:1" (a model per device, each batch
+///     shared out over them).
+/// dtype: "f32", "bf16" or "f16" (default: bf16 on a GPU, f32 on the CPU).
+/// span: "best" (the transformers pipeline's span) or "argmax" (the seed's argmaxes).
+/// seed_compat: reproduce NeuralQA's off-by-one end target.
+/// max_length: tokens per window (default 384, or the model's limit if lower).
+/// max_batch_tokens: padded tokens per forward/backward pass (default: fit the memory).
+/// method: "onehot-norm" (default), "grad-x-input", "grad-norm", "integrated-gradients" or
+///     "smoothgrad".
+#[pyclass(module = "spangrad", frozen)]
+struct Explainer {
+    inner: Sharded,
+    model: String,
+    device: String,
+}
+
+#[pymethods]
+impl Explainer {
+    #[new]
+    #[pyo3(signature = (model, device = "cpu", dtype = None, span = "best", seed_compat = false,
+        max_length = None, max_batch_tokens = None, method = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        model: &str,
+        device: &str,
+        dtype: Option<&str>,
+        span: &str,
+        seed_compat: bool,
+        max_length: Option<usize>,
+        max_batch_tokens: Option<usize>,
+        method: Option<&str>,
+    ) -> PyResult<Self> {
+        let options = options(
+            dtype,
+            span,
+            seed_compat,
+            max_length,
+            max_batch_tokens,
+            method,
+        )?;
+        let devices = spangrad_rs::device::select_all(Some(device)).map_err(to_py)?;
+        let inner = py
+            .detach(|| {
+                let dir = if Path::new(model).is_dir() {
+                    model.into()
+                } else {
+                    spangrad_rs::hub::HubCache::from_env().resolve(model)?
+                };
+                Sharded::from_dir(&dir, options, &devices)
+            })
+            .map_err(to_py)?;
+        Ok(Self {
+            inner,
+            model: model.to_string(),
+            device: device.to_string(),
+        })
+    }
+
+    /// A random-weight model of a standard shape ("distilbert-base" or "bert-base") with a
+    /// made-up vocabulary (words w5, w6, ...: one token each), for benchmarks: its answers mean
+    /// nothing, its cost is the real model's.
+    #[staticmethod]
+    #[pyo3(signature = (preset, device = "cpu", dtype = None, max_batch_tokens = None))]
+    fn preset(
+        py: Python<'_>,
+        preset: &str,
+        device: &str,
+        dtype: Option<&str>,
+        max_batch_tokens: Option<usize>,
+    ) -> PyResult<Self> {
+        let which = match preset {
+            "distilbert-base" => Preset::DistilBertBase,
+            "bert-base" => Preset::BertBase,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown preset {other:?}: distilbert-base or bert-base"
+                )))
+            }
+        };
+        let options = options(dtype, "best", false, None, max_batch_tokens, None)?;
+        let devices = spangrad_rs::device::select_all(Some(device)).map_err(to_py)?;
+        let shards = py
+            .detach(|| {
+                devices
+                    .iter()
+                    .map(|d| {
+                        let precision = options
+                            .precision
+                            .unwrap_or_else(|| spangrad_rs::Precision::default_for(d));
+                        let model = which.random_model(d, precision.dtype())?;
+                        let tokenizer = QaTokenizer::synthetic(which.config().vocab_size)?;
+                        RustExplainer::new(model, tokenizer, options.clone())
+                    })
+                    .collect::<spangrad_rs::Result<Vec<_>>>()
+            })
+            .map_err(to_py)?;
+        Ok(Self {
+            inner: Sharded::new(shards).map_err(to_py)?,
+            model: format!("preset:{preset}"),
+            device: device.to_string(),
+        })
+    }
+
+    /// Explains pairs: a list of dicts with "question", "context" and optional "id" (any JSON
+    /// value, echoed back), "answer" and "answer_start". Returns one dict per pair, in order,
+    /// equal to the CLI's JSON explanation; a pair that cannot be explained (empty text, an
+    /// answer not in the context, ...) gets {"index", "id", "error"} unless on_error="raise",
+    /// which raises ValueError for the first such pair.
+    #[pyo3(signature = (pairs, on_error = "return"))]
+    fn explain<'py>(
+        &self,
+        py: Python<'py>,
+        pairs: &Bound<'py, PyAny>,
+        on_error: &str,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let raise = match on_error {
+            "return" => false,
+            "raise" => true,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "on_error={other:?}: \"return\" or \"raise\""
+                )))
+            }
+        };
+        let pairs = read_pairs(py, pairs)?;
+        let results = self.compute(py, &pairs)?;
+        let loads = py.import("json")?.getattr("loads")?;
+        let mut out = Vec::with_capacity(results.len());
+        for (index, (pair, result)) in pairs.iter().zip(results).enumerate() {
+            let value = match result {
+                Ok(explanation) => serde_json::to_string(&explanation),
+                Err(e) if raise => return Err(to_py(e)),
+                Err(e) => serde_json::to_string(&serde_json::json!({
+                    "index": index, "id": pair.id, "error": e.to_string(),
+                })),
+            }
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+            out.push(loads.call1((value,))?);
+        }
+        PyList::new(py, out)
+    }
+
+    /// Explains questions[i] about contexts[i] (any sequences of str: lists, NumPy arrays,
+    /// pandas Series) into arrays for dataframes: "scores" float32 [n, longest] (zero past each
+    /// pair's "lengths"), "answer_start" / "answer_end" (token indices) and
+    /// "answer_char_start" / "answer_char_end" (characters of the context; -1 when none or
+    /// failed) as int64 [n]; "answer" and "error" (None when explained) as lists of str, and
+    /// "tokens" as a list of lists of str.
+    fn explain_arrays<'py>(
+        &self,
+        py: Python<'py>,
+        questions: Vec<String>,
+        contexts: Vec<String>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        if questions.len() != contexts.len() {
+            return Err(PyValueError::new_err(format!(
+                "{} questions but {} contexts",
+                questions.len(),
+                contexts.len()
+            )));
+        }
+        let pairs: Vec<QaPair> = questions
+            .into_iter()
+            .zip(contexts)
+            .map(|(q, c)| QaPair::new(q, c))
+            .collect();
+        let results = self.compute(py, &pairs)?;
+        let n = results.len();
+        let longest = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|e| e.tokens.len()))
+            .max()
+            .unwrap_or(0);
+        let mut scores = vec![0f32; n * longest];
+        let mut columns = Columns::with_capacity(n);
+        for (i, result) in results.iter().enumerate() {
+            match result {
+                Ok(e) => {
+                    for (j, t) in e.tokens.iter().enumerate() {
+                        scores[i * longest + j] = t.score;
+                    }
+                    columns.push(e);
+                }
+                Err(error) => columns.push_failed(error),
+            }
+        }
+        let out = PyDict::new(py);
+        out.set_item(
+            "scores",
+            PyArray1::from_vec(py, scores).reshape([n, longest])?,
+        )?;
+        out.set_item("lengths", PyArray1::from_vec(py, columns.lengths))?;
+        out.set_item("answer_start", PyArray1::from_vec(py, columns.start))?;
+        out.set_item("answer_end", PyArray1::from_vec(py, columns.end))?;
+        out.set_item(
+            "answer_char_start",
+            PyArray1::from_vec(py, columns.char_start),
+        )?;
+        out.set_item("answer_char_end", PyArray1::from_vec(py, columns.char_end))?;
+        out.set_item("answer", columns.answer)?;
+        out.set_item("error", columns.error)?;
+        out.set_item("tokens", columns.tokens)?;
+        Ok(out)
+    }
+
+    /// The model as given.
+    #[getter]
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    #[getter]
+    fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// "f32", "bf16" or "f16".
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        self.inner.first().engine().precision().name()
+    }
+
+    /// Tokens per window.
+    #[getter]
+    fn max_length(&self) -> usize {
+        self.inner.first().max_length()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Explainer(model={:?}, device={:?}, dtype={:?}, max_length={})",
+            self.model,
+            self.device,
+            self.dtype(),
+            self.max_length()
+        )
+    }
+}
+
+impl Explainer {
+    /// The pairs explained with the GIL released: other Python threads run meanwhile.
+    fn compute(
+        &self,
+        py: Python<'_>,
+        pairs: &[QaPair],
+    ) -> PyResult<Vec<spangrad_rs::Result<Explanation>>> {
+        py.detach(|| self.inner.explain_each(pairs)).map_err(to_py)
+    }
+}
+
+/// The per-pair columns of `explain_arrays`.
+struct Columns {
+    lengths: Vec<i64>,
+    start: Vec<i64>,
+    end: Vec<i64>,
+    char_start: Vec<i64>,
+    char_end: Vec<i64>,
+    answer: Vec<String>,
+    error: Vec<Option<String>>,
+    tokens: Vec<Vec<String>>,
+}
+
+impl Columns {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            lengths: Vec::with_capacity(n),
+            start: Vec::with_capacity(n),
+            end: Vec::with_capacity(n),
+            char_start: Vec::with_capacity(n),
+            char_end: Vec::with_capacity(n),
+            answer: Vec::with_capacity(n),
+            error: Vec::with_capacity(n),
+            tokens: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, e: &Explanation) {
+        let char_index = |c: Option<usize>| c.map_or(-1, |c| c as i64);
+        self.lengths.push(e.tokens.len() as i64);
+        self.start.push(e.answer.token_start as i64);
+        self.end.push(e.answer.token_end as i64);
+        self.char_start.push(char_index(e.answer.char_start));
+        self.char_end.push(char_index(e.answer.char_end));
+        self.answer.push(e.answer.text.clone());
+        self.error.push(None);
+        self.tokens
+            .push(e.tokens.iter().map(|t| t.text.clone()).collect());
+    }
+
+    fn push_failed(&mut self, error: &Error) {
+        self.lengths.push(0);
+        for column in [
+            &mut self.start,
+            &mut self.end,
+            &mut self.char_start,
+            &mut self.char_end,
+        ] {
+            column.push(-1);
+        }
+        self.answer.push(String::new());
+        self.error.push(Some(error.to_string()));
+        self.tokens.push(Vec::new());
+    }
+}
+
+/// Uses at most `n` threads for compute (before the first explanation; later calls fail):
+/// one per CPU a Ray actor or Spark task was given, say.
+#[pyfunction]
+fn set_threads(n: usize) -> PyResult<()> {
+    if n == 0 {
+        return Err(PyValueError::new_err("threads must be positive"));
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .map_err(|e| {
+            PyRuntimeError::new_err(format!(
+                "cannot set the threads (set them before the first explanation): {e}"
+            ))
+        })
+}
+
+#[pymodule]
+fn spangrad(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    spangrad_rs::memory::keep_freed_memory();
+    m.add_class::<Explainer>()?;
+    m.add_function(wrap_pyfunction!(set_threads, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
+
+/// The options the constructor's arguments name; names as the CLI's flag values.
+fn options(
+    dtype: Option<&str>,
+    span: &str,
+    seed_compat: bool,
+    max_length: Option<usize>,
+    max_batch_tokens: Option<usize>,
+    method: Option<&str>,
+) -> PyResult<ExplainOptions> {
+    let defaults = ExplainOptions::default();
+    let options = ExplainOptions {
+        precision: dtype.map(|d| named("dtype", d)).transpose()?,
+        span: named("span", span)?,
+        seed_compat,
+        max_length,
+        max_batch_tokens: match max_batch_tokens {
+            None => BatchTokens::Auto,
+            Some(n) => BatchTokens::Fixed(n),
+        },
+        method: method.map_or(Ok(defaults.method), |m| named("method", m))?,
+        ..defaults
+    };
+    options
+        .validate()
+        .map_err(|e| PyValueError::new_err(as_argument(&e.to_string())))?;
+    Ok(options)
+}
+
+/// A value of one of the option enums, by its CLI name.
+fn named<T: serde::de::DeserializeOwned>(what: &str, value: &str) -> PyResult<T> {
+    serde_json::from_value(serde_json::Value::String(value.to_string()))
+        .map_err(|e| PyValueError::new_err(format!("{what}={value:?}: {e}")))
+}
+
+/// The CLI's messages name flags (`--max-length`); here they are arguments (`max_length`).
+fn as_argument(message: &str) -> String {
+    message
+        .split(' ')
+        .map(|w| match w.strip_prefix("--") {
+            Some(flag) => flag.replace('-', "_"),
+            None => w.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The pairs of a list of dicts; a pair that is not a mapping with str question and context
+/// is a programming error, raised at once with its index.
+fn read_pairs(py: Python<'_>, pairs: &Bound<'_, PyAny>) -> PyResult<Vec<QaPair>> {
+    if pairs.is_instance_of::<PyDict>() || pairs.extract::<String>().is_ok() {
+        return Err(PyTypeError::new_err(
+            "pairs must be a list of dicts, not a single dict or str (wrap it in a list)",
+        ));
+    }
+    let dumps = py.import("json")?.getattr("dumps")?;
+    let mapping = py.import("collections.abc")?.getattr("Mapping")?;
+    let mut out = Vec::new();
+    for (i, item) in pairs.try_iter()?.enumerate() {
+        let item = item?;
+        if !item.is_instance(&mapping)? {
+            return Err(PyTypeError::new_err(format!(
+                "pairs[{i}] must be a dict with \"question\" and \"context\", not {}",
+                item.get_type().name()?
+            )));
+        }
+        let text = |key: &str| -> PyResult<String> {
+            let value = item.get_item(key).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "pairs[{i}] has no {key:?} (a dict with \"question\" and \"context\")"
+                ))
+            })?;
+            value
+                .extract::<String>()
+                .map_err(|_| PyTypeError::new_err(format!("pairs[{i}][{key:?}] must be a str")))
+        };
+        let optional = |key: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
+            match item.get_item(key) {
+                Ok(v) if !v.is_none() => Ok(Some(v)),
+                _ => Ok(None),
+            }
+        };
+        let id = match optional("id")? {
+            None => None,
+            Some(v) => {
+                let json: String = dumps
+                    .call1((v,))
+                    .map_err(|e| {
+                        PyTypeError::new_err(format!("pairs[{i}][\"id\"] is not JSON: {e}"))
+                    })?
+                    .extract()?;
+                Some(
+                    serde_json::from_str(&json)
+                        .map_err(|e| PyValueError::new_err(format!("pairs[{i}][\"id\"]: {e}")))?,
+                )
+            }
+        };
+        let answer = optional("answer")?
+            .map(|v| v.extract::<String>())
+            .transpose()
+            .map_err(|_| PyTypeError::new_err(format!("pairs[{i}][\"answer\"] must be a str")))?;
+        let answer_start = optional("answer_start")?
+            .map(|v| v.extract::<usize>())
+            .transpose()
+            .map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "pairs[{i}][\"answer_start\"] must be a non-negative int"
+                ))
+            })?;
+        out.push(QaPair {
+            id,
+            question: text("question")?,
+            context: text("context")?,
+            answer,
+            answer_start,
+        });
+    }
+    Ok(out)
+}
+
+/// The Python exception for a spangrad error, with the CLI's message (flags as arguments).
+fn to_py(e: Error) -> PyErr {
+    let message = as_argument(&e.to_string());
+    match e {
+        Error::MissingFile { .. } => PyFileNotFoundError::new_err(message),
+        Error::Io { .. } => PyOSError::new_err(message),
+        Error::Hub { .. } => PyOSError::new_err(message),
+        Error::OutOfMemory { .. } | Error::DeviceOutOfMemory(_) => PyMemoryError::new_err(message),
+        Error::Device(_) | Error::Candle(_) | Error::NonFinite(_) => {
+            PyRuntimeError::new_err(message)
+        }
+        _ => PyValueError::new_err(message),
+    }
+}

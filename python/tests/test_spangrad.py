@@ -1,0 +1,217 @@
+"""The Python package against the CLI on the fixtures, its errors, and its GIL release."""
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import spangrad
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+def fixture_pairs(arch):
+    """The reference pairs of a fixture model, with ids of several JSON types."""
+    expected = json.loads((FIXTURES / "expected" / f"{arch}.json").read_text())
+    pairs = [
+        {"id": i if i % 2 else f"p{i}", "question": p["question"], "context": p["context"]}
+        for i, p in enumerate(expected["pairs"])
+    ]
+    pairs.append({"id": {"k": [1, None]}, "question": "", "context": "Jane wrote it."})
+    pairs.append({"question": "Who?", "context": "Jane wrote it. " * 120})  # several windows
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def cli():
+    """The spangrad binary: SPANGRAD_CLI, else a build in target/."""
+    candidates = [os.environ.get("SPANGRAD_CLI")]
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    candidates += [str(target / kind / "spangrad") for kind in ("release", "debug")]
+    for path in candidates:
+        if path and Path(path).is_file():
+            return path
+    message = "no spangrad binary: set SPANGRAD_CLI or run cargo build"
+    if os.environ.get("SPANGRAD_REQUIRE_CLI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def run_cli(cli, model, pairs, *flags):
+    """`spangrad explain --input` on the pairs, all in one batch: its JSON lines without the line
+    numbers."""
+    text = "\n".join(json.dumps(p) for p in pairs)
+    out = subprocess.run(
+        [cli, "explain", "--quiet", "--model", str(FIXTURES / model), "--input", "-",
+         "--batch-size", str(len(pairs)), *flags],
+        input=text.encode(), capture_output=True, check=False,
+    )
+    lines = [json.loads(line) for line in out.stdout.decode().splitlines()]
+    for line in lines:
+        line.pop("line")
+    return lines
+
+
+@pytest.mark.parametrize("model,arch", [("bert-tiny", "bert"), ("distilbert-tiny", "distilbert")])
+def test_explanations_equal_the_cli(cli, model, arch):
+    pairs = fixture_pairs(arch)
+    got = spangrad.Explainer(str(FIXTURES / model)).explain(pairs)
+    want = run_cli(cli, model, pairs)
+    assert len(got) == len(want) == len(pairs)
+    for i, (g, w) in enumerate(zip(got, want)):
+        if "error" in w:
+            assert (g["error"], g["id"], g["index"]) == (w["error"], w["id"], i)
+        else:
+            assert g == w, f"pair {i}"
+    assert got[-1]["window"]["count"] > 1
+
+
+def test_options_equal_the_cli_flags(cli):
+    pairs = fixture_pairs("bert")[:3]
+    explainer = spangrad.Explainer(
+        str(FIXTURES / "bert-tiny"), span="argmax", max_length=24, method="grad-x-input"
+    )
+    want = run_cli(cli, "bert-tiny", pairs, "--span", "argmax", "--max-length", "24",
+                   "--method", "grad-x-input")
+    assert explainer.explain(pairs) == want
+    assert explainer.max_length == 24
+    assert explainer.dtype == "f32"
+
+
+def test_arrays_hold_the_explanations():
+    explainer = spangrad.Explainer(str(FIXTURES / "distilbert-tiny"))
+    pairs = fixture_pairs("distilbert")
+    questions = np.array([p["question"] for p in pairs], dtype=object)
+    contexts = [p["context"] for p in pairs]
+    arrays = explainer.explain_arrays(questions, contexts)
+    dicts = explainer.explain([{"question": q, "context": c} for q, c in zip(questions, contexts)])
+    n = len(pairs)
+    assert arrays["scores"].dtype == np.float32
+    assert arrays["scores"].shape == (n, int(arrays["lengths"].max()))
+    for i, d in enumerate(dicts):
+        if "error" in d:
+            assert arrays["error"][i] == d["error"]
+            assert arrays["lengths"][i] == 0 and arrays["answer_start"][i] == -1
+            assert not arrays["scores"][i].any()
+            continue
+        length = len(d["tokens"])
+        assert arrays["error"][i] is None
+        assert arrays["lengths"][i] == length
+        np.testing.assert_array_equal(
+            arrays["scores"][i, :length], np.array([t["score"] for t in d["tokens"]], np.float32)
+        )
+        assert not arrays["scores"][i, length:].any()
+        answer = d["answer"]
+        assert arrays["answer"][i] == answer["text"]
+        assert (arrays["answer_start"][i], arrays["answer_end"][i]) == (
+            answer["token_start"], answer["token_end"])
+        assert arrays["answer_char_start"][i] == (answer["char_start"] if answer["char_start"] is not None else -1)
+        assert arrays["tokens"][i] == [t["text"] for t in d["tokens"]]
+    with pytest.raises(ValueError, match="2 questions but 1 contexts"):
+        explainer.explain_arrays(["a", "b"], ["c"])
+
+
+def test_two_cpu_devices_share_the_batch():
+    pairs = fixture_pairs("bert")
+    one = spangrad.Explainer(str(FIXTURES / "bert-tiny")).explain(pairs)
+    two = spangrad.Explainer(str(FIXTURES / "bert-tiny"), device="cpu,cpu").explain(pairs)
+    assert len(one) == len(two)
+    for a, b in zip(one, two):
+        assert a.get("error") == b.get("error")
+        if "error" in a:
+            continue
+        assert a["answer"]["text"] == b["answer"]["text"]
+        np.testing.assert_allclose([t["score"] for t in a["tokens"]],
+                                   [t["score"] for t in b["tokens"]], atol=1e-5)
+
+
+def test_bad_inputs_raise_the_right_exceptions(tmp_path):
+    model = str(FIXTURES / "distilbert-tiny")
+    with pytest.raises(FileNotFoundError, match="model directory not found"):
+        spangrad.Explainer(str(tmp_path / "missing"))
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        with pytest.raises(OSError, match="not in the hub cache"):
+            spangrad.Explainer("nobody/no-such-model")
+    finally:
+        del os.environ["HF_HUB_OFFLINE"]
+    broken = tmp_path / "broken"
+    shutil.copytree(model, broken)
+    (broken / "config.json").write_text('{"model_type": "gpt2"}')
+    with pytest.raises(ValueError, match="unknown model_type"):
+        spangrad.Explainer(str(broken))
+    for kwargs, message in [
+        ({"device": "gpu"}, "unknown device"),
+        ({"dtype": "f64"}, "dtype"),
+        ({"span": "widest"}, "span"),
+        ({"method": "lime"}, "method"),
+        ({"max_length": 3}, "max_length 3 is too small"),
+        ({"max_length": 5000}, "max_length 5000 exceeds"),
+        ({"max_batch_tokens": 0}, "max_batch_tokens must be positive"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            spangrad.Explainer(model, **kwargs)
+    with pytest.raises(RuntimeError, match="cuda"):
+        spangrad.Explainer(model, device="cuda:0")
+    with pytest.raises(ValueError, match="unknown preset"):
+        spangrad.Explainer.preset("gpt-base")
+
+    explainer = spangrad.Explainer(model)
+    with pytest.raises(TypeError, match="list of dicts"):
+        explainer.explain({"question": "q", "context": "c"})
+    with pytest.raises(TypeError, match=r"pairs\[0\] must be a dict"):
+        explainer.explain([5])
+    with pytest.raises(ValueError, match=r'pairs\[1\] has no "context"'):
+        explainer.explain([{"question": "q", "context": "c"}, {"question": "q"}])
+    with pytest.raises(TypeError, match=r'pairs\[0\]\["question"\] must be a str'):
+        explainer.explain([{"question": 5, "context": "c"}])
+    with pytest.raises(TypeError, match="not JSON"):
+        explainer.explain([{"id": object(), "question": "q", "context": "c"}])
+    with pytest.raises(ValueError, match="the question is empty"):
+        explainer.explain([{"question": " ", "context": "c"}], on_error="raise")
+    with pytest.raises(ValueError, match="on_error"):
+        explainer.explain([], on_error="ignore")
+    [failed] = explainer.explain([{"id": "x", "question": "Who?", "context": "Jane.",
+                                   "answer": "Paris"}])
+    assert failed["id"] == "x" and "not in the context" in failed["error"]
+
+
+def test_other_threads_run_while_it_computes():
+    explainer = spangrad.Explainer(str(FIXTURES / "distilbert-tiny"))
+    pairs = fixture_pairs("distilbert")[:-2] * 40
+    done = threading.Event()
+    took = []
+
+    def work():
+        start = time.perf_counter()
+        explainer.explain(pairs)
+        took.append(time.perf_counter() - start)
+        done.set()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    ticks = 0
+    while not done.is_set():
+        ticks += 1
+    worker.join()
+    # With the GIL held for the whole explain, this loop would stall for all of it.
+    assert took[0] > 0.2, f"the explain took {took[0]:.3f} s: too short to tell"
+    assert ticks > 10_000, f"{ticks} ticks of the main thread in {took[0]:.2f} s"
+
+
+def test_the_module_describes_itself():
+    explainer = spangrad.Explainer(str(FIXTURES / "bert-tiny"))
+    assert "bert-tiny" in repr(explainer) and explainer.device == "cpu"
+    assert spangrad.__version__
+    assert "one-hot" in spangrad.Explainer.__doc__
+    assert "GIL" in spangrad.Explainer.explain.__doc__ or "order" in spangrad.Explainer.explain.__doc__
+    preset = spangrad.Explainer.preset("distilbert-base")
+    [result] = preset.explain([{"question": "w10 w11", "context": " ".join(f"w{i}" for i in range(100, 140))}])
+    assert len(result["tokens"]) == 2 + 3 + 40
