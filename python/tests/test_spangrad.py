@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -44,15 +45,16 @@ def cli():
     pytest.skip(message)
 
 
-def run_cli(cli, model, pairs, *flags):
-    """`spangrad explain --input` on the pairs, all in one batch: its JSON lines without the line
-    numbers."""
+def run_cli(cli, model, pairs, *flags, batch=None):
+    """`spangrad explain --input` on the pairs in batches of `batch` (default: all in one): its
+    JSON lines without the line numbers."""
     text = "\n".join(json.dumps(p) for p in pairs)
     out = subprocess.run(
         [cli, "explain", "--quiet", "--model", str(FIXTURES / model), "--input", "-",
-         "--batch-size", str(len(pairs)), *flags],
+         "--batch-size", str(batch or len(pairs)), *flags],
         input=text.encode(), capture_output=True, check=False,
     )
+    assert out.stdout, out.stderr.decode()
     lines = [json.loads(line) for line in out.stdout.decode().splitlines()]
     for line in lines:
         line.pop("line")
@@ -215,3 +217,29 @@ def test_the_module_describes_itself():
     preset = spangrad.Explainer.preset("distilbert-base")
     [result] = preset.explain([{"question": "w10 w11", "context": " ".join(f"w{i}" for i in range(100, 140))}])
     assert len(result["tokens"]) == 2 + 3 + 40
+
+
+def test_the_wheel_works_in_a_clean_venv_with_numpy_alone(tmp_path):
+    wheel = os.environ.get("SPANGRAD_WHEEL")
+    if not wheel:
+        message = "SPANGRAD_WHEEL (a built wheel) is not set"
+        if os.environ.get("SPANGRAD_REQUIRE_WHEEL"):
+            pytest.fail(message)
+        pytest.skip(message)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    subprocess.run([python, "-m", "pip", "install", "-q", wheel], check=True)
+    listed = subprocess.run([python, "-m", "pip", "list", "--format", "json"],
+                            capture_output=True, text=True, check=True)
+    installed = {p["name"].lower() for p in json.loads(listed.stdout)}
+    assert installed - {"pip", "setuptools", "wheel"} == {"numpy", "spangrad"}, installed
+    script = (
+        "import spangrad, sys; "
+        "e = spangrad.Explainer(sys.argv[1]); "
+        "[r] = e.explain([{'question': 'Who wrote it?', 'context': 'Jane Austen wrote it.'}]); "
+        "print(r['answer']['text'])"
+    )
+    out = subprocess.run([python, "-c", script, str(FIXTURES / "bert-tiny")],
+                         capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stdout.strip()

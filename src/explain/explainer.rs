@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use candle_core::Device;
+use rayon::prelude::*;
 
 use super::engine::Engine;
 use super::explanation::Explanation;
@@ -204,7 +205,9 @@ impl Explainer {
     /// window holding it is explained for that span (with `explain_windows: all`, every window
     /// for its own best span too).
     pub fn explain_each(&self, pairs: &[QaPair]) -> Result<Vec<Result<Explanation>>> {
-        let plans: Vec<Result<Plan>> = pairs.iter().map(|p| self.plan(p)).collect();
+        // Tokenising is ~430k tokens/s per core, as fast as an H100 explains bert-base: on
+        // all cores it stays a small part of a GPU batch.
+        let plans: Vec<Result<Plan>> = pairs.par_iter().map(|p| self.plan(p)).collect();
         let split: Vec<&Encoded> = plans
             .iter()
             .filter_map(|p| match p {
