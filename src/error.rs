@@ -117,6 +117,19 @@ impl From<candle_core::Error> for Error {
 }
 
 impl Error {
+    /// The message with its command-line flags as option names (`--max-length 9` →
+    /// `max_length 9`), for interfaces where options are fields or arguments.
+    pub fn with_option_names(&self) -> String {
+        self.to_string()
+            .split(' ')
+            .map(|w| match w.strip_prefix("--") {
+                Some(flag) => flag.replace('-', "_"),
+                None => w.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     pub fn is_out_of_memory(&self) -> bool {
         matches!(
             self,

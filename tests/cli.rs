@@ -36,6 +36,22 @@ fn explain(model_dir: &str, question: &str, context: &str, extra: &[&str]) -> Ou
     run(&args)
 }
 
+/// The reference pairs as JSON lines in `dir`, with ids `p0`, `p1`, ...
+fn pairs_file(dir: &std::path::Path, expected: &Expected) -> std::path::PathBuf {
+    let path = dir.join("pairs.jsonl");
+    let lines: Vec<String> = expected
+        .pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            serde_json::json!({"id": format!("p{i}"), "question": p.question, "context": p.context})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -139,14 +155,8 @@ fn json_lines_report_bad_lines_and_keep_going() {
 #[test]
 fn json_lines_batches_equal_single_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("pairs.jsonl");
     let expected = expected("distilbert");
-    let lines: Vec<String> = expected
-        .pairs
-        .iter()
-        .map(|p| serde_json::json!({"question": p.question, "context": p.context}).to_string())
-        .collect();
-    std::fs::write(&input, lines.join("\n")).unwrap();
+    let input = pairs_file(dir.path(), &expected);
     let out = run(&[
         "explain",
         "--model",
@@ -502,17 +512,8 @@ fn runs_summarise_and_show_progress_on_a_terminal() {
 #[test]
 fn a_device_list_shares_batches_out_and_keeps_the_input_order() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("pairs.jsonl");
     let expected = expected("bert");
-    let lines: Vec<String> = expected
-        .pairs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            serde_json::json!({"id": i, "question": p.question, "context": p.context}).to_string()
-        })
-        .collect();
-    std::fs::write(&input, lines.join("\n")).unwrap();
+    let input = pairs_file(dir.path(), &expected);
     let explain_on = |device: &str| {
         let out = run(&[
             "explain",
@@ -535,7 +536,11 @@ fn a_device_list_shares_batches_out_and_keeps_the_input_order() {
     let two = explain_on("cpu,cpu");
     assert_eq!(two.len(), expected.pairs.len());
     for (i, (a, b)) in one.iter().zip(&two).enumerate() {
-        assert_eq!(b.id, Some(serde_json::json!(i)), "input order");
+        assert_eq!(
+            b.id,
+            Some(serde_json::json!(format!("p{i}"))),
+            "input order"
+        );
         assert_eq!(a.answer.text, b.answer.text);
         assert!(max_abs_diff(&scores(a), &scores(b)) < 1e-5);
     }

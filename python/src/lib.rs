@@ -378,7 +378,7 @@ fn options(
     };
     options
         .validate()
-        .map_err(|e| PyValueError::new_err(as_argument(&e.to_string())))?;
+        .map_err(|e| PyValueError::new_err(e.with_option_names()))?;
     Ok(options)
 }
 
@@ -386,18 +386,6 @@ fn options(
 fn named<T: serde::de::DeserializeOwned>(what: &str, value: &str) -> PyResult<T> {
     serde_json::from_value(serde_json::Value::String(value.to_string()))
         .map_err(|e| PyValueError::new_err(format!("{what}={value:?}: {e}")))
-}
-
-/// The CLI's messages name flags (`--max-length`); here they are arguments (`max_length`).
-fn as_argument(message: &str) -> String {
-    message
-        .split(' ')
-        .map(|w| match w.strip_prefix("--") {
-            Some(flag) => flag.replace('-', "_"),
-            None => w.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The pairs of a list of dicts; a pair that is not a mapping with str question and context
@@ -475,7 +463,7 @@ fn read_pairs(py: Python<'_>, pairs: &Bound<'_, PyAny>) -> PyResult<Vec<QaPair>>
 
 /// The Python exception for a spangrad error, with the CLI's message (flags as arguments).
 fn to_py(e: Error) -> PyErr {
-    let message = as_argument(&e.to_string());
+    let message = e.with_option_names();
     match e {
         Error::MissingFile { .. } => PyFileNotFoundError::new_err(message),
         Error::Io { .. } => PyOSError::new_err(message),

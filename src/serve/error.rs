@@ -70,7 +70,7 @@ impl ApiError {
             Error::Encoding(_) => (StatusCode::UNPROCESSABLE_ENTITY, None),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
         };
-        Self::new(status, as_options(&e.to_string()), field.map(String::from))
+        Self::new(status, e.with_option_names(), field.map(String::from))
     }
 
     /// The error of the pair at `at` (`pairs[3]`) of a list: its fields are under it (options
@@ -93,7 +93,7 @@ impl ApiError {
     /// Options that are invalid together or for this model: 422, naming the first option the
     /// message names.
     pub fn from_options(e: &Error) -> Self {
-        let message = as_options(&e.to_string());
+        let message = e.with_option_names();
         let field = e.to_string().split_whitespace().find_map(|w| {
             let flag = w.strip_prefix("--")?;
             let name: String = flag
@@ -111,18 +111,6 @@ impl ApiError {
             field: self.field.clone(),
         }
     }
-}
-
-/// `--max-length 9` → `max_length 9`: the library's messages name flags.
-fn as_options(message: &str) -> String {
-    message
-        .split(' ')
-        .map(|w| match w.strip_prefix("--") {
-            Some(flag) => flag.replace('-', "_"),
-            None => w.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 impl IntoResponse for ApiError {
