@@ -347,7 +347,7 @@ fn set_threads(n: usize) -> PyResult<()> {
 
 #[pymodule]
 fn spangrad(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    spangrad_rs::memory::keep_freed_memory();
+    // Unlike the CLI, the module leaves the host process's allocator settings alone.
     m.add_class::<Explainer>()?;
     m.add_function(wrap_pyfunction!(set_threads, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
