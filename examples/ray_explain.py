@@ -5,8 +5,8 @@ actors each holds one `spangrad.Explainer` (the model is loaded once per actor, 
 with --gpus-per-actor 1), explains batches, and the results are written:
 
 - to a `.jsonl` file: one line per pair in the input order, each the explanation exactly as
-  `spangrad explain --format json` writes it (or `{"index", "id", "error"}` for a pair that
-  cannot be explained);
+  `spangrad explain --format json` writes it (or `{"id", "error"}` for a pair that cannot be
+  explained);
 - to a directory: Parquet, one row per pair keyed by `id`, the explanation as a JSON string.
 
     python examples/ray_explain.py --model DIR --input pairs.jsonl --output out.jsonl --actors 2
@@ -45,6 +45,8 @@ class ExplainBatch:
             for i, q, c in zip(ids, batch["question"].tolist(), batch["context"].tolist())
         ]
         results = self.explainer.explain(pairs)
+        # A failure's "index" counts within this batch only: keep the id and the error.
+        results = [{"id": r["id"], "error": r["error"]} if "error" in r else r for r in results]
         return {
             "id": ids,
             "answer": [r["answer"]["text"] if "answer" in r else None for r in results],

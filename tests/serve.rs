@@ -275,6 +275,13 @@ fn bad_requests_get_json_errors_naming_the_field() {
     assert_error(&post(&server, too_long), 422, Some("options.max_length"));
     let absent = r#"{"question":"Who?","context":"Jane wrote it.","answer":"Paris"}"#;
     assert_error(&post(&server, absent), 422, Some("answer"));
+    let far = r#"{"question":"Who?","context":"Jane.","answer":"Jane","answer_start":18446744073709551615}"#;
+    assert_error(&post(&server, far), 422, Some("answer"));
+    let huge = r#"{"question":"q","context":"c","options":{"method":"smoothgrad","samples":288230376151711745}}"#;
+    assert_error(&post(&server, huge), 422, Some("options.samples"));
+    // Each of the top_k spans is a backward pass of its own: 50 x ~9 tokens > 200.
+    let spans = r#"{"question":"Who?","context":"Jane wrote it.","options":{"top_k":50}}"#;
+    assert_error(&post(&server, spans), 413, Some("context"));
 
     // Limits: body, pairs, tokens.
     let big = json!({"question": "q", "context": "word ".repeat(2000)}).to_string();
@@ -855,4 +862,17 @@ fn curl_and_the_python_client_get_the_cli_explanations() {
     let bad = got.last().unwrap();
     assert_eq!((&bad["id"], &bad["status"]), (&json!("bad"), &json!(422)));
     assert_eq!(cli.last().unwrap()["error"], bad["error"]);
+}
+
+#[test]
+fn serve_with_a_model_that_cannot_load_exits_with_its_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_spangrad"))
+        .args(["serve", "--port", "0", "--model"])
+        .arg(fixture("no-such-model-dir"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot load the model"), "{stderr}");
+    assert!(stderr.contains("model directory not found"), "{stderr}");
 }

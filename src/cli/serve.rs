@@ -123,7 +123,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let addr = SocketAddr::new(args.host, args.port);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -135,7 +135,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         spangrad::serve::serve(listener, load, config, stop_signal()).await?;
         note(format_args!("spangrad serve: stopped"));
         anyhow::Ok(())
-    })?;
+    });
+    // A model still loading (a download, say) when asked to stop is not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

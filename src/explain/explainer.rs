@@ -329,7 +329,11 @@ fn requested_tokens(
     }
     let chars: Vec<char> = enc.context.chars().collect();
     let needle: Vec<char> = answer.chars().collect();
-    let matches_at = |a: usize| chars.get(a..a + needle.len()) == Some(&needle[..]);
+    let matches_at = |a: usize| {
+        a.checked_add(needle.len())
+            .and_then(|end| chars.get(a..end))
+            .is_some_and(|found| found == &needle[..])
+    };
     let start = match answer_start {
         Some(a) if matches_at(a) => a,
         Some(a) => {

@@ -56,6 +56,12 @@ pub struct ExplainOptions {
     pub max_input_bytes: usize,
 }
 
+/// The most integration steps or SmoothGrad samples: Captum's tutorials use 50 and 20.
+pub const MAX_PASSES: usize = 10_000;
+
+/// The most spans explained per pair (each is a backward pass).
+pub const MAX_TOP_K: usize = 100;
+
 /// 1 MiB: about 250,000 words, far past any window of a BERT-sized model.
 pub const DEFAULT_MAX_INPUT_BYTES: usize = 1 << 20;
 
@@ -75,6 +81,14 @@ impl ExplainOptions {
         }
         if self.steps == 0 || self.samples == 0 {
             return invalid("--steps and --samples must be positive".into());
+        }
+        for (flag, value) in [("--steps", self.steps), ("--samples", self.samples)] {
+            if value > MAX_PASSES {
+                return invalid(format!("{flag} takes at most {MAX_PASSES}"));
+            }
+        }
+        if self.top_k > MAX_TOP_K {
+            return invalid(format!("--top-k takes at most {MAX_TOP_K}"));
         }
         if !(self.noise_std.is_finite() && self.noise_std >= 0.0) {
             return invalid("--noise-std must be a finite number, at least 0".into());

@@ -74,6 +74,11 @@ impl ServeConfig {
                  --request-timeout-ms must be positive",
             );
         }
+        if self.max_wait > Duration::from_secs(3600)
+            || self.request_timeout > Duration::from_secs(7 * 24 * 3600)
+        {
+            return invalid("--max-wait-ms is at most an hour, --request-timeout-ms a week");
+        }
         if self.max_pairs_per_request > self.max_queue {
             return invalid("--max-pairs-per-request cannot exceed --max-queue");
         }
@@ -101,6 +106,8 @@ pub struct AppState {
     config: ServeConfig,
     metrics: Arc<Metrics>,
     ready: OnceLock<Ready>,
+    /// Set once the server stops: a model that finishes loading later is not started.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// The loaded model and its batcher.
@@ -123,6 +130,9 @@ impl AppState {
     }
 
     fn start(&self, backend: Arc<dyn Backend>) {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let mut info = backend.info();
         info.limits = self.config.limits(backend.options().max_input_bytes);
         let batcher = Batcher::start(
@@ -140,6 +150,7 @@ impl AppState {
     }
 
     fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(ready) = self.ready.get() {
             ready.batcher.close();
         }
@@ -170,6 +181,7 @@ pub async fn serve(
         config,
         metrics: Arc::default(),
         ready: OnceLock::new(),
+        closed: Default::default(),
     });
     let failed = Arc::new(Notify::new());
     let loading = {
@@ -186,18 +198,21 @@ pub async fn serve(
         })
     };
     let app = routes::router(state.clone());
+    let load_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = load_failed.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             tokio::select! {
                 () = shutdown => {}
-                () = failed.notified() => {}
+                () = failed.notified() => flag.store(true, std::sync::atomic::Ordering::SeqCst),
             }
         })
         .await?;
     tokio::task::spawn_blocking(move || state.close())
         .await
         .map_err(std::io::Error::other)?;
-    if loading.is_finished() {
+    // A failed load is reported; a load still running when asked to stop is abandoned.
+    if load_failed.load(std::sync::atomic::Ordering::SeqCst) || loading.is_finished() {
         loading
             .await
             .map_err(std::io::Error::other)?
@@ -225,9 +240,11 @@ impl Running {
         let thread = std::thread::Builder::new()
             .name("spangrad-serve".into())
             .spawn(move || {
-                runtime.block_on(serve(listener, load, config, async move {
+                let served = runtime.block_on(serve(listener, load, config, async move {
                     let _ = stopped.await;
-                }))
+                }));
+                runtime.shutdown_timeout(Duration::from_secs(1));
+                served
             })?;
         Ok(Self {
             addr,

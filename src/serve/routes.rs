@@ -158,24 +158,23 @@ async fn answer(
     let passes = passes(&options);
     let mut queued: Vec<usize> = Vec::new();
     let mut job_pairs = Vec::new();
-    let mut work = 0;
+    let mut work: usize = 0;
     for ((i, pair), tokens) in valid.into_iter().zip(tokens) {
-        match tokens {
+        match tokens.map(|t| (t, t.saturating_mul(passes))) {
             Err(e) => outcomes[i] = Some(Err(ApiError::from_pair(&e).at(&at(i)))),
-            Ok(t) if t * passes > config.max_batch_tokens => {
+            Ok((t, cost)) if cost > config.max_batch_tokens => {
                 let error = ApiError::too_large(
                     format!(
-                        "the pair takes {} tokens ({t} in its windows x {passes} passes of the \
-                         method), over the limit of {} (--max-batch-tokens)",
-                        t * passes,
+                        "the pair takes {cost} tokens ({t} in its windows x {passes} passes of \
+                         the method and spans), over the limit of {} (--max-batch-tokens)",
                         config.max_batch_tokens
                     ),
                     Some("context".into()),
                 );
                 outcomes[i] = Some(Err(error.at(&at(i))));
             }
-            Ok(t) => {
-                work += t * passes;
+            Ok((_, cost)) => {
+                work = work.saturating_add(cost);
                 queued.push(i);
                 job_pairs.push(pair);
             }
@@ -274,13 +273,15 @@ async fn answer(
     Ok(ExplainResponse::Many(PairsResponse { results }))
 }
 
-/// Forward/backward passes per pair: what a pair's tokens cost relative to a plain gradient.
+/// Passes per pair: what a pair's tokens cost relative to one plain gradient (each of the
+/// `top_k` spans is a backward of its own).
 fn passes(options: &ExplainOptions) -> usize {
-    match options.method {
+    let method = match options.method {
         Method::IntegratedGradients => options.steps,
         Method::Smoothgrad => options.samples,
         _ => 1,
-    }
+    };
+    method.saturating_mul(options.top_k)
 }
 
 /// Ready once the model has loaded.
