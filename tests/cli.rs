@@ -52,6 +52,19 @@ fn pairs_file(dir: &std::path::Path, expected: &Expected) -> std::path::PathBuf 
     path
 }
 
+/// `spangrad explain --model DIR --input FILE EXTRA...`
+fn explain_file(model_dir: &str, input: &std::path::Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "explain",
+        "--model",
+        model_dir,
+        "--input",
+        input.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    run(&args)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -116,15 +129,7 @@ fn json_lines_report_bad_lines_and_keep_going() {
     lines.extend(b"\n");
     lines.extend(br#"{"question": "Name?", "context": "Bob."}"#);
     std::fs::write(&input, lines).unwrap();
-    let out = run(&[
-        "explain",
-        "--model",
-        &model("bert-tiny"),
-        "--input",
-        input.to_str().unwrap(),
-        "--batch-size",
-        "1",
-    ]);
+    let out = explain_file(&model("bert-tiny"), &input, &["--batch-size", "1"]);
     assert_eq!(out.status.code(), Some(1), "some lines failed");
     let stderr = text(&out.stderr);
     assert!(stderr.contains("line 2: invalid JSON"), "{stderr}");
@@ -157,18 +162,12 @@ fn json_lines_batches_equal_single_runs() {
     let dir = tempfile::tempdir().unwrap();
     let expected = expected("distilbert");
     let input = pairs_file(dir.path(), &expected);
-    let out = run(&[
-        "explain",
-        "--model",
+    // The fixtures record the seed's behaviour: the long context cut to one window.
+    let out = explain_file(
         &model("distilbert-tiny"),
-        "--input",
-        input.to_str().unwrap(),
-        "--batch-size",
-        "3",
-        // The fixtures record the seed's behaviour: the long context cut to one window.
-        "--doc-stride",
-        "0",
-    ]);
+        &input,
+        &["--batch-size", "3", "--doc-stride", "0"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let got: Vec<Explanation> = text(&out.stdout)
         .lines()
@@ -372,13 +371,7 @@ fn json_lines_take_any_id_a_bom_and_refuse_non_objects() {
     lines.extend(br#"{"id": null, "question": "\ud800", "context": "x"}"#);
     lines.extend(b"\n");
     std::fs::write(&input, lines).unwrap();
-    let out = run(&[
-        "explain",
-        "--model",
-        &model("bert-tiny"),
-        "--input",
-        input.to_str().unwrap(),
-    ]);
+    let out = explain_file(&model("bert-tiny"), &input, &[]);
     assert_eq!(out.status.code(), Some(1), "two lines fail");
     let rows: Vec<serde_json::Value> = text(&out.stdout)
         .lines()
@@ -515,17 +508,11 @@ fn a_device_list_shares_batches_out_and_keeps_the_input_order() {
     let expected = expected("bert");
     let input = pairs_file(dir.path(), &expected);
     let explain_on = |device: &str| {
-        let out = run(&[
-            "explain",
-            "--model",
+        let out = explain_file(
             &model("bert-tiny"),
-            "--input",
-            input.to_str().unwrap(),
-            "--batch-size",
-            "2",
-            "--device",
-            device,
-        ]);
+            &input,
+            &["--batch-size", "2", "--device", device],
+        );
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout)
             .lines()

@@ -11,7 +11,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use spangrad_rs::explain::Sharded;
 use spangrad_rs::model::preset::Preset;
-use spangrad_rs::text::QaTokenizer;
 use spangrad_rs::{
     BatchTokens, Error, ExplainOptions, Explainer as RustExplainer, Explanation, QaPair,
 };
@@ -108,14 +107,7 @@ impl Explainer {
             .detach(|| {
                 devices
                     .iter()
-                    .map(|d| {
-                        let precision = options
-                            .precision
-                            .unwrap_or_else(|| spangrad_rs::Precision::default_for(d));
-                        let model = which.random_model(d, precision.dtype())?;
-                        let tokenizer = QaTokenizer::synthetic(which.config().vocab_size)?;
-                        RustExplainer::new(model, tokenizer, options.clone())
-                    })
+                    .map(|d| RustExplainer::preset(which, options.clone(), d))
                     .collect::<spangrad_rs::Result<Vec<_>>>()
             })
             .map_err(to_py)?;

@@ -14,7 +14,6 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use spangrad::model::preset::Preset;
 use spangrad::serve::{Backend, ExplainerBackend, Running, ServeConfig};
-use spangrad::text::QaTokenizer;
 use spangrad::{ExplainOptions, Explainer, Precision, QaPair};
 
 #[derive(clap::Args)]
@@ -128,16 +127,11 @@ pub fn run(args: BenchServeArgs) -> anyhow::Result<ExitCode> {
 
 fn preset_explainer(preset: Preset, args: &BenchServeArgs) -> anyhow::Result<Explainer> {
     let device = spangrad::device::select(args.device.as_deref())?;
-    let precision = args
-        .dtype
-        .unwrap_or_else(|| Precision::default_for(&device));
-    let model = preset.random_model(&device, precision.dtype())?;
-    let tokenizer = QaTokenizer::synthetic(preset.config().vocab_size)?;
     let options = ExplainOptions {
-        precision: Some(precision),
+        precision: args.dtype,
         ..ExplainOptions::default()
     };
-    Ok(Explainer::new(model, tokenizer, options)?)
+    Ok(Explainer::preset(preset, options, &device)?)
 }
 
 /// 16 question words and `len - 19` context words of the synthetic vocabulary: `len` tokens.

@@ -9,7 +9,6 @@ use anyhow::Context;
 use spangrad::hub::HubCache;
 use spangrad::model::preset::Preset;
 use spangrad::serve::{Backend, ExplainerBackend, Loader, ServeConfig};
-use spangrad::text::QaTokenizer;
 use spangrad::{ExplainOptions, Explainer, Precision, SpanMode};
 
 use super::explain::DEFAULT_MODEL;
@@ -98,14 +97,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let name = name.clone();
         Box::new(move || {
             let explainer = match args.preset {
-                Some(preset) => {
-                    let precision = options
-                        .precision
-                        .unwrap_or_else(|| Precision::default_for(&device));
-                    let model = preset.random_model(&device, precision.dtype())?;
-                    let tokenizer = QaTokenizer::synthetic(preset.config().vocab_size)?;
-                    Explainer::new(model, tokenizer, options)?
-                }
+                Some(preset) => Explainer::preset(preset, options, &device)?,
                 None => {
                     let dir = HubCache::from_env().resolve(&args.model)?;
                     Explainer::from_dir(&dir, options, &device)?

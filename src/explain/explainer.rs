@@ -10,6 +10,7 @@ use super::explanation::Explanation;
 use super::options::{ExplainOptions, ExplainWindows, Precision, QaPair, DEFAULT_MAX_LENGTH};
 use super::pipeline::{self, Candidate};
 use crate::error::{Error, Result};
+use crate::model::preset::Preset;
 use crate::model::QaModel;
 use crate::text::{Encoded, QaTokenizer, Segment};
 
@@ -40,6 +41,18 @@ impl Explainer {
             .unwrap_or_else(|| Precision::default_for(device));
         let model = QaModel::load(dir, device, precision.dtype())?;
         let tokenizer = QaTokenizer::load(dir)?;
+        Self::new(model, tokenizer, options)
+    }
+
+    /// A random-weight model of a standard shape with the synthetic vocabulary
+    /// ([`QaTokenizer::synthetic`]: one token per word `w5`, `w6`, ...), for benchmarks.
+    pub fn preset(preset: Preset, options: ExplainOptions, device: &Device) -> Result<Self> {
+        options.validate()?;
+        let precision = options
+            .precision
+            .unwrap_or_else(|| Precision::default_for(device));
+        let model = preset.random_model(device, precision.dtype())?;
+        let tokenizer = QaTokenizer::synthetic(preset.config().vocab_size)?;
         Self::new(model, tokenizer, options)
     }
 
