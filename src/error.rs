@@ -20,8 +20,9 @@ pub enum Error {
     Config { path: PathBuf, message: String },
 
     #[error(
-        "unknown model_type {0:?} in config.json: spangrad explains `bert` and `distilbert` \
-         question-answering checkpoints"
+        "unknown model_type {0:?} in config.json: spangrad explains question-answering \
+         checkpoints of model_type {list}",
+        list = crate::model::Architecture::ALL.map(|a| a.model_type()).join(", ")
     )]
     UnknownArchitecture(String),
 

@@ -426,6 +426,7 @@ gpu_test!(head_layout_kernels_match_their_cpu_twins, |gpu| {
             pairs,
             tokens: queries,
             hidden: heads * head_dim,
+            embedding: heads * head_dim,
             heads,
             intermediate: 1,
             layers: 1,

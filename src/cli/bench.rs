@@ -70,11 +70,11 @@ struct Row {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let config = args.preset.config();
-    if args.seq_len < QUESTION_TOKENS + 4 || args.seq_len > config.max_position_embeddings {
+    if args.seq_len < QUESTION_TOKENS + 4 || args.seq_len > config.max_tokens() {
         bail!(
             "--seq-len must be between {} and {}",
             QUESTION_TOKENS + 4,
-            config.max_position_embeddings
+            config.max_tokens()
         );
     }
     if args.batch == 0 || args.iters == 0 || args.saliency.is_empty() {

@@ -72,12 +72,13 @@ impl Explainer {
     /// The lengths the engine's options imply, checked against the model.
     fn assemble(engine: Engine, tokenizer: QaTokenizer) -> Result<Self> {
         let options = engine.options();
-        let positions = engine.model().config().max_position_embeddings;
+        let positions = engine.model().config().max_tokens();
         let max_length = match options.max_length {
             None => DEFAULT_MAX_LENGTH.min(positions),
             Some(n) if n > positions => {
                 return Err(Error::InvalidOption(format!(
-                    "--max-length {n} exceeds the model's {positions} position embeddings"
+                    "--max-length {n} exceeds the {positions} tokens the model's position \
+                     embeddings hold"
                 )))
             }
             Some(n) => n,

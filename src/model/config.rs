@@ -1,4 +1,5 @@
-//! The fields of a Hugging Face `config.json` that the two supported architectures need.
+//! The fields of a Hugging Face `config.json` that the encoder needs, read by each
+//! architecture's own file (`arch/`).
 
 use std::path::Path;
 
@@ -6,22 +7,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Architecture {
-    Bert,
-    DistilBert,
-}
-
-impl std::fmt::Display for Architecture {
-    /// The `model_type` of config.json.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Bert => "bert",
-            Self::DistilBert => "distilbert",
-        })
-    }
-}
+pub use super::arch::Architecture;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -36,15 +22,25 @@ pub enum Activation {
 pub struct ModelConfig {
     pub architecture: Architecture,
     pub vocab_size: usize,
+    /// The width of the word embeddings `E` `[vocab, embedding_size]`: the hidden size, or less
+    /// where the embeddings are projected up (ELECTRA, ALBERT).
+    pub embedding_size: usize,
     pub hidden_size: usize,
+    /// `num_hidden_layers`: applications of a block (ALBERT shares blocks between them).
     pub num_layers: usize,
     pub num_heads: usize,
     pub intermediate_size: usize,
     pub max_position_embeddings: usize,
-    /// BERT only; DistilBERT has no token-type embeddings.
+    /// The position id of the first token (RoBERTa's `padding_idx + 1`; 0 elsewhere).
+    pub position_offset: usize,
+    /// 0: no token-type embeddings (DistilBERT); 1: one type added to every token (RoBERTa).
     pub type_vocab_size: usize,
     pub activation: Activation,
     pub layer_norm_eps: f64,
+    /// ALBERT's `num_hidden_groups` groups of `inner_group_num` blocks each; elsewhere one
+    /// group per layer of one block.
+    pub layer_groups: usize,
+    pub inner_group_num: usize,
 }
 
 impl ModelConfig {
@@ -77,45 +73,28 @@ impl ModelConfig {
             .get("model_type")
             .and_then(Value::as_str)
             .ok_or_else(|| ConfigError::Invalid("no \"model_type\" field".into()))?;
-        let fields = Fields(json);
-        let config = match model_type {
-            "bert" => {
-                let position_type = fields.str_or("position_embedding_type", "absolute")?;
-                if position_type != "absolute" {
-                    return Err(ConfigError::Invalid(format!(
-                        "position_embedding_type {position_type:?} is not supported (only \"absolute\")"
-                    )));
-                }
-                Self {
-                    architecture: Architecture::Bert,
-                    vocab_size: fields.usize("vocab_size")?,
-                    hidden_size: fields.usize("hidden_size")?,
-                    num_layers: fields.usize("num_hidden_layers")?,
-                    num_heads: fields.usize("num_attention_heads")?,
-                    intermediate_size: fields.usize("intermediate_size")?,
-                    max_position_embeddings: fields.usize("max_position_embeddings")?,
-                    type_vocab_size: fields.usize("type_vocab_size")?,
-                    activation: activation(&fields.str_or("hidden_act", "gelu")?)?,
-                    layer_norm_eps: fields.f64_or("layer_norm_eps", 1e-12)?,
-                }
-            }
-            "distilbert" => Self {
-                architecture: Architecture::DistilBert,
-                vocab_size: fields.usize("vocab_size")?,
-                hidden_size: fields.usize("dim")?,
-                num_layers: fields.usize("n_layers")?,
-                num_heads: fields.usize("n_heads")?,
-                intermediate_size: fields.usize("hidden_dim")?,
-                max_position_embeddings: fields.usize("max_position_embeddings")?,
-                type_vocab_size: 0,
-                activation: activation(&fields.str_or("activation", "gelu")?)?,
-                // Hard-coded in transformers' DistilBERT.
-                layer_norm_eps: 1e-12,
-            },
-            other => return Err(ConfigError::Unknown(other.to_string())),
-        };
+        let architecture = Architecture::from_model_type(model_type)
+            .ok_or_else(|| ConfigError::Unknown(model_type.to_string()))?;
+        let config = architecture.config(&Fields(json))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The most tokens a pair may have: the position embeddings past the offset.
+    pub fn max_tokens(&self) -> usize {
+        self.max_position_embeddings
+            .saturating_sub(self.position_offset)
+    }
+
+    /// Which block each of the `num_layers` applications runs, as (group, inner layer), in
+    /// order: layer `i` runs every inner layer of group `⌊i·groups / num_layers⌋`.
+    pub fn blocks(&self) -> Vec<(usize, usize)> {
+        (0..self.num_layers)
+            .flat_map(|i| {
+                let group = i * self.layer_groups / self.num_layers;
+                (0..self.inner_group_num).map(move |j| (group, j))
+            })
+            .collect()
     }
 
     fn validate(&self) -> std::result::Result<(), ConfigError> {
@@ -125,10 +104,17 @@ impl ModelConfig {
             ("number of layers", self.num_layers),
             ("number of heads", self.num_heads),
             ("intermediate size", self.intermediate_size),
-            ("max_position_embeddings", self.max_position_embeddings),
+            ("embedding size", self.embedding_size),
+            ("inner_group_num", self.inner_group_num),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{name} is 0")));
+        }
+        if self.max_tokens() == 0 {
+            return Err(ConfigError::Invalid(format!(
+                "max_position_embeddings {} leaves no position for a token (positions start at {})",
+                self.max_position_embeddings, self.position_offset
+            )));
         }
         if self.hidden_size % self.num_heads != 0 {
             return Err(ConfigError::Invalid(format!(
@@ -140,15 +126,15 @@ impl ModelConfig {
     }
 }
 
-enum ConfigError {
+pub(super) enum ConfigError {
     Unknown(String),
     Invalid(String),
 }
 
-struct Fields<'a>(&'a Value);
+pub(super) struct Fields<'a>(&'a Value);
 
 impl Fields<'_> {
-    fn usize(&self, key: &str) -> std::result::Result<usize, ConfigError> {
+    pub(super) fn usize(&self, key: &str) -> std::result::Result<usize, ConfigError> {
         self.0
             .get(key)
             .and_then(Value::as_u64)
@@ -156,7 +142,22 @@ impl Fields<'_> {
             .ok_or_else(|| ConfigError::Invalid(format!("missing or non-integer field {key:?}")))
     }
 
-    fn str_or(&self, key: &str, default: &str) -> std::result::Result<String, ConfigError> {
+    pub(super) fn usize_or(
+        &self,
+        key: &str,
+        default: usize,
+    ) -> std::result::Result<usize, ConfigError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(_) => self.usize(key),
+        }
+    }
+
+    pub(super) fn str_or(
+        &self,
+        key: &str,
+        default: &str,
+    ) -> std::result::Result<String, ConfigError> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(default.to_string()),
             Some(Value::String(s)) => Ok(s.clone()),
@@ -166,7 +167,7 @@ impl Fields<'_> {
         }
     }
 
-    fn f64_or(&self, key: &str, default: f64) -> std::result::Result<f64, ConfigError> {
+    pub(super) fn f64_or(&self, key: &str, default: f64) -> std::result::Result<f64, ConfigError> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(default),
             Some(v) => v
@@ -176,7 +177,7 @@ impl Fields<'_> {
     }
 }
 
-fn activation(name: &str) -> std::result::Result<Activation, ConfigError> {
+pub(super) fn activation(name: &str) -> std::result::Result<Activation, ConfigError> {
     match name {
         "gelu" => Ok(Activation::Gelu),
         "gelu_new" | "gelu_pytorch_tanh" => Ok(Activation::GeluTanh),

@@ -1,32 +1,41 @@
-//! Everything between the word embeddings and the first encoder block: position (and, for BERT,
-//! token-type) embeddings and the embedding LayerNorm, `x = LN(words + positions + types)`.
-//! The backward is the LayerNorm's alone: the word embeddings enter the sum with weight 1.
+//! Everything between the word embeddings and the first encoder block: position (and, where the
+//! architecture has them, token-type) embeddings, the embedding LayerNorm and, for narrow word
+//! embeddings (ELECTRA, ALBERT), the projection up to the hidden size:
+//! `x = LN(words + positions + types) Wpᵀ + bp`. The word embeddings enter the sum with weight
+//! 1, so the backward is the projection's input gradient and the LayerNorm's.
 
 use candle_core::{Result, Tensor};
 
-use super::layers::{Grad, LayerNorm};
+use super::layers::{Grad, LayerNorm, Linear};
 use super::saved::BatchShape;
 use crate::ops::LayerNormSaved;
 
 #[derive(Debug, Clone)]
 pub struct Embeddings {
+    /// `[max_position_embeddings, e]`.
     pub position: Tensor,
-    /// `None` for DistilBERT, which has no token types.
+    /// The position of a pair's first token (RoBERTa's `padding_idx + 1`).
+    pub position_offset: usize,
+    /// `[types, e]`; `None` for DistilBERT. A table of one row is added to every token.
     pub token_type: Option<Tensor>,
     pub norm: LayerNorm,
+    /// `e → h`, where the word embeddings are narrower than the hidden size.
+    pub projection: Option<Linear>,
 }
 
 impl Embeddings {
-    /// `positions + types` for every row, `[n, h]`; `token_types` `[n]` u32.
+    /// `positions + types` for every row, `[n, e]`; `token_types` `[n]` u32.
     fn offsets(&self, token_types: &Tensor, shape: &BatchShape) -> Result<Tensor> {
-        let (b, t, h) = (shape.pairs, shape.tokens, shape.hidden);
+        let (b, t) = (shape.pairs, shape.tokens);
+        let e = self.position.dim(1)?;
         let positions = self
             .position
-            .narrow(0, 0, t)?
+            .narrow(0, self.position_offset, t)?
             .unsqueeze(0)?
-            .broadcast_as((b, t, h))?
-            .reshape((b * t, h))?;
+            .broadcast_as((b, t, e))?
+            .reshape((b * t, e))?;
         match &self.token_type {
+            Some(table) if table.dim(0)? == 1 => positions.broadcast_add(table),
             Some(table) => positions + table.index_select(token_types, 0)?,
             None => Ok(positions),
         }
@@ -43,12 +52,13 @@ impl Embeddings {
         lengths: &Tensor,
         shape: &BatchShape,
     ) -> Result<(Tensor, Tensor)> {
-        let (b, t, h) = (shape.pairs, shape.tokens, shape.hidden);
+        let (b, t) = (shape.pairs, shape.tokens);
+        let e = words.dim(1)?;
         let real = Tensor::arange(0u32, t as u32, words.device())?
             .unsqueeze(0)?
             .broadcast_lt(&lengths.reshape((b, 1))?)?
             .reshape((b * t, 1))?
-            .broadcast_as((b * t, h))?;
+            .broadcast_as((b * t, e))?;
         let zeros = words.zeros_like()?;
         Ok((
             real.where_cond(words, &zeros)?,
@@ -56,7 +66,7 @@ impl Embeddings {
         ))
     }
 
-    /// `words` `[n, h]` → the first block's input and the norm's saved statistics.
+    /// `words` `[n, e]` → the first block's input `[n, h]` and the norm's saved statistics.
     pub fn forward(
         &self,
         words: &Tensor,
@@ -65,12 +75,29 @@ impl Embeddings {
         shape: &BatchShape,
     ) -> Result<(Tensor, LayerNormSaved)> {
         let (words, offsets) = self.inputs(words, token_types, lengths, shape)?;
-        self.norm.forward(&words, Some(&offsets), None)
+        let (x, saved) = self.norm.forward(&words, Some(&offsets), None)?;
+        match &self.projection {
+            Some(p) => Ok((p.product(&x)?.broadcast_add(&p.bias)?, saved)),
+            None => Ok((x, saved)),
+        }
     }
 
-    /// The gradient of the word embeddings given the first block's input's.
+    /// The gradient of the word embeddings `[n, e]` given the first block's input's.
     pub fn backward(&self, dx: &Grad, saved: &LayerNormSaved) -> Result<Tensor> {
-        self.norm.backward(dx, saved)
+        match &self.projection {
+            None => self.norm.backward(dx, saved),
+            Some(p) => {
+                let dx = match &dx.residual {
+                    Some(residual) => (&dx.main + residual)?,
+                    None => dx.main.clone(),
+                };
+                let dnorm = Grad {
+                    main: p.input_grad(&dx)?,
+                    residual: None,
+                };
+                self.norm.backward(&dnorm, saved)
+            }
+        }
     }
 
     /// The forward of candle ops (differentiable): the reference.
@@ -82,6 +109,10 @@ impl Embeddings {
         shape: &BatchShape,
     ) -> Result<Tensor> {
         let (words, offsets) = self.inputs(words, token_types, lengths, shape)?;
-        self.norm.forward_slow(&(words + offsets)?)
+        let x = self.norm.forward_slow(&(words + offsets)?)?;
+        match &self.projection {
+            Some(p) => p.forward_slow(&x),
+            None => Ok(x),
+        }
     }
 }

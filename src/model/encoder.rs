@@ -1,5 +1,5 @@
-//! The post-LayerNorm transformer block that BERT and DistilBERT share; only the weight names
-//! differ, so each architecture passes its own [`LayerNames`].
+//! The post-LayerNorm transformer block that every supported architecture shares; only the
+//! weight names differ, so each architecture passes its own [`LayerNames`].
 //!
 //! Forward (one block, `x` `[n, h]`):
 //! ```text

@@ -1,10 +1,9 @@
 //! The QA transformer in candle. It takes the word embeddings as an input tensor, so the
 //! explanation can differentiate with respect to them (or a one-hot product) directly.
 
+mod arch;
 pub mod attention;
-mod bert;
 pub mod config;
-mod distilbert;
 mod embeddings;
 mod encoder;
 mod layers;
@@ -19,22 +18,13 @@ use candle_nn::VarBuilder;
 
 pub use config::{Activation, Architecture, ModelConfig};
 use embeddings::Embeddings;
+use encoder::EncoderLayer;
 pub use encoder::TargetRows;
-use encoder::{EncoderLayer, LayerNames};
 pub use layers::Grad;
 use layers::{LayerNorm, Linear};
 pub use saved::{BatchShape, LayerSaved, Saved};
 
 use crate::error::{Error, Result};
-
-/// Where one architecture keeps its weights.
-pub struct Layout {
-    /// Prefix of the body in a QA checkpoint; absent in checkpoints of the bare model.
-    prefix: &'static str,
-    layers: &'static str,
-    token_types: bool,
-    names: LayerNames,
-}
 
 #[derive(Debug, Clone)]
 pub struct QaModel {
@@ -94,10 +84,7 @@ impl QaModel {
     }
 
     pub fn from_var_builder(vb: VarBuilder, config: &ModelConfig) -> candle_core::Result<Self> {
-        let layout = match config.architecture {
-            Architecture::Bert => &bert::LAYOUT,
-            Architecture::DistilBert => &distilbert::LAYOUT,
-        };
+        let layout = config.architecture.layout();
         let body = if vb.contains_tensor(&format!(
             "{}.embeddings.word_embeddings.weight",
             layout.prefix
@@ -106,33 +93,48 @@ impl QaModel {
         } else {
             vb.clone()
         };
-        let h = config.hidden_size;
+        let (e, h) = (config.embedding_size, config.hidden_size);
         let emb = body.pp("embeddings");
         let token_type = if layout.token_types {
-            Some(emb.get((config.type_vocab_size, h), "token_type_embeddings.weight")?)
+            Some(emb.get((config.type_vocab_size, e), "token_type_embeddings.weight")?)
         } else {
             None
         };
+        let projection = match layout.projection.name(config) {
+            Some(name) => Some(Linear::load(body.pp(name), e, h)?),
+            None => None,
+        };
         let embeddings = Embeddings {
             position: emb.get(
-                (config.max_position_embeddings, h),
+                (config.max_position_embeddings, e),
                 "position_embeddings.weight",
             )?,
+            position_offset: config.position_offset,
             token_type,
-            norm: LayerNorm::load(emb.pp("LayerNorm"), h, config.layer_norm_eps)?,
+            norm: LayerNorm::load(emb.pp("LayerNorm"), e, config.layer_norm_eps)?,
+            projection,
         };
-        let layers = (0..config.num_layers)
-            .map(|i| {
-                EncoderLayer::load(
-                    body.pp(format!("{}.{i}", layout.layers)),
-                    &layout.names,
-                    config,
-                )
-            })
-            .collect::<candle_core::Result<Vec<_>>>()?;
+        // Shared blocks (ALBERT) are loaded once; their tensors are shared by every use.
+        let mut loaded: Vec<((usize, usize), EncoderLayer)> = Vec::new();
+        let mut layers = Vec::new();
+        for block in config.blocks() {
+            let layer = match loaded.iter().find(|(b, _)| *b == block) {
+                Some((_, layer)) => layer.clone(),
+                None => {
+                    let layer = EncoderLayer::load(
+                        body.pp((layout.block)(block.0, block.1)),
+                        &layout.names,
+                        config,
+                    )?;
+                    loaded.push((block, layer.clone()));
+                    layer
+                }
+            };
+            layers.push(layer);
+        }
         Ok(Self {
             config: config.clone(),
-            word_embeddings: emb.get((config.vocab_size, h), "word_embeddings.weight")?,
+            word_embeddings: emb.get((config.vocab_size, e), "word_embeddings.weight")?,
             embeddings,
             layers,
             qa_outputs: Linear::load(vb.pp("qa_outputs"), h, 2)?,
@@ -143,7 +145,7 @@ impl QaModel {
         &self.config
     }
 
-    /// The word-embedding matrix `E`, `[vocab, hidden]`.
+    /// The word-embedding matrix `E`, `[vocab, embedding_size]`.
     pub fn word_embeddings(&self) -> &Tensor {
         &self.word_embeddings
     }
@@ -163,14 +165,16 @@ impl QaModel {
             pairs,
             tokens,
             hidden: self.config.hidden_size,
+            embedding: self.config.embedding_size,
             heads: self.config.num_heads,
             intermediate: self.config.intermediate_size,
-            layers: self.config.num_layers,
+            layers: self.layers.len(),
         }
     }
 
-    /// The forward pass, saving what [`QaModel::input_grad`] needs. `words` `[n, h]` word
-    /// embeddings (`n = b·t`, pair-major), `token_types` `[n]` u32 (ignored by DistilBERT),
+    /// The forward pass, saving what [`QaModel::input_grad`] needs. `words` `[n, e]` word
+    /// embeddings (`n = b·t`, pair-major), `token_types` `[n]` u32 (ignored without a table of
+    /// several types),
     /// `lengths` `[b]` u32 real tokens per pair (the rest is padding).
     pub fn forward(
         &self,
@@ -200,7 +204,7 @@ impl QaModel {
         ))
     }
 
-    /// `∂(start[s] + end[e]) / ∂words`, `[n, h]`, for each pair's objective (either logit may
+    /// `∂(start[s] + end[e]) / ∂words`, `[n, e]`, for each pair's objective (either logit may
     /// be left out; neither: a zero gradient). Consumes the saved activations, freeing each
     /// layer's as soon as its backward is done. The last layer runs on the target rows alone.
     pub fn input_grad(&self, mut saved: Saved, targets: &[Objective]) -> Result<Tensor> {

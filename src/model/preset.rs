@@ -15,6 +15,12 @@ pub enum Preset {
     /// bert-base: 12 layers, hidden 768, 12 heads, vocabulary 30,522.
     #[value(name = "bert-base")]
     BertBase,
+    /// roberta-base: bert-base's encoder, vocabulary 50,265, positions from 2, one token type.
+    #[value(name = "roberta-base")]
+    RobertaBase,
+    /// xlm-roberta-base: roberta-base with a vocabulary of 250,002.
+    #[value(name = "xlm-roberta-base")]
+    XlmRobertaBase,
 }
 
 impl Preset {
@@ -22,25 +28,52 @@ impl Preset {
         match self {
             Self::DistilBertBase => "distilbert-base",
             Self::BertBase => "bert-base",
+            Self::RobertaBase => "roberta-base",
+            Self::XlmRobertaBase => "xlm-roberta-base",
         }
     }
 
     pub fn config(self) -> ModelConfig {
-        let (architecture, num_layers, type_vocab_size) = match self {
-            Self::DistilBertBase => (Architecture::DistilBert, 6, 0),
-            Self::BertBase => (Architecture::Bert, 12, 2),
-        };
-        ModelConfig {
-            architecture,
+        let bert_base = ModelConfig {
+            architecture: Architecture::Bert,
             vocab_size: 30_522,
+            embedding_size: 768,
             hidden_size: 768,
-            num_layers,
+            num_layers: 12,
             num_heads: 12,
             intermediate_size: 3072,
             max_position_embeddings: 512,
-            type_vocab_size,
+            position_offset: 0,
+            type_vocab_size: 2,
             activation: Activation::Gelu,
             layer_norm_eps: 1e-12,
+            layer_groups: 12,
+            inner_group_num: 1,
+        };
+        let roberta_base = ModelConfig {
+            architecture: Architecture::Roberta,
+            vocab_size: 50_265,
+            max_position_embeddings: 514,
+            position_offset: 2,
+            type_vocab_size: 1,
+            layer_norm_eps: 1e-5,
+            ..bert_base.clone()
+        };
+        match self {
+            Self::BertBase => bert_base,
+            Self::DistilBertBase => ModelConfig {
+                architecture: Architecture::DistilBert,
+                num_layers: 6,
+                layer_groups: 6,
+                type_vocab_size: 0,
+                ..bert_base
+            },
+            Self::RobertaBase => roberta_base,
+            Self::XlmRobertaBase => ModelConfig {
+                architecture: Architecture::XlmRoberta,
+                vocab_size: 250_002,
+                ..roberta_base
+            },
         }
     }
 

@@ -14,11 +14,13 @@ pub struct BatchShape {
     pub tokens: usize,
     /// `h`.
     pub hidden: usize,
+    /// The word embeddings' width (`e`, `h` where they are not projected).
+    pub embedding: usize,
     /// Attention heads (`a`); `d = h / a`.
     pub heads: usize,
     /// Feed-forward width (`i`).
     pub intermediate: usize,
-    /// Encoder layers (`l`).
+    /// Blocks run, shared ones counted at each use (`l`).
     pub layers: usize,
 }
 
@@ -35,8 +37,8 @@ impl BatchShape {
     /// Bytes [`Saved`] holds for this shape on `device`, activations in `dtype` (`s` bytes
     /// each), statistics in f32:
     ///
-    /// - GPU: `l · (s·(5nh + n·i + b·a·t²) + 8n) + s·nh + 4n`
-    /// - CPU: `l · (s·(5nh + n·i) + 4n·a + 8n) + s·nh + 4n`
+    /// - GPU: `l · (s·(5nh + n·i + b·a·t²) + 8n) + s·ne + 4n`
+    /// - CPU: `l · (s·(5nh + n·i) + 4n·a + 8n) + s·ne + 4n`
     ///
     /// Per layer: two LayerNorms' `x̂` (`2nh`) and `rstd` (`2n` f32), Q, K, V (`3nh`), the
     /// activation's input (`n·i`), and the attention's probabilities (`b·a·t²`, GPU) or
@@ -50,7 +52,7 @@ impl BatchShape {
             s * self.pairs * self.heads * t * t
         };
         let per_layer = s * (5 * n * h + n * i) + attention + 8 * n;
-        self.layers * per_layer + s * n * h + 4 * n
+        self.layers * per_layer + s * n * self.embedding + 4 * n
     }
 }
 

@@ -133,27 +133,53 @@ pub fn softmax_matches_autograd(dev: &Device) {
     assert!(p.iter().all(|&v| v == 0.0), "{p:?}");
 }
 
-/// A config of awkward sizes: hidden 21 over 3 heads of 7, intermediate 37.
+/// A config of awkward sizes: hidden 21 over 3 heads of 7, intermediate 37; each
+/// architecture's own embeddings (RoBERTa's positions from 2 and one token type, ELECTRA's and
+/// ALBERT's narrow embeddings projected up, ALBERT's blocks shared by two groups of two).
 pub fn awkward_config(
     architecture: Architecture,
     layers: usize,
     activation: Activation,
 ) -> ModelConfig {
-    ModelConfig {
+    let bert = ModelConfig {
         architecture,
         vocab_size: 53,
+        embedding_size: 21,
         hidden_size: 21,
         num_layers: layers,
         num_heads: 3,
         intermediate_size: 37,
         max_position_embeddings: 16,
-        type_vocab_size: if architecture == Architecture::Bert {
-            2
-        } else {
-            0
-        },
+        position_offset: 0,
+        type_vocab_size: 2,
         activation,
         layer_norm_eps: 1e-12,
+        layer_groups: layers,
+        inner_group_num: 1,
+    };
+    match architecture {
+        Architecture::DistilBert => ModelConfig {
+            type_vocab_size: 0,
+            ..bert
+        },
+        Architecture::Roberta | Architecture::XlmRoberta | Architecture::Camembert => ModelConfig {
+            max_position_embeddings: 18,
+            position_offset: 2,
+            type_vocab_size: 1,
+            layer_norm_eps: 1e-5,
+            ..bert
+        },
+        Architecture::Electra => ModelConfig {
+            embedding_size: 13,
+            ..bert
+        },
+        Architecture::Albert => ModelConfig {
+            embedding_size: 10,
+            layer_groups: layers.min(2),
+            inner_group_num: 2,
+            ..bert
+        },
+        Architecture::Bert => bert,
     }
 }
 
@@ -248,12 +274,21 @@ pub fn model_gradient_matches_autograd(dev: &Device) {
         std: 0.3,
         norm_std: 0.2,
     };
-    let cases: [(Architecture, usize, Activation, &[usize]); 5] = [
+    let cases: [(Architecture, usize, Activation, &[usize]); 9] = [
         (Architecture::Bert, 1, Activation::Gelu, &[7, 3, 1, 5]),
         (Architecture::DistilBert, 3, Activation::Relu, &[9, 9, 2]),
         (Architecture::Bert, 2, Activation::GeluTanh, &[1]),
         (Architecture::DistilBert, 2, Activation::Gelu, &[1, 1]),
         (Architecture::Bert, 3, Activation::Gelu, &[16, 11, 4, 13, 8]),
+        (Architecture::Roberta, 2, Activation::Gelu, &[16, 5, 1]),
+        (Architecture::Electra, 2, Activation::Gelu, &[9, 4, 12]),
+        (
+            Architecture::Albert,
+            3,
+            Activation::GeluTanh,
+            &[7, 16, 1, 3],
+        ),
+        (Architecture::Albert, 1, Activation::GeluTanh, &[5]),
     ];
     for (arch, layers, act, lengths) in cases {
         let what = format!("{arch:?}, {layers} layers, {act:?}, lengths {lengths:?}");
