@@ -21,6 +21,7 @@ class Explainer:
     seed_compat: reproduce NeuralQA's off-by-one end target.
     max_length: tokens per window (default 384, or the model's limit if lower).
     max_batch_tokens: padded tokens per forward/backward pass (default: fit the memory).
+    handle_impossible_answer: SQuAD 2.0's "no answer", as the transformers pipeline's option.
     method: "onehot-norm" (default), "grad-x-input", "grad-norm", "integrated-gradients" or
         "smoothgrad".
 
@@ -40,10 +41,11 @@ class Explainer:
         method: Optional[
             Literal["onehot-norm", "grad-x-input", "grad-norm", "integrated-gradients", "smoothgrad"]
         ] = None,
+        handle_impossible_answer: bool = False,
     ) -> None: ...
     @staticmethod
     def preset(
-        preset: Literal["distilbert-base", "bert-base"],
+        preset: Literal["distilbert-base", "bert-base", "roberta-base", "xlm-roberta-base"],
         device: str = "cpu",
         dtype: Optional[Literal["f32", "bf16", "f16"]] = None,
         max_batch_tokens: Optional[int] = None,

@@ -28,6 +28,7 @@ use spangrad_rs::{
 /// seed_compat: reproduce NeuralQA's off-by-one end target.
 /// max_length: tokens per window (default 384, or the model's limit if lower).
 /// max_batch_tokens: padded tokens per forward/backward pass (default: fit the memory).
+/// handle_impossible_answer: SQuAD 2.0's "no answer", as the transformers pipeline's option.
 /// method: "onehot-norm" (default), "grad-x-input", "grad-norm", "integrated-gradients" or
 ///     "smoothgrad".
 #[pyclass(module = "spangrad", frozen)]
@@ -41,7 +42,8 @@ struct Explainer {
 impl Explainer {
     #[new]
     #[pyo3(signature = (model, device = "cpu", dtype = None, span = "best", seed_compat = false,
-        max_length = None, max_batch_tokens = None, method = None))]
+        max_length = None, max_batch_tokens = None, method = None,
+        handle_impossible_answer = false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -53,6 +55,7 @@ impl Explainer {
         max_length: Option<usize>,
         max_batch_tokens: Option<usize>,
         method: Option<&str>,
+        handle_impossible_answer: bool,
     ) -> PyResult<Self> {
         let options = options(
             dtype,
@@ -61,6 +64,7 @@ impl Explainer {
             max_length,
             max_batch_tokens,
             method,
+            handle_impossible_answer,
         )?;
         let devices = spangrad_rs::device::select_all(Some(device)).map_err(to_py)?;
         let inner = py
@@ -80,7 +84,8 @@ impl Explainer {
         })
     }
 
-    /// A random-weight model of a standard shape ("distilbert-base" or "bert-base") with a
+    /// A random-weight model of a standard shape ("distilbert-base", "bert-base",
+    /// "roberta-base" or "xlm-roberta-base") with a
     /// made-up vocabulary (words w5, w6, ...: one token each), for benchmarks: its answers mean
     /// nothing, its cost is the real model's.
     #[staticmethod]
@@ -92,16 +97,14 @@ impl Explainer {
         dtype: Option<&str>,
         max_batch_tokens: Option<usize>,
     ) -> PyResult<Self> {
-        let which = match preset {
-            "distilbert-base" => Preset::DistilBertBase,
-            "bert-base" => Preset::BertBase,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "unknown preset {other:?}: distilbert-base or bert-base"
-                )))
-            }
-        };
-        let options = options(dtype, "best", false, None, max_batch_tokens, None)?;
+        let which = Preset::from_name(preset).ok_or_else(|| {
+            let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
+            PyValueError::new_err(format!(
+                "unknown preset {preset:?}: {}",
+                names.join(", ")
+            ))
+        })?;
+        let options = options(dtype, "best", false, None, max_batch_tokens, None, false)?;
         let devices = spangrad_rs::device::select_all(Some(device)).map_err(to_py)?;
         let shards = py
             .detach(|| {
@@ -354,6 +357,7 @@ fn options(
     max_length: Option<usize>,
     max_batch_tokens: Option<usize>,
     method: Option<&str>,
+    handle_impossible_answer: bool,
 ) -> PyResult<ExplainOptions> {
     let defaults = ExplainOptions::default();
     let options = ExplainOptions {
@@ -366,6 +370,7 @@ fn options(
             Some(n) => BatchTokens::Fixed(n),
         },
         method: method.map_or(Ok(defaults.method), |m| named("method", m))?,
+        handle_impossible_answer,
         ..defaults
     };
     options

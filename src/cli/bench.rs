@@ -271,6 +271,7 @@ fn synthetic_pair(b: usize, len: usize, vocab: usize) -> Encoded {
         truncated: false,
         requested: None,
         word_ids: (0..len as u32).map(Some).collect(),
+        word_start: vec![true; len],
         window: None,
     }
 }

@@ -98,6 +98,11 @@ pub struct ExplainArgs {
     /// Explain the N best spans (`--span best`): the answer, then the runners-up.
     #[arg(long, default_value_t = 1)]
     top_k: usize,
+    /// SQuAD 2.0 models: answer "no answer" (an empty text) when the first token's
+    /// p_start · p_end beats the best span's, as the transformers pipeline's option of the same
+    /// name; the explanation then differentiates start[0] + end[0].
+    #[arg(long)]
+    handle_impossible_answer: bool,
     /// Explain this answer instead of the model's: why would it, or would it not, pick it?
     /// (A JSON-lines pair may carry its own `answer`.)
     #[arg(long, requires = "question")]
@@ -157,6 +162,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         max_length: args.max_length,
         max_answer_len: args.max_answer_len,
         top_k: args.top_k,
+        handle_impossible_answer: args.handle_impossible_answer,
         doc_stride: args.doc_stride,
         explain_windows: args.explain_windows,
         max_batch_tokens: args.max_batch_tokens,

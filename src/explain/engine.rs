@@ -13,6 +13,7 @@ use super::normalise::normalise;
 use super::options::{BatchTokens, ExplainOptions, Precision};
 use super::rows;
 use super::saliency::Saliency;
+use super::pipeline::{self, Choice};
 use super::span::{self, Span};
 use super::words::{self, char_slice};
 use crate::error::{Error, Result};
@@ -55,9 +56,9 @@ pub struct StageTimes {
 
 /// The backward pass of one batch, before saliency.
 pub struct Gradients {
-    /// Per pair: the spans explained with their gradient targets, the answer first (more with
-    /// `top_k`), or why there is none.
-    pub targets: Vec<Result<Vec<(Span, Target)>>>,
+    /// Per pair: the answers explained with their gradient targets, the answer first (more
+    /// with `top_k`), or why there is none.
+    pub targets: Vec<Result<Vec<(Choice, Target)>>>,
     /// Per pair: its start and end logits over its real tokens.
     pub logits: Vec<(Vec<f32>, Vec<f32>)>,
     /// Per rank: `∂y/∂(word embeddings)` of every pair's target of that rank (zero for a pair
@@ -363,7 +364,7 @@ impl Engine {
                 let mut explanations = chosen?
                     .into_iter()
                     .zip(&values)
-                    .map(|((span, target), v)| {
+                    .map(|((choice, target), v)| {
                         let per_token = PerToken {
                             raw: &v.raw[rows.clone()],
                             score: &v.score[rows.clone()],
@@ -374,7 +375,7 @@ impl Engine {
                             let gain = objective_value(&target, &logits) - at_baseline[p];
                             total - gain
                         });
-                        let mut e = self.build(enc, span, target, &logits, per_token)?;
+                        let mut e = self.build(enc, &choice, target, &logits, per_token)?;
                         e.completeness_error = completeness;
                         Ok(e)
                     })
@@ -635,14 +636,13 @@ impl Engine {
             // A pair whose logits are not finite fails alone: pairs never mix in the pass, so
             // the others' results are unaffected (its own rows get no gradient target).
             let chosen = if s.iter().chain(e).all(|v| v.is_finite()) {
-                self.spans(enc, s, e)
+                self.choices(enc, enc.requested, s, e)
                     .into_iter()
-                    .map(|span| {
+                    .map(|choice| {
+                        let span = choice.span;
                         span::gradient_end(span, n, self.options.seed_compat).map(|end_token| {
-                            (
-                                span,
-                                Target::new(self.options.target, span.start, end_token),
-                            )
+                            let target = Target::new(self.options.target, span.start, end_token);
+                            (choice, target)
                         })
                     })
                     .collect()
@@ -692,29 +692,50 @@ impl Engine {
         Ok(gradients)
     }
 
-    /// The spans a pair's explanation is about: the one the user gave, else the model's answer
-    /// and, with `top_k`, the next best.
-    fn spans(&self, enc: &Encoded, start: &[f32], end: &[f32]) -> Vec<Span> {
+    /// The answers a pair's explanation is about: the span the user gave; else the model's
+    /// answer (and, with `top_k`, the next best) by the transformers pipeline's rule, or by the
+    /// seed's rules (`--span argmax`, `--seed-compat`: the largest `start + end`, tokens as
+    /// they are).
+    fn choices(
+        &self,
+        enc: &Encoded,
+        requested: Option<(usize, usize)>,
+        start: &[f32],
+        end: &[f32],
+    ) -> Vec<Choice> {
         let o = &self.options;
-        match (enc.requested, o.span) {
-            (Some((s, e)), _) => vec![Span { start: s, end: e }],
-            (None, span::SpanMode::Best) => {
-                span::top(start, end, &enc.segments, o.max_answer_len, o.top_k)
+        let segments = &enc.segments;
+        match (requested, o.span) {
+            (Some((s, e)), _) => vec![Choice::plain(Span { start: s, end: e })],
+            (None, span::SpanMode::Best) if !o.seed_compat => {
+                let logits = [(start.to_vec(), end.to_vec())];
+                let decision = pipeline::decide(
+                    &[enc],
+                    &logits,
+                    o.max_answer_len,
+                    o.top_k,
+                    o.handle_impossible_answer,
+                );
+                decision
+                    .picks
+                    .iter()
+                    .map(|pick| Choice::of(pick, decision.null).1)
+                    .collect()
             }
-            (None, mode) => vec![span::select(
+            (None, mode) => vec![Choice::plain(span::select(
                 mode,
                 start,
                 end,
-                &enc.segments,
+                segments,
                 o.max_answer_len,
-            )],
+            ))],
         }
     }
 
     fn build(
         &self,
         enc: &Encoded,
-        span: Span,
+        choice: &Choice,
         target: Target,
         (start, end): &(Vec<f32>, Vec<f32>),
         values: PerToken,
@@ -746,17 +767,24 @@ impl Engine {
                 grad_x_input: grad_x_input[i],
             })
             .collect();
-        let answer = answer(enc, span, start, end);
+        let span = choice.span;
+        let mut answer = answer(enc, span, start, end);
+        choice.apply(&mut answer);
         let o = &self.options;
-        let rank = (o.span == span::SpanMode::Best)
+        let rank = (o.span == span::SpanMode::Best && !choice.impossible)
             .then(|| span::rank(start, end, &enc.segments, o.max_answer_len, span));
         let model_answer = enc
             .requested
             .is_some()
-            .then(|| span::select(o.span, start, end, &enc.segments, o.max_answer_len))
-            .filter(|&best| best != span)
-            .map(|best| self::answer(enc, best, start, end));
-        if answer.text.is_empty() {
+            .then(|| self.choices(enc, None, start, end))
+            .and_then(|choices| choices.into_iter().next())
+            .filter(|best| best.span != span)
+            .map(|best| {
+                let mut a = self::answer(enc, best.span, start, end);
+                best.apply(&mut a);
+                a
+            });
+        if answer.text.is_empty() && !choice.impossible {
             warnings.push(format!(
                 "the predicted span (tokens {}..={}) holds no context token: the answer is empty",
                 span.start, span.end
@@ -795,7 +823,7 @@ struct RankValues {
 }
 
 /// Every pair's objective of the given rank (none where a pair has no such target).
-fn objectives(targets: &[Result<Vec<(Span, Target)>>], rank: usize) -> Vec<Objective> {
+fn objectives(targets: &[Result<Vec<(Choice, Target)>>], rank: usize) -> Vec<Objective> {
     targets
         .iter()
         .map(|t| {
@@ -888,6 +916,10 @@ fn answer(enc: &Encoded, span: Span, start: &[f32], end: &[f32]) -> Answer {
         start_logit: start[span.start],
         end_logit: end[span.end],
         score: start[span.start] + end[span.end],
+        probability: None,
+        impossible: false,
+        null_score: None,
+        best_span_probability: None,
     }
 }
 

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::engine::Engine;
 use super::explanation::Explanation;
 use super::options::{ExplainOptions, ExplainWindows, Precision, QaPair, DEFAULT_MAX_LENGTH};
-use super::pipeline::{self, Candidate};
+use super::pipeline::{self, Choice, Pick};
 use crate::error::{Error, Result};
 use crate::model::preset::Preset;
 use crate::model::QaModel;
@@ -256,21 +256,30 @@ impl Explainer {
                         return Err(Error::NonFinite("logits"));
                     }
                     let refs: Vec<&Encoded> = windows.iter().collect();
-                    let (best, per_window) =
-                        pipeline::answer(&refs, &scores, self.engine.options().max_answer_len);
-                    let best = best.ok_or(Error::NonFinite("logits"))?;
-                    let mut explain = |candidate: &Candidate| {
-                        let mut enc = windows[candidate.window].clone();
-                        enc.requested = Some((candidate.start, candidate.end));
+                    let o = self.engine.options();
+                    let decision = pipeline::decide(
+                        &refs,
+                        &scores,
+                        o.max_answer_len,
+                        1,
+                        o.handle_impossible_answer,
+                    );
+                    let best = decision.picks.first().ok_or(Error::NonFinite("logits"))?;
+                    let mut explain = |(window, choice): (usize, Choice)| {
+                        let mut enc = windows[window].clone();
+                        enc.requested = Some((choice.span.start, choice.span.end));
                         queue.push(enc);
-                        (queue.len() - 1, candidate.clone())
+                        (queue.len() - 1, choice)
                     };
-                    let main = explain(&best);
-                    let all = match self.engine.options().explain_windows {
+                    let main = explain(Choice::of(best, decision.null));
+                    let all = match o.explain_windows {
                         ExplainWindows::Best => Vec::new(),
-                        ExplainWindows::All => {
-                            per_window.iter().flatten().map(&mut explain).collect()
-                        }
+                        ExplainWindows::All => decision
+                            .per_window
+                            .iter()
+                            .flatten()
+                            .map(|c| explain(Choice::of(&Pick::Text(c.clone()), None)))
+                            .collect(),
                     };
                     Ok(Recipe::Windows { main, all })
                 }
@@ -315,17 +324,19 @@ enum Plan {
 enum Recipe {
     Single(usize),
     Windows {
-        main: (usize, Candidate),
-        all: Vec<(usize, Candidate)>,
+        main: (usize, Choice),
+        all: Vec<(usize, Choice)>,
     },
 }
 
-/// A window's explanation, answering with the pipeline's whole-word text: the span is the
-/// model's answer over the split context, not a span the user gave.
-fn windowed(mut e: Explanation, candidate: &Candidate) -> Explanation {
-    e.answer.text = candidate.text.clone();
-    e.answer.char_start = Some(candidate.chars.start);
-    e.answer.char_end = Some(candidate.chars.end);
+/// A window's explanation, answering as the pipeline's rule chose over the split context: the
+/// span is the model's answer, not a span the user gave.
+fn windowed(mut e: Explanation, choice: &Choice) -> Explanation {
+    choice.apply(&mut e.answer);
+    if choice.impossible {
+        e.rank = None;
+        e.warnings.retain(|w| !w.contains("the answer is empty"));
+    }
     e.model_answer = None;
     e
 }

@@ -68,6 +68,23 @@ pub struct Answer {
     pub end_logit: f32,
     /// `start_logit + end_logit`.
     pub score: f32,
+    /// The transformers QA pipeline's score of this answer: `p_start · p_end` (softmaxes over
+    /// the window's context and first token), summed over the candidates of its text; for "no
+    /// answer", the null score. Absent where the answer is not the rule's (`--span argmax`,
+    /// `--seed-compat`, an answer the user gave).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
+    /// "No answer" won (`--handle-impossible-answer`): the text is empty and the explanation
+    /// differentiates `start[0] + end[0]`, the logits of the first token.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub impossible: bool,
+    /// With `--handle-impossible-answer`: the null score, `p_start[0] · p_end[0]`, its
+    /// minimum over the windows...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_score: Option<f64>,
+    /// ...and the best answer text's score, which it is compared with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_span_probability: Option<f64>,
 }
 
 /// The logits whose gradient is explained: the start logit at `start_token` plus the end logit

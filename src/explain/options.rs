@@ -40,6 +40,10 @@ pub struct ExplainOptions {
     pub doc_stride: Option<usize>,
     /// Which windows of a split context are explained.
     pub explain_windows: ExplainWindows,
+    /// SQuAD 2.0's "no answer": the transformers pipeline's `handle_impossible_answer` (the
+    /// first token's `p_start · p_end`, its minimum over the windows, wins over a better-scoring
+    /// text); `best` spans only.
+    pub handle_impossible_answer: bool,
     /// Explain the `top_k` best spans (the best is the answer, the others `alternatives`);
     /// `best` spans only.
     pub top_k: usize,
@@ -98,6 +102,11 @@ impl ExplainOptions {
         }
         if self.top_k > 1 && (self.span != SpanMode::Best || self.seed_compat) {
             return invalid("--top-k takes --span best without --seed-compat".into());
+        }
+        if self.handle_impossible_answer && (self.span != SpanMode::Best || self.seed_compat) {
+            return invalid(
+                "--handle-impossible-answer takes --span best without --seed-compat".into(),
+            );
         }
         if self.max_input_bytes == 0 {
             return invalid("--max-input-bytes must be positive".into());
@@ -187,6 +196,7 @@ impl Default for ExplainOptions {
             max_length: None,
             max_answer_len: 15,
             top_k: 1,
+            handle_impossible_answer: false,
             doc_stride: None,
             explain_windows: ExplainWindows::Best,
             max_batch_tokens: BatchTokens::Auto,

@@ -6,18 +6,27 @@
 //! 2. candidates are spans `i ≤ j < i + max_answer_len` scored `p_start[i] · p_end[j]`; the
 //!    window's best 12 (`2·top_k + 10`) whose ends are both context (or `[CLS]`) tokens are kept;
 //! 3. each candidate's characters run from its first token's word's start to its last token's
-//!    word's end (whole words), and candidates of the same text add their scores;
-//! 4. the answer is the best-scoring text, the earliest on ties.
+//!    word's end (whole words), and candidates of the same text (ignoring case) add their
+//!    scores;
+//! 4. with `handle_impossible_answer`, the "no answer" scores `p_start[0] · p_end[0]` (before
+//!    step 1 zeroes them), its minimum over the windows;
+//! 5. the answers are the texts (and "no answer") by score, the earliest on ties, "no answer"
+//!    after every text of its score.
 //!
 //! The explanation then differentiates the window where the winning text was first found, at
-//! that candidate's tokens.
+//! that candidate's tokens (its best span of that text), or for "no answer" `start[0] + end[0]`
+//! in the window of the minimum.
 
 use std::ops::Range;
 
+use super::explanation::Answer;
+use super::span::Span;
 use crate::text::{Encoded, Segment};
 
-/// Candidates kept per window: the pipeline's `top_k * 2 + 10` for `top_k = 1`.
-const PER_WINDOW: usize = 12;
+/// Candidates kept per window: the pipeline's `top_k * 2 + 10`.
+fn per_window(top_k: usize) -> usize {
+    top_k.saturating_mul(2).saturating_add(10)
+}
 
 /// One candidate answer of a windowed pair.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,33 +42,160 @@ pub struct Candidate {
     pub text: String,
 }
 
-/// The pipeline's answer over `windows` (their logits over their real tokens), and each
-/// window's own best candidate.
-pub fn answer(
+/// One of the pipeline's answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pick {
+    Text(Candidate),
+    /// "No answer", in the window of the smallest null score.
+    Null { window: usize, score: f64 },
+}
+
+/// What the pipeline's rule says of a pair over its windows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Its `top_k` answers, best first.
+    pub picks: Vec<Pick>,
+    /// With `handle_impossible_answer`: the null score and the best text's score.
+    pub null: Option<NullScores>,
+    /// Each window's own best candidate.
+    pub per_window: Vec<Option<Candidate>>,
+}
+
+/// The two scores the "no answer" decision compares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NullScores {
+    /// `min` over the windows of `p_start[0] · p_end[0]`.
+    pub null_score: f64,
+    /// The best answer text's summed score (`None`: no candidate at all).
+    pub best_span_score: Option<f64>,
+}
+
+/// The pipeline's `top_k` answers over `windows` (their logits over their real tokens), and
+/// each window's own best candidate.
+pub fn decide(
     windows: &[&Encoded],
     logits: &[(Vec<f32>, Vec<f32>)],
     max_answer_len: usize,
-) -> (Option<Candidate>, Vec<Option<Candidate>>) {
+    top_k: usize,
+    handle_impossible_answer: bool,
+) -> Decision {
     let mut merged: Vec<Candidate> = Vec::new();
     let mut per_window = Vec::with_capacity(windows.len());
+    let mut null: Option<(usize, f64)> = None;
     for (w, (enc, (start, end))) in windows.iter().zip(logits).enumerate() {
-        let candidates = window_candidates(w, enc, start, end, max_answer_len);
-        per_window.push(candidates.first().cloned());
-        for c in candidates {
-            match merged.iter_mut().find(|m| m.text == c.text) {
+        let scored = window_candidates(w, enc, start, end, max_answer_len, top_k);
+        if null.is_none_or(|(_, score)| scored.null_score < score) {
+            null = Some((w, scored.null_score));
+        }
+        per_window.push(scored.candidates.first().cloned());
+        for c in scored.candidates {
+            let key = c.text.to_lowercase();
+            match merged.iter_mut().find(|m| m.text.to_lowercase() == key) {
                 Some(m) => m.score += c.score,
                 None => merged.push(c),
             }
         }
     }
-    // The first of the best: a stable sort from the highest, as the pipeline's `sorted`.
-    let best = merged
-        .into_iter()
-        .fold(None::<Candidate>, |best, c| match best {
-            Some(b) if b.score >= c.score => Some(b),
-            _ => Some(c),
-        });
-    (best, per_window)
+    // A stable sort from the highest, as the pipeline's `sorted`; "no answer" comes last
+    // among equal scores.
+    merged.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let best_span_score = merged.first().map(|c| c.score);
+    let mut picks: Vec<Pick> = merged.into_iter().map(Pick::Text).collect();
+    let null = null.filter(|_| handle_impossible_answer).map(|(window, score)| {
+        let at = picks
+            .iter()
+            .position(|p| matches!(p, Pick::Text(c) if c.score < score))
+            .unwrap_or(picks.len());
+        picks.insert(at, Pick::Null { window, score });
+        NullScores {
+            null_score: score,
+            best_span_score,
+        }
+    });
+    picks.truncate(top_k);
+    Decision {
+        picks,
+        null,
+        per_window,
+    }
+}
+
+/// An explained answer as the rule chose it: its token span, and what the rule says of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    pub span: Span,
+    /// The whole-word characters and text, where the rule chose the answer.
+    pub text: Option<(Range<usize>, String)>,
+    /// The rule's score of the answer (summed over candidates of its text).
+    pub probability: Option<f64>,
+    /// The "no answer" answer: the span is `(0, 0)`.
+    pub impossible: bool,
+    pub null: Option<NullScores>,
+}
+
+impl Choice {
+    /// A span alone (a user's, the seed's rules).
+    pub fn plain(span: Span) -> Self {
+        Self {
+            span,
+            text: None,
+            probability: None,
+            impossible: false,
+            null: None,
+        }
+    }
+
+    /// The choice of a pick, and the window it is explained in.
+    pub fn of(pick: &Pick, null: Option<NullScores>) -> (usize, Self) {
+        match pick {
+            Pick::Text(c) => (
+                c.window,
+                Self {
+                    span: Span {
+                        start: c.start,
+                        end: c.end,
+                    },
+                    text: Some((c.chars.clone(), c.text.clone())),
+                    probability: Some(c.score),
+                    impossible: false,
+                    null,
+                },
+            ),
+            Pick::Null { window, score } => (
+                *window,
+                Self {
+                    span: Span { start: 0, end: 0 },
+                    text: None,
+                    probability: Some(*score),
+                    impossible: true,
+                    null,
+                },
+            ),
+        }
+    }
+
+    /// Writes what the rule says into an answer cut from the span's tokens.
+    pub fn apply(&self, answer: &mut Answer) {
+        if self.impossible {
+            answer.text.clear();
+            answer.char_start = None;
+            answer.char_end = None;
+        } else if let Some((chars, text)) = &self.text {
+            answer.text = text.clone();
+            answer.char_start = Some(chars.start);
+            answer.char_end = Some(chars.end);
+        }
+        answer.impossible = self.impossible;
+        answer.probability = self.probability;
+        answer.null_score = self.null.map(|n| n.null_score);
+        answer.best_span_probability = self.null.and_then(|n| n.best_span_score);
+    }
+}
+
+/// One window's candidates, best first, and its null score.
+struct Scored {
+    candidates: Vec<Candidate>,
+    null_score: f64,
 }
 
 fn window_candidates(
@@ -68,7 +204,8 @@ fn window_candidates(
     start: &[f32],
     end: &[f32],
     max_answer_len: usize,
-) -> Vec<Candidate> {
+    top_k: usize,
+) -> Scored {
     let n = enc.len();
     // [CLS] (the first token) stays in the softmax, with probability 0 afterwards.
     let allowed = |i: usize| enc.segments[i] == Segment::Context || i == 0;
@@ -85,11 +222,12 @@ fn window_candidates(
         let max = masked.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let exp: Vec<f64> = masked.iter().map(|v| (v - max).exp()).collect();
         let sum: f64 = exp.iter().sum();
-        let mut p: Vec<f64> = exp.iter().map(|e| e / sum).collect();
-        p[0] = 0.0;
-        p
+        exp.iter().map(|e| e / sum).collect::<Vec<f64>>()
     };
-    let (ps, pe) = (probabilities(start), probabilities(end));
+    let (mut ps, mut pe) = (probabilities(start), probabilities(end));
+    let null_score = ps[0] * pe[0];
+    ps[0] = 0.0;
+    pe[0] = 0.0;
     let mut scored: Vec<(f64, usize, usize)> = Vec::new();
     for (i, p_start) in ps.iter().enumerate() {
         for (j, p_end) in pe
@@ -102,8 +240,8 @@ fn window_candidates(
         }
     }
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    scored.truncate(PER_WINDOW);
-    scored
+    scored.truncate(per_window(top_k));
+    let candidates = scored
         .into_iter()
         .filter(|&(_, i, j)| allowed(i) && allowed(j))
         .map(|(score, i, j)| {
@@ -123,7 +261,11 @@ fn window_candidates(
                 text,
             }
         })
-        .collect()
+        .collect();
+    Scored {
+        candidates,
+        null_score,
+    }
 }
 
 /// From the start of token `i`'s word to the end of token `j`'s word, in the window's context

@@ -1,5 +1,6 @@
-//! NeuralQA's word view: a wordpiece starting with `##` joins the preceding word of the same
-//! segment, and a word scores the mean of its pieces.
+//! NeuralQA's word view: a token that does not begin a word by the tokenizer's own marker
+//! (`##` continues a WordPiece word; `Ġ` and `▁` begin byte-level BPE and SentencePiece words)
+//! joins the preceding word of the same segment, and a word scores the mean of its pieces.
 
 use crate::explain::explanation::{TokenExplanation, WordExplanation};
 use crate::text::{Encoded, Segment};
@@ -7,7 +8,7 @@ use crate::text::{Encoded, Segment};
 pub fn merge(encoded: &Encoded, tokens: &[TokenExplanation]) -> Vec<WordExplanation> {
     let mut groups: Vec<(usize, usize)> = Vec::new();
     for (i, token) in tokens.iter().enumerate() {
-        let continues = token.text.starts_with("##")
+        let continues = !encoded.word_start[i]
             && token.segment != Segment::Special
             && groups
                 .last()

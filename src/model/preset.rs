@@ -24,6 +24,17 @@ pub enum Preset {
 }
 
 impl Preset {
+    pub const ALL: [Self; 4] = [
+        Self::DistilBertBase,
+        Self::BertBase,
+        Self::RobertaBase,
+        Self::XlmRobertaBase,
+    ];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::DistilBertBase => "distilbert-base",

@@ -23,6 +23,7 @@ pub struct RequestOptions {
     pub doc_stride: Option<usize>,
     pub explain_windows: Option<ExplainWindows>,
     pub top_k: Option<usize>,
+    pub handle_impossible_answer: Option<bool>,
     pub steps: Option<usize>,
     pub baseline: Option<Baseline>,
     pub samples: Option<usize>,
@@ -44,6 +45,9 @@ impl RequestOptions {
             doc_stride: self.doc_stride.or(base.doc_stride),
             explain_windows: self.explain_windows.unwrap_or(base.explain_windows),
             top_k: self.top_k.unwrap_or(base.top_k),
+            handle_impossible_answer: self
+                .handle_impossible_answer
+                .unwrap_or(base.handle_impossible_answer),
             steps: self.steps.unwrap_or(base.steps),
             baseline: self.baseline.unwrap_or(base.baseline),
             samples: self.samples.unwrap_or(base.samples),

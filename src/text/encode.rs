@@ -1,7 +1,9 @@
-//! `[CLS] question [SEP] context [SEP]`, truncating the context only.
+//! A (question, context) pair in the tokenizer's pair template (`[CLS] q [SEP] c [SEP]`,
+//! `<s> q </s></s> c </s>`), truncating the context only.
 
 use tokenizers::{Encoding, PostProcessor, TruncationDirection};
 
+use super::tokenizer::WordMarker;
 use super::QaTokenizer;
 use crate::error::{Error, Result};
 
@@ -33,8 +35,11 @@ pub struct Encoded {
     /// user gave one.
     pub requested: Option<(usize, usize)>,
     /// Each token's word in its own string (the tokenizer's pre-tokenised words), for aligning
-    /// answers to whole words.
+    /// answers to whole words as the transformers pipeline does.
     pub word_ids: Vec<Option<u32>>,
+    /// Whether each token begins a word by the tokenizer's own marker (no `##`; a leading `Ġ`
+    /// or `▁`): the word view of the scores.
+    pub word_start: Vec<bool>,
     /// Which window of the context this is, when the context was split (`--doc-stride`).
     pub window: Option<Window>,
 }
@@ -77,7 +82,13 @@ impl Encoded {
 
 /// An `Encoded` from a post-processed pair; the first `question_len` ordinary tokens are the
 /// question's (post-processors do not keep sequence ids reliably), the rest the context's.
-fn assemble(question: &str, context: &str, enc: &Encoding, question_len: usize) -> Encoded {
+fn assemble(
+    question: &str,
+    context: &str,
+    enc: &Encoding,
+    question_len: usize,
+    words: &WordMarker,
+) -> Encoded {
     let mut ordinary = 0;
     let segments = enc
         .get_special_tokens_mask()
@@ -105,12 +116,17 @@ fn assemble(question: &str, context: &str, enc: &Encoding, question_len: usize) 
         truncated: false,
         requested: None,
         word_ids: enc.get_word_ids().to_vec(),
+        word_start: enc
+            .get_tokens()
+            .iter()
+            .map(|t| words.begins_word(t))
+            .collect(),
         window: None,
     }
 }
 
 impl QaTokenizer {
-    /// `[CLS] question [SEP] context [SEP]` in at most `max_length` tokens, the context cut to
+    /// The pair in its template in at most `max_length` tokens, the context cut to
     /// fit (`truncated` says so).
     pub fn encode(&self, question: &str, context: &str, max_length: usize) -> Result<Encoded> {
         let mut windows = self.encode_windows(question, context, max_length, 0)?;
@@ -163,7 +179,7 @@ impl QaTokenizer {
                     .inner
                     .post_process(question_enc.clone(), Some(window), true)
                     .map_err(|e| Error::Encoding(e.to_string()))?;
-                let mut encoded = assemble(question, context, &enc, question_len);
+                let mut encoded = assemble(question, context, &enc, question_len, &self.words);
                 let context_offsets = (0..encoded.len())
                     .filter(|&i| encoded.segments[i] == Segment::Context)
                     .map(|i| encoded.offsets[i]);
