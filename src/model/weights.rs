@@ -1,8 +1,11 @@
-//! Opens a checkpoint's weights: `model.safetensors`, else `pytorch_model.bin`.
+//! Opens a checkpoint's weights: `model.safetensors`, else `pytorch_model.bin`, else either
+//! sharded (`model.safetensors.index.json`, `pytorch_model.bin.index.json`: the shards its
+//! `weight_map` names, beside it).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::error::{Error, Result};
@@ -16,33 +19,95 @@ pub fn open(dir: &Path, device: &Device, dtype: DType) -> Result<(PathBuf, VarBu
         message: e.to_string(),
     };
     if safetensors.is_file() {
-        let bytes = std::fs::read(&safetensors).map_err(|source| Error::Io {
-            path: safetensors.clone(),
-            source,
-        })?;
-        check_parameter_dtypes(&bytes).map_err(|message| Error::Weights {
-            path: safetensors.clone(),
-            message,
-        })?;
+        let bytes = read_safetensors(&safetensors)?;
         let vb = VarBuilder::from_buffered_safetensors(bytes, dtype, device)
             .map_err(|e| fail(&safetensors, e))?;
-        Ok((safetensors, vb))
-    } else if pickle.is_file() {
-        let vb = VarBuilder::from_pth(&pickle, dtype, device).map_err(|e| fail(&pickle, e))?;
-        Ok((pickle, vb))
-    } else if dir.join("model.safetensors.index.json").is_file() {
-        Err(Error::Weights {
-            path: dir.to_path_buf(),
-            message: "sharded checkpoints are not supported; merge the shards into one \
-                      model.safetensors"
-                .into(),
-        })
-    } else {
-        Err(Error::MissingFile {
-            what: "model weights (model.safetensors or pytorch_model.bin)",
-            path: safetensors,
-        })
+        return Ok((safetensors, vb));
     }
+    if pickle.is_file() {
+        let vb = VarBuilder::from_pth(&pickle, dtype, device).map_err(|e| fail(&pickle, e))?;
+        return Ok((pickle, vb));
+    }
+    for (index, safe) in [
+        ("model.safetensors.index.json", true),
+        ("pytorch_model.bin.index.json", false),
+    ] {
+        let index = dir.join(index);
+        if !index.is_file() {
+            continue;
+        }
+        let mut tensors: HashMap<String, Tensor> = HashMap::new();
+        for shard in shards(&index)? {
+            let loaded = if safe {
+                candle_core::safetensors::load_buffer(&read_safetensors(&shard)?, &Device::Cpu)
+                    .map_err(|e| fail(&shard, e))?
+            } else {
+                candle_core::pickle::read_all(&shard)
+                    .map_err(|e| fail(&shard, e))?
+                    .into_iter()
+                    .collect()
+            };
+            tensors.extend(loaded);
+        }
+        return Ok((index, VarBuilder::from_tensors(tensors, dtype, device)));
+    }
+    Err(Error::MissingFile {
+        what: "model weights (model.safetensors, pytorch_model.bin, or a sharded index \
+               model.safetensors.index.json)",
+        path: safetensors,
+    })
+}
+
+/// A safetensors file's bytes, its parameters checked to be floats.
+fn read_safetensors(path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    check_parameter_dtypes(&bytes).map_err(|message| Error::Weights {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    Ok(bytes)
+}
+
+/// The shard files an index names (each once, in order), which must lie beside it.
+fn shards(index: &Path) -> Result<Vec<PathBuf>> {
+    let bad = |message: String| Error::Weights {
+        path: index.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(index).map_err(|source| Error::Io {
+        path: index.to_path_buf(),
+        source,
+    })?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let map = json
+        .get("weight_map")
+        .and_then(serde_json::Value::as_object)
+        .ok_or_else(|| bad("no \"weight_map\" object".into()))?;
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let mut files: Vec<PathBuf> = Vec::new();
+    for (name, file) in map {
+        let file = file
+            .as_str()
+            .filter(|f| !f.is_empty() && Path::new(f).file_name() == Some(std::ffi::OsStr::new(f)))
+            .ok_or_else(|| bad(format!("{name} maps to {file}, not a file name beside the index")))?;
+        let path = dir.join(file);
+        if !files.contains(&path) {
+            if !path.is_file() {
+                return Err(Error::MissingFile {
+                    what: "weight shard",
+                    path,
+                });
+            }
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(bad("the weight_map names no shard".into()));
+    }
+    Ok(files)
 }
 
 /// Parameters (names ending in `weight`, `bias`, `gamma`, `beta`) must be stored as floats: an
