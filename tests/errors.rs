@@ -81,13 +81,12 @@ fn unknown_architecture() {
     let dir = copy_fixture("bert-tiny");
     let path = dir.path().join("config.json");
     let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replace("\"bert\"", "\"roberta\"")).unwrap();
+    std::fs::write(&path, text.replace("\"bert\"", "\"gpt2\"")).unwrap();
     let e = load_err(dir.path());
-    assert!(
-        matches!(&e, Error::UnknownArchitecture(t) if t == "roberta"),
-        "{e}"
-    );
-    assert!(e.to_string().contains("bert") && e.to_string().contains("distilbert"));
+    assert!(matches!(&e, Error::UnknownArchitecture(t) if t == "gpt2"), "{e}");
+    for supported in ["bert", "distilbert", "roberta", "xlm-roberta", "electra", "albert"] {
+        assert!(e.to_string().contains(supported), "{e}");
+    }
 }
 
 #[test]
@@ -169,10 +168,55 @@ fn missing_tokenizer() {
     }
     let e = load_err(dir.path());
     assert!(
-        e.to_string()
-            .contains("tokenizer (tokenizer.json or vocab.txt) not found"),
+        e.to_string().contains(
+            "tokenizer (tokenizer.json, vocab.json + merges.txt, or vocab.txt) not found"
+        ),
         "{e}"
     );
+}
+
+/// A SentencePiece model alone (as ALBERT and XLM-R checkpoints once shipped) is refused with
+/// the command that writes tokenizer.json.
+#[test]
+fn a_sentencepiece_model_alone_names_the_conversion() {
+    let dir = copy_fixture("albert-tiny");
+    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    std::fs::write(dir.path().join("spiece.model"), b"\x0a\x03abc").unwrap();
+    let e = load_err(dir.path());
+    let message = e.to_string();
+    assert!(matches!(e, Error::Tokenizer { .. }), "{message}");
+    assert!(message.contains("spiece.model"), "{message}");
+    assert!(
+        message.contains("AutoTokenizer.from_pretrained(")
+            && message.contains(".save_pretrained(")
+            && message.contains(&dir.path().display().to_string()),
+        "{message}"
+    );
+}
+
+/// A shard that the index names but that is not there, and an index that names none.
+#[test]
+fn broken_shard_indexes() {
+    let dir = copy_fixture("roberta-tiny-bpe");
+    let index = dir.path().join("model.safetensors.index.json");
+    let text = std::fs::read_to_string(&index).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let shard = json["weight_map"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(dir.path().join(&shard)).unwrap();
+    let e = load_err(dir.path());
+    assert!(e.to_string().contains("weight shard not found"), "{e}");
+    assert!(e.to_string().contains(&shard), "{e}");
+    std::fs::write(&index, r#"{"weight_map": {"a": "../elsewhere.safetensors"}}"#).unwrap();
+    let e = load_err(dir.path());
+    assert!(e.to_string().contains("not a file name beside the index"), "{e}");
 }
 
 #[test]

@@ -285,10 +285,12 @@ gpu_test!(fixture_explanations_on_the_gpu_equal_the_cpu, |gpu| {
                     max_abs_diff(&scores(g), &scores(c)) < 1e-4,
                     "{arch} {saliency}"
                 );
-                assert!(
-                    max_abs_diff(&scores(g), &target(p, "best").score) < 1e-4,
-                    "{arch} {saliency}"
-                );
+                if p.pipeline_span.is_some() {
+                    assert!(
+                        max_abs_diff(&scores(g), &target(p, "pipeline").score) < 1e-4,
+                        "{arch} {saliency}"
+                    );
+                }
             }
         }
     }

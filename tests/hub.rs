@@ -26,7 +26,7 @@ fn a_cached_repository_resolves_to_its_snapshot_offline() {
         .unwrap();
     assert_eq!(
         e.answer.text,
-        expected("distilbert").pairs[4].answer_best.text
+        expected("distilbert").pairs[4].pipeline.answer
     );
 }
 

@@ -19,7 +19,15 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 /// (architecture, model directory) of every fixture model.
-pub const MODELS: [(&str, &str); 2] = [("bert", "bert-tiny"), ("distilbert", "distilbert-tiny")];
+pub const MODELS: [(&str, &str); 7] = [
+    ("bert", "bert-tiny"),
+    ("distilbert", "distilbert-tiny"),
+    ("roberta", "roberta-tiny"),
+    ("xlm-roberta", "xlm-roberta-tiny"),
+    ("camembert", "camembert-tiny"),
+    ("electra", "electra-tiny"),
+    ("albert", "albert-tiny"),
+];
 
 #[derive(Deserialize)]
 pub struct Expected {
@@ -40,6 +48,22 @@ pub struct ExpectedWindowed {
     pub answer: String,
     pub start: usize,
     pub end: usize,
+    /// The same with `handle_impossible_answer`.
+    pub impossible_answer: PipelineAnswer,
+}
+
+/// One answer of the transformers QA pipeline.
+#[derive(Deserialize, Debug, Clone)]
+pub struct PipelineAnswer {
+    pub answer: String,
+    pub start: usize,
+    pub end: usize,
+    pub score: f64,
+    /// With `handle_impossible_answer`: the null score and whether "no answer" won.
+    #[serde(default)]
+    pub null_score: Option<f64>,
+    #[serde(default)]
+    pub impossible: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -60,8 +84,17 @@ pub struct ExpectedPair {
     pub sequence_ids: Vec<Option<usize>>,
     pub start_logits: Vec<f32>,
     pub end_logits: Vec<f32>,
+    /// What the model was given (zeros where the architecture takes no token types).
+    pub model_token_type_ids: Vec<u32>,
     pub spans: HashMap<String, (usize, usize)>,
     pub answer_best: ExpectedAnswer,
+    /// The transformers QA pipeline: its answer, with `handle_impossible_answer`, with
+    /// `top_k = 3`.
+    pub pipeline: PipelineAnswer,
+    pub pipeline_impossible: PipelineAnswer,
+    pub pipeline_top3: Vec<PipelineAnswer>,
+    /// The token span the pipeline's answer came from (pairs of one window).
+    pub pipeline_span: Option<(usize, usize)>,
     pub targets: HashMap<String, ExpectedTarget>,
 }
 

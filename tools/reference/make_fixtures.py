@@ -248,20 +248,75 @@ def train_bpe(lines):
     return RobertaTokenizerFast(tokenizer_object=tk)
 
 
+def corpus_words(normalizer, pre_tokenizer, lines):
+    """The pre-tokenized words of the corpus with their counts, sorted."""
+    counts = {}
+    for line in lines:
+        for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line)):
+            counts[w] = counts.get(w, 0) + 1
+    return sorted(counts.items())
+
+
+def train_unigram(lines, normalizer, pre_tokenizer, specials, unk, size):
+    """A Unigram model whose pieces come from tokenizers' UnigramTrainer and whose scores are
+    re-estimated here. The trainer's scores differ between runs in the last digits (and its
+    piece set near the cut-off could too): its EM sums in HashMap order. So: train a larger
+    vocabulary, then seed scores from substring counts, three rounds of hard EM (Viterbi
+    segmentation by tokenizers' own Unigram model, counts in sorted order), keep every single
+    character and the most used longer pieces, and one more round for the final scores."""
+    tk = Tokenizer(models.Unigram())
+    tk.normalizer = normalizer
+    tk.pre_tokenizer = pre_tokenizer
+    trainer = trainers.UnigramTrainer(
+        vocab_size=size + size // 4, special_tokens=specials, unk_token=unk, show_progress=False
+    )
+    tk.train_from_iterator(lines, trainer)
+    words = corpus_words(normalizer, pre_tokenizer, lines)
+    chars = sorted({c for w, _ in words for c in w})
+    pieces = sorted({p for p, _ in json.loads(tk.to_str())["model"]["vocab"] if p not in specials} | set(chars))
+    text = "\0".join(w for w, c in words for _ in range(c))
+    seed = {p: max(text.count(p), 1) * len(p) for p in pieces}
+    total = sum(seed.values())
+    scores = {p: math.log(n / total) for p, n in seed.items()}
+    unk_id = specials.index(unk)
+
+    def em(scores, rounds):
+        for _ in range(rounds):
+            vocab = [(t, 0.0) for t in specials] + sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+            model = models.Unigram(vocab, unk_id, False)
+            counts = dict.fromkeys(scores, 0)
+            for w, c in words:
+                for t in model.tokenize(w):
+                    counts[t.value] += c
+            total = sum(counts.values())
+            scores = {p: math.log(max(n, 0.1) / total) for p, n in counts.items()}
+        return scores, counts
+
+    scores, counts = em(scores, 3)
+    longer = sorted((p for p in pieces if len(p) > 1), key=lambda p: (-counts[p], p))
+    keep = set(chars) | set(longer[: size - len(specials) - len(chars)])
+    scores, _ = em({p: scores[p] for p in sorted(keep)}, 1)
+    vocab = [(t, 0.0) for t in specials] + sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    assert len(vocab) == size, len(vocab)
+    out = Tokenizer(models.Unigram(vocab, unk_id, False))
+    out.normalizer = normalizer
+    out.pre_tokenizer = pre_tokenizer
+    out.add_special_tokens(specials)
+    return out
+
+
 def train_xlmr_unigram(lines):
     """Unigram with XLM-R's pipeline: NFKC (+ runs of spaces to one), Metaspace "▁" prepended
     always, `<s> $A </s> </s> $B </s>`; <s>=0 <pad>=1 </s>=2 <unk>=3 ... <mask>=last."""
-    tk = Tokenizer(models.Unigram())
-    tk.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
-    tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    tk.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    trainer = trainers.UnigramTrainer(
-        vocab_size=1999,
-        special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
-        unk_token="<unk>",
-        show_progress=False,
+    tk = train_unigram(
+        lines,
+        normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")]),
+        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always"),
+        ["<s>", "<pad>", "</s>", "<unk>"],
+        "<unk>",
+        1999,
     )
-    tk.train_from_iterator(lines, trainer)
+    tk.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     tk = with_mask_last(tk, "<mask>", lstrip=True)
     tk.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>",
@@ -274,50 +329,58 @@ def train_xlmr_unigram(lines):
 
 
 def train_wordpiece(lines):
-    """WordPiece as ELECTRA's (BERT's pipeline, lowercase): [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4."""
+    """WordPiece as ELECTRA's (BERT's pipeline, lowercase): [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4.
+    The trainer numbers the "##c" pieces in HashMap order, and merges with equal counts are
+    broken by id, so its vocabulary differs between runs; listing every "##c" (sorted) as a
+    special token of the trainer fixes their ids. The model is then rebuilt with only the five
+    real special tokens."""
+    normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = corpus_words(normalizer, pre_tokenizer, lines)
+    continuing = sorted({"##" + c for w, _ in words for c in w[1:]})
     tk = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tk.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
-    )
-    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tk.decoder = decoders.WordPiece(prefix="##")
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=1500, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], show_progress=False
-    )
+    tk.normalizer = normalizer
+    tk.pre_tokenizer = pre_tokenizer
+    trainer = trainers.WordPieceTrainer(vocab_size=1500, special_tokens=specials + continuing, show_progress=False)
     tk.train_from_iterator(lines, trainer)
-    tk.post_processor = processors.TemplateProcessing(
+    vocab = tk.get_vocab(with_added_tokens=False)
+    out = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    out.normalizer = normalizer
+    out.pre_tokenizer = pre_tokenizer
+    out.decoder = decoders.WordPiece(prefix="##")
+    out.add_special_tokens(specials)
+    out.post_processor = processors.TemplateProcessing(
         single="[CLS]:0 $A:0 [SEP]:0",
         pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
         special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
     )
-    assert [tk.token_to_id(t) for t in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]] == [0, 1, 2, 3, 4]
-    return ElectraTokenizerFast(tokenizer_object=tk)
+    assert [out.token_to_id(t) for t in specials] == [0, 1, 2, 3, 4]
+    return ElectraTokenizerFast(tokenizer_object=out)
 
 
 def train_albert_unigram(lines):
     """Unigram as ALBERT's: ``/'' to ", NFKD, strip accents, lowercase; WhitespaceSplit + Metaspace;
     `[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1`; <pad>=0 <unk>=1 [CLS]=2 [SEP]=3 [MASK]=4."""
-    tk = Tokenizer(models.Unigram())
-    tk.normalizer = normalizers.Sequence(
-        [
-            normalizers.Replace("``", '"'),
-            normalizers.Replace("''", '"'),
-            normalizers.NFKD(),
-            normalizers.StripAccents(),
-            normalizers.Lowercase(),
-        ]
-    )
-    tk.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")]
+    tk = train_unigram(
+        lines,
+        normalizers.Sequence(
+            [
+                normalizers.Replace("``", '"'),
+                normalizers.Replace("''", '"'),
+                normalizers.NFKD(),
+                normalizers.StripAccents(),
+                normalizers.Lowercase(),
+            ]
+        ),
+        pre_tokenizers.Sequence(
+            [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")]
+        ),
+        ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"],
+        "<unk>",
+        1500,
     )
     tk.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    trainer = trainers.UnigramTrainer(
-        vocab_size=1500,
-        special_tokens=["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"],
-        unk_token="<unk>",
-        show_progress=False,
-    )
-    tk.train_from_iterator(lines, trainer)
     tk.post_processor = processors.TemplateProcessing(
         single="[CLS]:0 $A:0 [SEP]:0",
         pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
