@@ -113,9 +113,13 @@ fn pair_section(n: usize, p: &ReportPair, shown: Option<Method>) -> String {
 
 fn summary(e: &Explanation) -> String {
     let a = &e.answer;
+    let answer = if a.impossible {
+        "<span class=\"answer-text\">no answer</span>".to_string()
+    } else {
+        format!("<q class=\"answer-text\">{}</q>", escape(&a.text))
+    };
     let mut s = format!(
-        "<p class=\"summary\">Answer: <q class=\"answer-text\">{}</q> (tokens {}–{}, score {:.3}; {} method, {} target",
-        escape(&a.text),
+        "<p class=\"summary\">Answer: {answer} (tokens {}–{}, score {:.3}; {} method, {} target",
         a.token_start,
         a.token_end,
         a.score,
@@ -134,6 +138,10 @@ fn summary(e: &Explanation) -> String {
     }
     if let Some(err) = e.completeness_error {
         let _ = write!(s, "; completeness error {err:.2e}");
+    }
+    if let Some(null) = a.null_score {
+        let span = a.best_span_probability.map_or("none".into(), |p| format!("{p:.4}"));
+        let _ = write!(s, "; null score {null:.4} against the best span's {span}");
     }
     if let Some(m) = &e.model_answer {
         let _ = write!(s, "; the model's own answer: <q>{}</q>", escape(&m.text));

@@ -33,7 +33,18 @@ fn one(
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let a = &e.answer;
     let rank = e.rank.map_or(String::new(), |r| format!(", rank {r}"));
-    writeln!(out, "{label} \"{}\"", visible(&a.text))?;
+    if a.impossible {
+        writeln!(out, "{label} no answer")?;
+    } else {
+        writeln!(out, "{label} \"{}\"", visible(&a.text))?;
+    }
+    if let (Some(null), Some(p)) = (a.null_score, a.probability) {
+        let span = a.best_span_probability.map_or("none".into(), |s| format!("{s:.4}"));
+        writeln!(
+            out,
+            "          probability {p:.4}; null score {null:.4} against the best span's {span}"
+        )?;
+    }
     writeln!(
         out,
         "          tokens {}..={}, score {:.3} (start {:.3} + end {:.3}{rank}); {} target, {} span, {} saliency, {}{}; {}",
