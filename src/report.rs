@@ -120,11 +120,7 @@ fn summary(e: &Explanation) -> String {
     };
     let mut s = format!(
         "<p class=\"summary\">Answer: {answer} (tokens {}–{}, score {:.3}; {} method, {} target",
-        a.token_start,
-        a.token_end,
-        a.score,
-        e.method,
-        e.target.kind,
+        a.token_start, a.token_end, a.score, e.method, e.target.kind,
     );
     if let Some(w) = &e.window {
         let _ = write!(
@@ -140,7 +136,9 @@ fn summary(e: &Explanation) -> String {
         let _ = write!(s, "; completeness error {err:.2e}");
     }
     if let Some(null) = a.null_score {
-        let span = a.best_span_probability.map_or("none".into(), |p| format!("{p:.4}"));
+        let span = a
+            .best_span_probability
+            .map_or("none".into(), |p| format!("{p:.4}"));
         let _ = write!(s, "; null score {null:.4} against the best span's {span}");
     }
     if let Some(m) = &e.model_answer {

@@ -27,8 +27,11 @@ fn assert_same_model(arch: &str, dir: &Path) {
     {
         let tokens: Vec<&str> = e.tokens.iter().map(|t| t.text.as_str()).collect();
         assert_eq!(tokens, p.tokens, "{arch} {}", dir.display());
-        let offsets: Vec<(usize, usize)> =
-            e.tokens.iter().map(|t| (t.char_start, t.char_end)).collect();
+        let offsets: Vec<(usize, usize)> = e
+            .tokens
+            .iter()
+            .map(|t| (t.char_start, t.char_end))
+            .collect();
         assert_eq!(offsets, p.offsets, "{arch}");
         let starts: Vec<f32> = e.tokens.iter().map(|t| t.start_logit).collect();
         let ends: Vec<f32> = e.tokens.iter().map(|t| t.end_logit).collect();
@@ -71,7 +74,9 @@ fn weight_names_without_the_architecture_prefix() {
         ("electra", "electra-tiny", "electra."),
         ("albert", "albert-tiny", "albert."),
     ] {
-        let bare = renamed(dir, |k| Some(k.strip_prefix(prefix).unwrap_or(k).to_string()));
+        let bare = renamed(dir, |k| {
+            Some(k.strip_prefix(prefix).unwrap_or(k).to_string())
+        });
         assert_same_model(arch, bare.path());
     }
 }

@@ -83,8 +83,18 @@ fn unknown_architecture() {
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace("\"bert\"", "\"gpt2\"")).unwrap();
     let e = load_err(dir.path());
-    assert!(matches!(&e, Error::UnknownArchitecture(t) if t == "gpt2"), "{e}");
-    for supported in ["bert", "distilbert", "roberta", "xlm-roberta", "electra", "albert"] {
+    assert!(
+        matches!(&e, Error::UnknownArchitecture(t) if t == "gpt2"),
+        "{e}"
+    );
+    for supported in [
+        "bert",
+        "distilbert",
+        "roberta",
+        "xlm-roberta",
+        "electra",
+        "albert",
+    ] {
         assert!(e.to_string().contains(supported), "{e}");
     }
 }
@@ -214,9 +224,16 @@ fn broken_shard_indexes() {
     let e = load_err(dir.path());
     assert!(e.to_string().contains("weight shard not found"), "{e}");
     assert!(e.to_string().contains(&shard), "{e}");
-    std::fs::write(&index, r#"{"weight_map": {"a": "../elsewhere.safetensors"}}"#).unwrap();
+    std::fs::write(
+        &index,
+        r#"{"weight_map": {"a": "../elsewhere.safetensors"}}"#,
+    )
+    .unwrap();
     let e = load_err(dir.path());
-    assert!(e.to_string().contains("not a file name beside the index"), "{e}");
+    assert!(
+        e.to_string().contains("not a file name beside the index"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -99,10 +99,7 @@ impl Explainer {
     ) -> PyResult<Self> {
         let which = Preset::from_name(preset).ok_or_else(|| {
             let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
-            PyValueError::new_err(format!(
-                "unknown preset {preset:?}: {}",
-                names.join(", ")
-            ))
+            PyValueError::new_err(format!("unknown preset {preset:?}: {}", names.join(", ")))
         })?;
         let options = options(dtype, "best", false, None, max_batch_tokens, None, false)?;
         let devices = spangrad_rs::device::select_all(Some(device)).map_err(to_py)?;

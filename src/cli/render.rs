@@ -39,7 +39,9 @@ fn one(
         writeln!(out, "{label} \"{}\"", visible(&a.text))?;
     }
     if let (Some(null), Some(p)) = (a.null_score, a.probability) {
-        let span = a.best_span_probability.map_or("none".into(), |s| format!("{s:.4}"));
+        let span = a
+            .best_span_probability
+            .map_or("none".into(), |s| format!("{s:.4}"));
         writeln!(
             out,
             "          probability {p:.4}; null score {null:.4} against the best span's {span}"

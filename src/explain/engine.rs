@@ -11,9 +11,9 @@ use super::explanation::{Answer, Explanation, Target, TokenExplanation};
 use super::method::{self, Baseline, Method};
 use super::normalise::normalise;
 use super::options::{BatchTokens, ExplainOptions, Precision};
+use super::pipeline::{self, Choice};
 use super::rows;
 use super::saliency::Saliency;
-use super::pipeline::{self, Choice};
 use super::span::{self, Span};
 use super::words::{self, char_slice};
 use crate::error::{Error, Result};
@@ -706,6 +706,14 @@ impl Engine {
         let o = &self.options;
         let segments = &enc.segments;
         match (requested, o.span) {
+            (Some((s, e)), span::SpanMode::Best) if !o.seed_compat => {
+                // A given text that whole words make is explained at its best span, as the
+                // model's own answer of that text would be.
+                let chars = enc.offsets[s].0..enc.offsets[e].1;
+                let span = pipeline::best_span_of(enc, start, end, chars, o.max_answer_len)
+                    .unwrap_or(Span { start: s, end: e });
+                vec![Choice::plain(span)]
+            }
             (Some((s, e)), _) => vec![Choice::plain(Span { start: s, end: e })],
             (None, span::SpanMode::Best) if !o.seed_compat => {
                 let logits = [(start.to_vec(), end.to_vec())];

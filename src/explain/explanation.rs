@@ -32,8 +32,10 @@ pub struct Explanation {
     /// The window of a split context this explanation differentiates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<Window>,
-    /// Where the explained span stands among the `best` mode's candidates by score (1: the
-    /// model's answer; equal scores share a rank); `None` with `argmax` spans.
+    /// Where the explained span stands among the `best` mode's candidate spans by
+    /// `start + end` (equal scores share a rank): 1 for the top span, which is the model's
+    /// answer unless candidates of another text add up to more; `None` with `argmax` spans and
+    /// for "no answer".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rank: Option<usize>,
     /// The model's own answer, when the explained span is another (an answer the user gave).

@@ -47,7 +47,10 @@ pub struct Candidate {
 pub enum Pick {
     Text(Candidate),
     /// "No answer", in the window of the smallest null score.
-    Null { window: usize, score: f64 },
+    Null {
+        window: usize,
+        score: f64,
+    },
 }
 
 /// What the pipeline's rule says of a pair over its windows.
@@ -101,17 +104,19 @@ pub fn decide(
     merged.sort_by(|a, b| b.score.total_cmp(&a.score));
     let best_span_score = merged.first().map(|c| c.score);
     let mut picks: Vec<Pick> = merged.into_iter().map(Pick::Text).collect();
-    let null = null.filter(|_| handle_impossible_answer).map(|(window, score)| {
-        let at = picks
-            .iter()
-            .position(|p| matches!(p, Pick::Text(c) if c.score < score))
-            .unwrap_or(picks.len());
-        picks.insert(at, Pick::Null { window, score });
-        NullScores {
-            null_score: score,
-            best_span_score,
-        }
-    });
+    let null = null
+        .filter(|_| handle_impossible_answer)
+        .map(|(window, score)| {
+            let at = picks
+                .iter()
+                .position(|p| matches!(p, Pick::Text(c) if c.score < score))
+                .unwrap_or(picks.len());
+            picks.insert(at, Pick::Null { window, score });
+            NullScores {
+                null_score: score,
+                best_span_score,
+            }
+        });
     picks.truncate(top_k);
     Decision {
         picks,
@@ -269,16 +274,42 @@ fn window_candidates(
 }
 
 /// From the start of token `i`'s word to the end of token `j`'s word, in the window's context
-/// tokens; a token without a word (`[CLS]`) keeps its own offsets.
+/// tokens. Where either token has no word (`[CLS]`), both keep their own offsets, as the
+/// pipeline falls back when its word lookup fails.
 fn word_chars(enc: &Encoded, i: usize, j: usize) -> Range<usize> {
-    let word_span = |t: usize| {
-        let Some(word) = enc.word_ids[t].filter(|_| enc.segments[t] == Segment::Context) else {
-            return enc.offsets[t];
-        };
+    let word = |t: usize| enc.word_ids[t].filter(|_| enc.segments[t] == Segment::Context);
+    let (Some(first), Some(last)) = (word(i), word(j)) else {
+        return enc.offsets[i].0..enc.offsets[j].1;
+    };
+    let chars = |w: u32| {
         (0..enc.len())
-            .filter(|&k| enc.segments[k] == Segment::Context && enc.word_ids[k] == Some(word))
+            .filter(|&k| word(k) == Some(w))
             .map(|k| enc.offsets[k])
             .fold((usize::MAX, 0), |(a, b), (s, e)| (a.min(s), b.max(e)))
     };
-    word_span(i).0..word_span(j).1
+    chars(first).0..chars(last).1
+}
+
+/// The best-scoring candidate span (`start[i] + end[j]`, `i ≤ j < i + max_answer_len`, context
+/// tokens) whose whole-word characters are `chars`: where a given answer's text is one the
+/// rule can answer, the span its explanation differentiates.
+pub fn best_span_of(
+    enc: &Encoded,
+    start: &[f32],
+    end: &[f32],
+    chars: Range<usize>,
+    max_answer_len: usize,
+) -> Option<Span> {
+    let context = |i: usize| enc.segments[i] == Segment::Context;
+    let mut best: Option<(f32, Span)> = None;
+    for i in (0..enc.len()).filter(|&i| context(i)) {
+        let last = enc.len().min(i.saturating_add(max_answer_len));
+        for j in (i..last).take_while(|&j| context(j)) {
+            let score = start[i] + end[j];
+            if best.is_none_or(|(b, _)| score > b) && word_chars(enc, i, j) == chars {
+                best = Some((score, Span { start: i, end: j }));
+            }
+        }
+    }
+    best.map(|(_, span)| span)
 }

@@ -92,7 +92,11 @@ fn shards(index: &Path) -> Result<Vec<PathBuf>> {
         let file = file
             .as_str()
             .filter(|f| !f.is_empty() && Path::new(f).file_name() == Some(std::ffi::OsStr::new(f)))
-            .ok_or_else(|| bad(format!("{name} maps to {file}, not a file name beside the index")))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "{name} maps to {file}, not a file name beside the index"
+                ))
+            })?;
         let path = dir.join(file);
         if !files.contains(&path) {
             if !path.is_file() {

@@ -3,7 +3,6 @@
 
 use tokenizers::{Encoding, PostProcessor, TruncationDirection};
 
-use super::tokenizer::WordMarker;
 use super::QaTokenizer;
 use crate::error::{Error, Result};
 
@@ -87,8 +86,25 @@ fn assemble(
     context: &str,
     enc: &Encoding,
     question_len: usize,
-    words: &WordMarker,
+    tokenizer: &QaTokenizer,
 ) -> Encoded {
+    // By id, as transformers' `convert_ids_to_tokens`: an unknown piece reads `<unk>`, not
+    // the text it stands for (Unigram models keep the text).
+    let tokens: Vec<String> = enc
+        .get_ids()
+        .iter()
+        .zip(enc.get_tokens())
+        .map(|(&id, token)| {
+            tokenizer
+                .inner
+                .id_to_token(id)
+                .unwrap_or_else(|| token.clone())
+        })
+        .collect();
+    let word_start = tokens
+        .iter()
+        .map(|t| tokenizer.words.begins_word(t))
+        .collect();
     let mut ordinary = 0;
     let segments = enc
         .get_special_tokens_mask()
@@ -110,17 +126,13 @@ fn assemble(
         context: context.to_string(),
         ids: enc.get_ids().to_vec(),
         type_ids: enc.get_type_ids().to_vec(),
-        tokens: enc.get_tokens().to_vec(),
+        tokens,
         offsets: enc.get_offsets().to_vec(),
         segments,
         truncated: false,
         requested: None,
         word_ids: enc.get_word_ids().to_vec(),
-        word_start: enc
-            .get_tokens()
-            .iter()
-            .map(|t| words.begins_word(t))
-            .collect(),
+        word_start,
         window: None,
     }
 }
@@ -179,7 +191,7 @@ impl QaTokenizer {
                     .inner
                     .post_process(question_enc.clone(), Some(window), true)
                     .map_err(|e| Error::Encoding(e.to_string()))?;
-                let mut encoded = assemble(question, context, &enc, question_len, &self.words);
+                let mut encoded = assemble(question, context, &enc, question_len, self);
                 let context_offsets = (0..encoded.len())
                     .filter(|&i| encoded.segments[i] == Segment::Context)
                     .map(|i| encoded.offsets[i]);
@@ -206,7 +218,7 @@ impl QaTokenizer {
             return Err(Error::EmptyInput(what));
         }
         let enc = self
-            .inner
+            .pieces
             .encode_char_offsets(text, false)
             .map_err(|e| Error::Encoding(e.to_string()))?;
         if enc.is_empty() {

@@ -23,6 +23,10 @@ use crate::error::{Error, Result};
 #[derive(Clone)]
 pub struct QaTokenizer {
     pub(super) inner: std::sync::Arc<Tokenizer>,
+    /// The same without its post-processor: each text's tokens before the pair template. A
+    /// post-processor runs even on a single text encoded without special tokens, and byte-level
+    /// BPE's trims offsets there; trimmed again in the template, the offsets lost a character.
+    pub(super) pieces: std::sync::Arc<Tokenizer>,
     pad_id: u32,
     mask_id: Option<u32>,
     pub(super) words: WordMarker,
@@ -74,7 +78,11 @@ impl WordMarker {
         let prefix = model
             .as_ref()
             .filter(|m| m.get("type").and_then(Value::as_str) == Some("WordPiece"))
-            .and_then(|m| m.get("continuing_subword_prefix")?.as_str().map(String::from));
+            .and_then(|m| {
+                m.get("continuing_subword_prefix")?
+                    .as_str()
+                    .map(String::from)
+            });
         pre.as_ref()
             .and_then(find)
             .unwrap_or_else(|| Self::Continuation(prefix.unwrap_or_else(|| "##".into())))
@@ -235,6 +243,7 @@ impl QaTokenizer {
         let mask_id = id(named.as_ref().map(|s| &s.mask), ["[MASK]", "<mask>"]);
         let words = WordMarker::of(&inner);
         Ok(Self {
+            pieces: without_post_processor(&inner),
             inner: inner.into(),
             pad_id,
             mask_id,
@@ -290,13 +299,21 @@ impl QaTokenizer {
             add_prefix_space: false,
             json: Value::Null,
         };
+        let inner = bert_pipeline(model, &config, &fail)?;
         Ok(Self {
-            inner: bert_pipeline(model, &config, &fail)?.into(),
+            pieces: without_post_processor(&inner),
+            inner: inner.into(),
             pad_id: 0,
             mask_id: Some(4),
             words: WordMarker::Continuation("##".into()),
         })
     }
+}
+
+fn without_post_processor(tokenizer: &Tokenizer) -> std::sync::Arc<Tokenizer> {
+    let mut pieces = tokenizer.clone();
+    pieces.with_post_processor(None::<tokenizers::PostProcessorWrapper>);
+    pieces.into()
 }
 
 fn word_piece(vocab: &Path, config: &TokenizerConfig) -> Result<Tokenizer> {

@@ -26,9 +26,12 @@ that gradient over the vocabulary is divided by its maximum over the example.
 The model gets what the QA pipeline would feed it: token_type_ids only where the tokenizer's
 model_input_names has them (BERT, ELECTRA, ALBERT; not DistilBERT, RoBERTa, XLM-R, CamemBERT).
 
-Run: python tools/reference/make_fixtures.py   (from the repository root, deterministic)
-Before overwriting expected/{bert,distilbert}.json it compares the keys the committed files have
-with the new values and stops if a discrete value (ids, tokens, spans, answers) changed.
+Run: python tools/reference/make_fixtures.py   (from the repository root, deterministic; two runs
+give byte-identical files). SPANGRAD_FIXTURES_OUT=DIR writes into DIR instead (a dry run).
+It stops before overwriting bert-tiny/distilbert-tiny if this torch draws other weights than the
+committed ones, and before overwriting expected/{bert,distilbert}.json if a discrete value (ids,
+tokens, spans, answers) of the committed keys changed; float changes are printed.
+Floats are written as the shortest decimal that reads back as the same float32.
 """
 
 import copy
@@ -416,6 +419,7 @@ def tiny_roberta_like(config_cls, model_cls, vocab_size, max_positions, seed):
         bos_token_id=0,
         eos_token_id=2,
         hidden_act="gelu",
+        layer_norm_eps=1e-5,  # as roberta-base's and xlm-roberta-base's configs (BERT's is 1e-12)
     )
     model = model_cls(cfg)
     randomise(model, seed=seed)
