@@ -66,6 +66,8 @@ struct Row {
     peak_mib: f64,
     /// CPU: the peak resident set over the one before the warm-up, allocators as they run.
     rss_mib: Option<f64>,
+    /// Why the method did not run (PyTorch's dense one-hot out of memory).
+    failed: Option<String>,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -127,6 +129,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             rss_mib: device
                 .is_cpu()
                 .then(|| mib(memory::rss_bytes().1.saturating_sub(rss_before))),
+            failed: None,
         });
     }
     if let Some(python) = &args.pytorch {
@@ -232,6 +235,13 @@ fn pytorch_rows(
         };
         let method = v.get("method").and_then(|m| m.as_str()).unwrap_or("?");
         let versions = v.get("versions").and_then(|m| m.as_str()).unwrap_or("");
+        let failed = v.get("error").map(|e| {
+            let e = e.as_str().unwrap_or("failed");
+            match (v.get("needed_mib"), v.get("free_mib")) {
+                (Some(n), Some(f)) => format!("{e}: needs {n} MiB, {f} MiB free"),
+                _ => e.to_string(),
+            }
+        });
         rows.push(Row {
             method: format!("PyTorch {method} ({versions})"),
             batch_s: field("s_per_batch"),
@@ -240,6 +250,7 @@ fn pytorch_rows(
             rss_mib: v
                 .get("peak_extra_rss_mib")
                 .and_then(serde_json::Value::as_f64),
+            failed,
         });
     }
     Ok(rows)
@@ -305,6 +316,10 @@ fn table(args: &BenchArgs, device: &str, precision: Precision, rows: &[Row]) -> 
             },
         );
         let rss = r.rss_mib.map_or_else(|| "—".into(), |m| format!("{m:.1}"));
+        if let Some(why) = &r.failed {
+            s += &format!("| {} | {why} | — | — | — | — | — | — | — |\n", r.method);
+            continue;
+        }
         s += &format!(
             "| {} | {:.4} | {:.2} | {f} | {b} | {sal} | {:.1} | {rss} | {:.2}x |\n",
             r.method,
