@@ -552,3 +552,63 @@ fn a_device_list_shares_batches_out_and_keeps_the_input_order() {
         text(&out.stderr)
     );
 }
+
+/// `--handle-impossible-answer` on a SQuAD 2.0-style head: "no answer" where the pipeline says
+/// so, in the JSON (both scores) and the text; without the flag, the best span.
+#[test]
+fn handle_impossible_answer_reports_no_answer() {
+    let expected = expected("roberta");
+    let (won, lost): (Vec<&ExpectedPair>, Vec<&ExpectedPair>) = expected
+        .pairs
+        .iter()
+        .filter(|p| p.pipeline_span.is_some())
+        .partition(|p| p.pipeline_impossible.impossible == Some(true));
+    let model = model("roberta-tiny");
+    for (p, impossible) in [(won[0], true), (lost[0], false)] {
+        let json = |extra: &[&str]| -> Explanation {
+            let mut args = vec!["--format", "json"];
+            args.extend(extra);
+            let out = explain(&model, &p.question, &p.context, &args);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            serde_json::from_str(text(&out.stdout).trim()).unwrap()
+        };
+        let e = json(&["--handle-impossible-answer"]);
+        assert_eq!(e.answer.impossible, impossible, "{:?}", p.question);
+        assert_eq!(e.answer.text, p.pipeline_impossible.answer);
+        assert!(e.answer.null_score.is_some() && e.answer.best_span_probability.is_some());
+        if impossible {
+            assert_eq!(
+                (e.target.start_token, e.target.end_token),
+                (Some(0), Some(0))
+            );
+            assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+        }
+        let plain = json(&[]);
+        assert!(!plain.answer.impossible && plain.answer.null_score.is_none());
+        assert_eq!(plain.answer.text, p.pipeline.answer);
+
+        let out = explain(
+            &model,
+            &p.question,
+            &p.context,
+            &["--handle-impossible-answer"],
+        );
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            stdout.starts_with("answer:   no answer"),
+            impossible,
+            "{stdout}"
+        );
+        assert!(stdout.contains("null score"), "{stdout}");
+    }
+    // The seed's rules have no "no answer".
+    let p = &expected.pairs[0];
+    let out = explain(
+        &model,
+        &p.question,
+        &p.context,
+        &["--handle-impossible-answer", "--span", "argmax"],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--handle-impossible-answer"));
+}

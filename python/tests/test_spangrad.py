@@ -61,7 +61,10 @@ def run_cli(cli, model, pairs, *flags, batch=None):
     return lines
 
 
-@pytest.mark.parametrize("model,arch", [("bert-tiny", "bert"), ("distilbert-tiny", "distilbert")])
+@pytest.mark.parametrize("model,arch", [
+    ("bert-tiny", "bert"), ("distilbert-tiny", "distilbert"), ("roberta-tiny", "roberta"),
+    ("xlm-roberta-tiny", "xlm-roberta"), ("electra-tiny", "electra"), ("albert-tiny", "albert"),
+])
 def test_explanations_equal_the_cli(cli, model, arch):
     pairs = fixture_pairs(arch)
     got = spangrad.Explainer(str(FIXTURES / model)).explain(pairs)
@@ -85,6 +88,15 @@ def test_options_equal_the_cli_flags(cli):
     assert explainer.explain(pairs) == want
     assert explainer.max_length == 24
     assert explainer.dtype == "f32"
+
+
+def test_handle_impossible_answer_equals_the_cli(cli):
+    pairs = fixture_pairs("roberta")[:10]
+    explainer = spangrad.Explainer(str(FIXTURES / "roberta-tiny"), handle_impossible_answer=True)
+    got = explainer.explain(pairs)
+    assert got == run_cli(cli, "roberta-tiny", pairs, "--handle-impossible-answer")
+    assert any(e["answer"].get("impossible") for e in got)
+    assert not all(e["answer"].get("impossible") for e in got)
 
 
 def test_arrays_hold_the_explanations():

@@ -16,7 +16,8 @@ pub struct Embeddings {
     pub position: Tensor,
     /// The position of a pair's first token (RoBERTa's `padding_idx + 1`).
     pub position_offset: usize,
-    /// `[types, e]`; `None` for DistilBERT. A table of one row is added to every token.
+    /// `[types, e]`; `None` for DistilBERT. A table of one row is added to every token
+    /// (RoBERTa's, or the first row where the architecture takes no type ids).
     pub token_type: Option<Tensor>,
     pub norm: LayerNorm,
     /// `e → h`, where the word embeddings are narrower than the hidden size.

@@ -16,6 +16,8 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
+use arch::TokenTypes;
+
 pub use config::{Activation, Architecture, ModelConfig};
 use embeddings::Embeddings;
 use encoder::EncoderLayer;
@@ -95,10 +97,15 @@ impl QaModel {
         };
         let (e, h) = (config.embedding_size, config.hidden_size);
         let emb = body.pp("embeddings");
-        let token_type = if layout.token_types {
-            Some(emb.get((config.type_vocab_size, e), "token_type_embeddings.weight")?)
-        } else {
-            None
+        let token_type = match layout.token_types {
+            TokenTypes::None => None,
+            TokenTypes::First => Some(
+                emb.get((config.type_vocab_size, e), "token_type_embeddings.weight")?
+                    .narrow(0, 0, 1)?,
+            ),
+            TokenTypes::Given => {
+                Some(emb.get((config.type_vocab_size, e), "token_type_embeddings.weight")?)
+            }
         };
         let projection = match layout.projection.name(config) {
             Some(name) => Some(Linear::load(body.pp(name), e, h)?),

@@ -318,6 +318,13 @@ mod tests {
         .unwrap();
         assert!(!many.single);
         assert_eq!(many.options.top_k, Some(2));
+        let impossible = parse(
+            br#"{"question":"q","context":"c","options":{"handle_impossible_answer":true}}"#,
+            4,
+        )
+        .unwrap();
+        let options = impossible.options.apply(&ExplainOptions::default());
+        assert!(options.handle_impossible_answer);
         assert!(many.pairs[0].is_ok());
         assert_eq!(
             many.pairs[1].as_ref().unwrap_err().field.as_deref(),

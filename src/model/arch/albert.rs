@@ -4,14 +4,14 @@
 //! group `⌊i·G / L⌋`, `albert.encoder.albert_layer_groups.{g}.albert_layers.{j}` (as transformers'
 //! `AlbertTransformer`). Each block is BERT's post-LayerNorm block under other names.
 
-use super::{bert_fields, Architecture, Layout, Projection};
+use super::{bert_fields, Architecture, Layout, Projection, TokenTypes};
 use crate::model::config::{ConfigError, Fields, ModelConfig};
 use crate::model::encoder::LayerNames;
 
 pub const LAYOUT: Layout = Layout {
     prefix: "albert",
     block: |group, inner| format!("encoder.albert_layer_groups.{group}.albert_layers.{inner}"),
-    token_types: true,
+    token_types: TokenTypes::Given,
     projection: Projection::Always("encoder.embedding_hidden_mapping_in"),
     names: LayerNames {
         query: "attention.query",

@@ -1,13 +1,13 @@
 //! BertForQuestionAnswering: `bert.embeddings` (word, position, token type, LayerNorm),
 //! `bert.encoder.layer.N`, `qa_outputs`.
 
-use super::{bert_block, bert_fields, Architecture, Layout, Projection, BERT_NAMES};
+use super::{bert_block, bert_fields, Architecture, Layout, Projection, TokenTypes, BERT_NAMES};
 use crate::model::config::{ConfigError, Fields, ModelConfig};
 
 pub const LAYOUT: Layout = Layout {
     prefix: "bert",
     block: bert_block,
-    token_types: true,
+    token_types: TokenTypes::Given,
     projection: Projection::None,
     names: BERT_NAMES,
 };

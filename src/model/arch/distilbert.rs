@@ -2,14 +2,14 @@
 //! types), `distilbert.transformer.layer.N`, `qa_outputs`. Position embeddings are stored in the
 //! checkpoint even when they were initialised as sinusoids.
 
-use super::{Architecture, Layout, Projection};
+use super::{Architecture, Layout, Projection, TokenTypes};
 use crate::model::config::{activation, ConfigError, Fields, ModelConfig};
 use crate::model::encoder::LayerNames;
 
 pub const LAYOUT: Layout = Layout {
     prefix: "distilbert",
     block: |layer, _| format!("transformer.layer.{layer}"),
-    token_types: false,
+    token_types: TokenTypes::None,
     projection: Projection::None,
     names: LayerNames {
         query: "attention.q_lin",

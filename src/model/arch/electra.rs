@@ -2,13 +2,13 @@
 //! width `embedding_size`, `electra.embeddings_project` up to the hidden size when the two
 //! differ, `electra.encoder.layer.N` as BERT's, `qa_outputs`.
 
-use super::{bert_block, bert_fields, Architecture, Layout, Projection, BERT_NAMES};
+use super::{bert_block, bert_fields, Architecture, Layout, Projection, TokenTypes, BERT_NAMES};
 use crate::model::config::{ConfigError, Fields, ModelConfig};
 
 pub const LAYOUT: Layout = Layout {
     prefix: "electra",
     block: bert_block,
-    token_types: true,
+    token_types: TokenTypes::Given,
     projection: Projection::WhenNarrow("embeddings_project"),
     names: BERT_NAMES,
 };

@@ -86,11 +86,23 @@ pub struct Layout {
     pub prefix: &'static str,
     /// The weights of group `g`'s inner layer `j` ([`ModelConfig::blocks`]), under the body.
     pub block: fn(usize, usize) -> String,
-    /// Whether the embeddings have a token-type table.
-    pub token_types: bool,
+    pub token_types: TokenTypes,
     /// The linear map of the embeddings up to the hidden size, under the body.
     pub projection: Projection,
     pub names: LayerNames,
+}
+
+/// Which token types the embeddings add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenTypes {
+    /// No table (DistilBERT).
+    None,
+    /// The table's first row to every token, whatever the tokenizer's type ids: the model
+    /// takes none (RoBERTa's tokenizers name no `token_type_ids` input, so transformers
+    /// passes zeros).
+    First,
+    /// The tokenizer's type ids (the question 0, the context 1).
+    Given,
 }
 
 /// Whether and where the embeddings are projected to the hidden size after their LayerNorm.

@@ -7,13 +7,13 @@
 //! rows, `padding_idx + 1` are never used by a real token (514 rows hold 512 tokens). The single
 //! token type is added to every token, whatever type ids the tokenizer makes.
 
-use super::{bert_block, bert_fields, Architecture, Layout, Projection, BERT_NAMES};
+use super::{bert_block, bert_fields, Architecture, Layout, Projection, TokenTypes, BERT_NAMES};
 use crate::model::config::{ConfigError, Fields, ModelConfig};
 
 pub const LAYOUT: Layout = Layout {
     prefix: "roberta",
     block: bert_block,
-    token_types: true,
+    token_types: TokenTypes::First,
     projection: Projection::None,
     names: BERT_NAMES,
 };
