@@ -98,7 +98,7 @@ run() {
     python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' \
         2>&1 | tee -a "$report"
     for run in "bert-base bf16 seed,best-norm,best-gram" "distilbert-base bf16 seed,best-norm,best-gram" \
-        "bert-base f32 seed,best-gram"; do
+        "xlm-roberta-base bf16 seed,best-norm,best-gram" "bert-base f32 seed,best-gram"; do
         set -- $run
         "$work/bin/spangrad" bench --device cuda --preset "$1" --batch 64 --seq-len 384 \
             --dtype "$2" --iters 5 --saliency gram,dense --pytorch python3 \

@@ -706,9 +706,12 @@ impl Engine {
         let o = &self.options;
         let segments = &enc.segments;
         match (requested, o.span) {
-            (Some((s, e)), span::SpanMode::Best) if !o.seed_compat => {
+            (Some((s, e)), span::SpanMode::Best)
+                if !o.seed_compat && segments[s] == Segment::Context =>
+            {
                 // A given text that whole words make is explained at its best span, as the
-                // model's own answer of that text would be.
+                // model's own answer of that text would be. (A window's "no answer" asks for
+                // the first token, which stays as it is.)
                 let chars = enc.offsets[s].0..enc.offsets[e].1;
                 let span = pipeline::best_span_of(enc, start, end, chars, o.max_answer_len)
                     .unwrap_or(Span { start: s, end: e });
@@ -792,7 +795,9 @@ impl Engine {
                 best.apply(&mut a);
                 a
             });
-        if answer.text.is_empty() && !choice.impossible {
+        // Only a span the model chose can hold no context token: a given answer (or a
+        // window's pick) has text, or is "no answer".
+        if answer.text.is_empty() && enc.requested.is_none() && !choice.impossible {
             warnings.push(format!(
                 "the predicted span (tokens {}..={}) holds no context token: the answer is empty",
                 span.start, span.end

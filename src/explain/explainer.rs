@@ -335,7 +335,6 @@ fn windowed(mut e: Explanation, choice: &Choice) -> Explanation {
     choice.apply(&mut e.answer);
     if choice.impossible {
         e.rank = None;
-        e.warnings.retain(|w| !w.contains("the answer is empty"));
     }
     e.model_answer = None;
     e
