@@ -16,6 +16,12 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error(
+        "{0} is not a regular file (a FIFO, device or directory): spangrad reads a checkpoint's \
+         files only when they are regular files"
+    )]
+    NotAFile(PathBuf),
+
     #[error("invalid model config {path}: {message}")]
     Config { path: PathBuf, message: String },
 

@@ -1,4 +1,5 @@
-//! spangrad: gradient explanations for extractive question answering (BERT, DistilBERT).
+//! spangrad: gradient explanations for extractive question answering (BERT, DistilBERT,
+//! RoBERTa, XLM-RoBERTa, CamemBERT, ELECTRA, ALBERT).
 //!
 //! For each (question, context) pair: the answer span, and per token the L2 norm over the
 //! vocabulary of the gradient of `start[s] + end[e]` with respect to the one-hot input,
@@ -22,6 +23,7 @@
 pub mod device;
 pub mod error;
 pub mod explain;
+pub mod files;
 pub mod hub;
 #[cfg(feature = "cuda")]
 pub mod kernels;

@@ -135,24 +135,26 @@ fn json_lines_report_bad_lines_and_keep_going() {
     assert!(stderr.contains("line 2: invalid JSON"), "{stderr}");
     assert!(stderr.contains("line 3: not UTF-8"), "{stderr}");
     assert!(stderr.contains("line 5: the question is empty"), "{stderr}");
-    assert!(stderr.contains("3 of 5 lines failed"), "{stderr}");
+    assert!(stderr.contains("line 4: blank line"), "{stderr}");
+    assert!(stderr.contains("4 of 6 lines failed"), "{stderr}");
     let rows: Vec<serde_json::Value> = text(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(rows.len(), 5);
+    assert_eq!(rows.len(), 6);
     assert_eq!(rows[0]["id"], "a");
     assert!(rows[0]["answer"]["text"].is_string());
     assert_eq!(rows[1]["line"], 2);
     assert_eq!(rows[2]["line"], 3);
-    assert_eq!(rows[3]["id"], "d");
-    assert!(rows[3]["error"].as_str().unwrap().contains("empty"));
+    assert_eq!(rows[3]["line"], 4);
+    assert_eq!(rows[4]["id"], "d");
+    assert!(rows[4]["error"].as_str().unwrap().contains("empty"));
     // No id given: none is invented; every line says which input line it answers.
-    assert!(rows[4].get("id").is_none(), "{}", rows[4]);
-    assert_eq!(rows[4]["line"], 6);
+    assert!(rows[5].get("id").is_none(), "{}", rows[5]);
+    assert_eq!(rows[5]["line"], 6);
     assert_eq!(rows[0]["line"], 1);
     assert_eq!(
-        rows[4]["answer"]["text"],
+        rows[5]["answer"]["text"],
         expected("bert").pairs[4].pipeline.answer
     );
 }
@@ -611,4 +613,119 @@ fn handle_impossible_answer_reports_no_answer() {
     );
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("--handle-impossible-answer"));
+}
+
+/// The reference pairs as JSON lines, the text of a pairs file.
+fn pairs_text(expected: &Expected, n: usize) -> String {
+    expected.pairs[..n]
+        .iter()
+        .map(|p| serde_json::json!({"question": p.question, "context": p.context}).to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `--input` given a pipe (`<(cmd)`, `/dev/stdin`, a named FIFO) explains every pair: the file
+/// is read once.
+#[test]
+fn input_from_a_pipe_loses_no_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = pairs_file(dir.path(), &expected("bert"));
+    let count = expected("bert").pairs.len();
+    let model = model("bert-tiny");
+    let lines = |out: &Output| {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(stdout.lines().all(|l| !l.contains("\"error\"")), "{stdout}");
+        stdout.lines().count()
+    };
+    let substituted = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{} explain --quiet --model {model} --input <(cat {})",
+            env!("CARGO_BIN_EXE_spangrad"),
+            input.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(lines(&substituted), count);
+    let from_stdin = spangrad(
+        &[
+            "explain",
+            "--quiet",
+            "--model",
+            &model,
+            "--input",
+            "/dev/stdin",
+        ]
+        .map(std::ffi::OsStr::new),
+    )
+    .stdin(std::fs::File::open(&input).unwrap())
+    .output()
+    .unwrap();
+    assert_eq!(lines(&from_stdin), count);
+    let fifo = dir.path().join("pairs.fifo");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let body = std::fs::read(&input).unwrap();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, body).unwrap())
+    };
+    let from_fifo = run(&[
+        "explain",
+        "--quiet",
+        "--model",
+        &model,
+        "--input",
+        fifo.to_str().unwrap(),
+    ]);
+    writer.join().unwrap();
+    assert_eq!(lines(&from_fifo), count);
+}
+
+/// With stdout closed nothing can be written: the run fails instead of reporting success.
+#[test]
+fn a_closed_stdout_is_an_error_not_a_silent_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = pairs_file(dir.path(), &expected("bert"));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{} explain --quiet --model {} --input {} >&-",
+            env!("CARGO_BIN_EXE_spangrad"),
+            model("bert-tiny"),
+            input.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("standard output is closed"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// One output line per input line: a blank or whitespace-only line gets an error line of its
+/// own, so outputs stay aligned with inputs.
+#[test]
+fn blank_lines_get_their_own_output_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = pairs_text(&expected("bert"), 2);
+    let (first, second) = pairs.split_once('\n').unwrap();
+    let path = dir.path().join("pairs.jsonl");
+    std::fs::write(&path, format!("{first}\n\n  \t\n{second}\n")).unwrap();
+    let out = explain_file(&model("bert-tiny"), &path, &["--quiet"]);
+    assert!(!out.status.success(), "blank lines count as failed lines");
+    let rows: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 4);
+    let lines: Vec<u64> = rows.iter().map(|r| r["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [1, 2, 3, 4]);
+    assert!(rows[1]["error"].as_str().unwrap().contains("blank line"));
+    assert!(rows[2]["error"].as_str().unwrap().contains("blank line"));
+    assert!(rows[0].get("answer").is_some() && rows[3].get("answer").is_some());
 }

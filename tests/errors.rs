@@ -462,3 +462,48 @@ fn zero_sized_options_are_rejected() {
         assert!(matches!(e, Error::InvalidOption(_)), "{e}");
     }
 }
+
+/// `load_err` with a deadline: a load that blocks (a FIFO read) fails the test instead of
+/// hanging it.
+fn load_err_within(dir: &Path, seconds: u64) -> Error {
+    let (send, receive) = std::sync::mpsc::channel();
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = send.send(load(&dir).err());
+    });
+    receive
+        .recv_timeout(std::time::Duration::from_secs(seconds))
+        .expect("the load returned")
+        .expect("the load failed")
+}
+
+fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+}
+
+/// A model file that is a FIFO (whose read would block forever), or a tokenizer.json that is a
+/// FIFO or a symlink loop (which would fall back to vocab.txt), is an error naming it.
+#[test]
+fn checkpoint_files_that_are_not_regular_files() {
+    for name in ["config.json", "model.safetensors", "tokenizer.json"] {
+        let dir = copy_fixture("bert-tiny");
+        let path = dir.path().join(name);
+        std::fs::remove_file(&path).unwrap();
+        mkfifo(&path);
+        let e = load_err_within(dir.path(), 20);
+        assert!(
+            matches!(&e, Error::NotAFile(p) if p == &path),
+            "{name}: {e}"
+        );
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+    let dir = copy_fixture("bert-tiny");
+    let path = dir.path().join("tokenizer.json");
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(&path, &path).unwrap();
+    let e = load_err_within(dir.path(), 20);
+    assert!(matches!(&e, Error::Io { path: p, .. } if p == &path), "{e}");
+}

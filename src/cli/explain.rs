@@ -139,6 +139,9 @@ pub struct ExplainArgs {
 }
 
 pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    if stdout_was_closed() {
+        bail!("standard output is closed: there is nowhere to write the explanations");
+    }
     let single = match (&args.input, args.question, args.context) {
         (Some(_), ..) => None,
         (None, Some(q), Some(c)) => Some(QaPair {
@@ -223,6 +226,26 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     }
     progress.finish();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the program started with stdout closed (`>&-`). Rust's runtime then puts
+/// `/dev/null`, opened read-write, on the descriptor, and every write would vanish while the run
+/// reported every pair done; a shell's `> /dev/null` opens it write-only, which is left alone.
+fn stdout_was_closed() -> bool {
+    // SAFETY: F_GETFL and fstat read the descriptor's state into a local struct.
+    unsafe {
+        let flags = libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFL);
+        if flags == -1 {
+            return true;
+        }
+        if flags & libc::O_ACCMODE != libc::O_RDWR {
+            return false;
+        }
+        let mut stat: libc::stat = std::mem::zeroed();
+        libc::fstat(libc::STDOUT_FILENO, &mut stat) == 0
+            && stat.st_mode & libc::S_IFMT == libc::S_IFCHR
+            && stat.st_rdev == libc::makedev(1, 3)
+    }
 }
 
 /// Where the HTML report goes: stdout (`--format html`) and/or a file (`--html`).

@@ -1,5 +1,6 @@
-//! JSON lines in, JSON lines out, in input order. A bad line (not UTF-8, not JSON, bad pair)
-//! is reported with its line number and the others go on; the exit code tells if any failed.
+//! JSON lines in, JSON lines out, one for each input line, in order. A bad line (blank, not
+//! UTF-8, not JSON, bad pair) is reported with its line number and the others go on; the exit
+//! code tells if any failed.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -37,13 +38,19 @@ pub fn run(
     report: &Report,
 ) -> anyhow::Result<ExitCode> {
     let open = || File::open(input).with_context(|| format!("cannot open {}", input.display()));
+    // Only a regular file is read twice (once to count its lines for the progress bar): a pipe
+    // (`--input <(cmd)`, /dev/stdin, a FIFO) would be drained by the count.
     let (reader, total): (Box<dyn BufRead>, _) = if input == Path::new("-") {
         (Box::new(std::io::stdin().lock()), None)
     } else {
-        (
-            Box::new(BufReader::new(open()?)),
-            Some(count_pairs(open()?)),
-        )
+        let file = open()?;
+        let regular = file.metadata().is_ok_and(|m| m.is_file());
+        let total = if regular {
+            Some(count_lines(open()?))
+        } else {
+            None
+        };
+        (Box::new(BufReader::new(file)), total)
     };
     let mut progress = Progress::new(total, quiet);
     let mut sink = Sink {
@@ -59,9 +66,6 @@ pub fn run(
         let mut bytes = bytes.with_context(|| format!("cannot read line {line}"))?;
         if line == 1 && bytes.starts_with(BOM) {
             bytes.drain(..BOM.len());
-        }
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            continue;
         }
         total += 1;
         let entry = match parse(&bytes) {
@@ -104,12 +108,11 @@ pub fn run(
     })
 }
 
-/// The non-blank lines of a file: the pairs to come, for the progress bar.
-fn count_pairs(file: File) -> u64 {
+/// The lines of a file: the output lines to come, for the progress bar.
+fn count_lines(file: File) -> u64 {
     BufReader::new(file)
         .split(b'\n')
         .map_while(std::result::Result::ok)
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
         .count() as u64
 }
 
@@ -120,6 +123,10 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// failure, the id when the line had one, and why.
 fn parse(bytes: &[u8]) -> Result<QaPair, (Option<Value>, String)> {
     let text = std::str::from_utf8(bytes).map_err(|e| (None, format!("not UTF-8: {e}")))?;
+    // Every line gets its output line, a blank one too, so outputs stay aligned with inputs.
+    if text.trim().is_empty() {
+        return Err((None, "blank line: no pair".into()));
+    }
     let value: Value = serde_json::from_str(text.trim_end_matches('\r')).map_err(|e| {
         let message = e.to_string();
         let hint = if message.contains("escape") {

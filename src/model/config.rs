@@ -45,6 +45,12 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
+        if !crate::files::present(path)? {
+            return Err(Error::MissingFile {
+                what: "model config",
+                path: path.to_path_buf(),
+            });
+        }
         let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => Error::MissingFile {
                 what: "model config",

@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::error::{Error, Result};
+use crate::files::present;
 
 /// Tensors are converted to `dtype` as they are read.
 pub fn open(dir: &Path, device: &Device, dtype: DType) -> Result<(PathBuf, VarBuilder<'static>)> {
@@ -18,13 +19,13 @@ pub fn open(dir: &Path, device: &Device, dtype: DType) -> Result<(PathBuf, VarBu
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    if safetensors.is_file() {
+    if present(&safetensors)? {
         let bytes = read_safetensors(&safetensors)?;
         let vb = VarBuilder::from_buffered_safetensors(bytes, dtype, device)
             .map_err(|e| fail(&safetensors, e))?;
         return Ok((safetensors, vb));
     }
-    if pickle.is_file() {
+    if present(&pickle)? {
         let vb = VarBuilder::from_pth(&pickle, dtype, device).map_err(|e| fail(&pickle, e))?;
         return Ok((pickle, vb));
     }
@@ -33,7 +34,7 @@ pub fn open(dir: &Path, device: &Device, dtype: DType) -> Result<(PathBuf, VarBu
         ("pytorch_model.bin.index.json", false),
     ] {
         let index = dir.join(index);
-        if !index.is_file() {
+        if !present(&index)? {
             continue;
         }
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
@@ -99,7 +100,7 @@ fn shards(index: &Path) -> Result<Vec<PathBuf>> {
             })?;
         let path = dir.join(file);
         if !files.contains(&path) {
-            if !path.is_file() {
+            if !present(&path)? {
                 return Err(Error::MissingFile {
                     what: "weight shard",
                     path,

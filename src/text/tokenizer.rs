@@ -18,6 +18,7 @@ use tokenizers::processors::roberta::RobertaProcessing;
 use tokenizers::{AddedToken, Tokenizer};
 
 use crate::error::{Error, Result};
+use crate::files::present;
 
 /// Cheap to clone: explainers under different options share one tokenizer.
 #[derive(Clone)]
@@ -120,7 +121,7 @@ impl Specials {
 impl TokenizerConfig {
     fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer_config.json");
-        let json = if path.is_file() {
+        let json = if present(&path)? {
             let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
                 path: path.clone(),
                 source,
@@ -179,7 +180,7 @@ impl QaTokenizer {
         let json = dir.join("tokenizer.json");
         let vocab = dir.join("vocab.txt");
         let (bpe_vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
-        let (mut inner, config) = if json.is_file() {
+        let (mut inner, config) = if present(&json)? {
             let tokenizer = Tokenizer::from_file(&json).map_err(|e| Error::Tokenizer {
                 path: json.clone(),
                 message: e.to_string(),
@@ -187,16 +188,16 @@ impl QaTokenizer {
             // Beside a tokenizer.json the config only names the padding and mask tokens, which
             // the tokenizer usually knows too: a broken config is no reason to refuse the model.
             (tokenizer, TokenizerConfig::read(dir).ok())
-        } else if bpe_vocab.is_file() && merges.is_file() {
+        } else if present(&bpe_vocab)? && present(&merges)? {
             let config = TokenizerConfig::read(dir)?;
             (byte_level_bpe(&bpe_vocab, &merges, &config)?, Some(config))
-        } else if vocab.is_file() {
+        } else if present(&vocab)? {
             let config = TokenizerConfig::read(dir)?;
             (word_piece(&vocab, &config)?, Some(config))
         } else if let Some(model) = SENTENCEPIECE_FILES
             .iter()
             .map(|f| dir.join(f))
-            .find(|p| p.is_file())
+            .find(|p| p.exists())
         {
             return Err(Error::Tokenizer {
                 path: model,
