@@ -456,6 +456,18 @@ fn text_output_escapes_control_characters_from_the_input() {
     let stdout = text(&out.stdout);
     assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
     assert!(stdout.contains("\\u{1b}"), "{stdout}");
+    // A right-to-left override would make the rest of the line read backwards.
+    let out = explain(
+        &model("bert-tiny"),
+        "Who wrote it?",
+        "Jane \u{202e}Austen\u{202c} wrote it \u{2067}in 1813.",
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    for c in ['\u{202e}', '\u{202c}', '\u{2067}'] {
+        assert!(!stdout.contains(c), "{stdout:?}");
+    }
+    assert!(stdout.contains("\\u{202e}"), "{stdout}");
 }
 
 /// Every run ends with a summary line on stderr; `--quiet` drops it; on a terminal a JSON-lines

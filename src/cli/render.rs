@@ -154,13 +154,20 @@ fn shade(
 fn visible(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() && c != '\t' {
+        if (c.is_control() && c != '\t') || is_bidi_control(c) {
             out.push_str(&c.escape_unicode().to_string());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// The invisible characters that reorder the text around them on a terminal (Unicode's bidi
+/// embeddings, overrides, isolates and marks): shown raw, an input could make the output read
+/// other than it is.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// White for 0, through orange to red for 1.

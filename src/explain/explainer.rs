@@ -149,6 +149,11 @@ impl Explainer {
     /// are scored before the answer's is explained. A given answer is explained in the first
     /// window that holds it.
     fn plan(&self, pair: &QaPair) -> Result<Plan> {
+        if pair.answer.is_none() && pair.answer_start.is_some() {
+            return Err(Error::Answer(
+                "answer_start is given without an answer: give the answer's text too".into(),
+            ));
+        }
         if self.doc_stride == 0 {
             return Ok(Plan::Single(Box::new(self.encode(pair)?)));
         }

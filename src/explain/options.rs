@@ -63,6 +63,10 @@ pub struct ExplainOptions {
 /// The most integration steps or SmoothGrad samples: Captum's tutorials use 50 and 20.
 pub const MAX_PASSES: usize = 10_000;
 
+/// The largest SmoothGrad deviation: word embeddings are of order 1, and far larger noise
+/// overflows the activations (1e308 passed as finite and failed in the pass).
+pub const MAX_NOISE_STD: f64 = 1e3;
+
 /// The most spans explained per pair (each is a backward pass).
 pub const MAX_TOP_K: usize = 100;
 
@@ -94,8 +98,8 @@ impl ExplainOptions {
         if self.top_k > MAX_TOP_K {
             return invalid(format!("--top-k takes at most {MAX_TOP_K}"));
         }
-        if !(self.noise_std.is_finite() && self.noise_std >= 0.0) {
-            return invalid("--noise-std must be a finite number, at least 0".into());
+        if !(0.0..=MAX_NOISE_STD).contains(&self.noise_std) {
+            return invalid(format!("--noise-std must be between 0 and {MAX_NOISE_STD}"));
         }
         if self.top_k == 0 {
             return invalid("--top-k must be positive".into());
