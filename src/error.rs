@@ -106,15 +106,27 @@ pub enum Error {
     #[error("non-finite {0} (NaN or infinity) in the model output")]
     NonFinite(&'static str),
 
-    #[error("tensor computation failed: {0}")]
+    #[error("tensor computation failed: {}", candle_message(.0))]
     Candle(candle_core::Error),
+}
+
+/// A candle error's message without the backtrace candle attaches when `RUST_BACKTRACE` is set
+/// (23 lines of frames under a one-line shape mismatch).
+pub fn candle_message(e: &candle_core::Error) -> String {
+    use candle_core::Error as E;
+    match e {
+        E::WithBacktrace { inner, .. } => candle_message(inner),
+        E::Context { inner, context } => format!("{context}: {}", candle_message(inner)),
+        E::WithPath { inner, path } => format!("{}: {}", path.display(), candle_message(inner)),
+        other => other.to_string(),
+    }
 }
 
 impl From<candle_core::Error> for Error {
     /// A device allocation failure becomes [`Error::DeviceOutOfMemory`], which the engine
     /// answers by splitting the pass.
     fn from(e: candle_core::Error) -> Self {
-        let message = e.to_string();
+        let message = candle_message(&e);
         if message.contains("OUT_OF_MEMORY") || message.contains("out of memory") {
             Error::DeviceOutOfMemory(message)
         } else {

@@ -741,3 +741,36 @@ fn blank_lines_get_their_own_output_lines() {
     assert!(rows[2]["error"].as_str().unwrap().contains("blank line"));
     assert!(rows[0].get("answer").is_some() && rows[3].get("answer").is_some());
 }
+
+/// A checkpoint whose shapes disagree with its config is one short message, even with
+/// `RUST_BACKTRACE=1` (candle then attaches a backtrace to its errors).
+#[test]
+fn shape_errors_carry_no_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture("bert-tiny")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let config = dir.path().join("config.json");
+    let text_ = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text_.replace("\"hidden_size\": 36", "\"hidden_size\": 40"),
+    )
+    .unwrap();
+    let words = [
+        "explain",
+        "--model",
+        dir.path().to_str().unwrap(),
+        "--question",
+        "q",
+        "--context",
+        "c",
+    ];
+    let args: Vec<&std::ffi::OsStr> = words.iter().map(std::ffi::OsStr::new).collect();
+    let out = spangrad(&args).env("RUST_BACKTRACE", "1").output().unwrap();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("shape mismatch"), "{stderr}");
+    assert!(stderr.lines().count() <= 2, "{stderr}");
+}

@@ -279,7 +279,8 @@ fn bad_requests_get_json_errors_naming_the_field() {
     assert_error(&post(&server, far), 422, Some("answer"));
     let start_alone = r#"{"question":"Who?","context":"Jane.","answer_start":0}"#;
     assert_error(&post(&server, start_alone), 422, Some("answer"));
-    let noise = r#"{"question":"q","context":"c","options":{"method":"smoothgrad","noise_std":1e308}}"#;
+    let noise =
+        r#"{"question":"q","context":"c","options":{"method":"smoothgrad","noise_std":1e308}}"#;
     assert_error(&post(&server, noise), 422, Some("options.noise_std"));
     let huge = r#"{"question":"q","context":"c","options":{"method":"smoothgrad","samples":288230376151711745}}"#;
     assert_error(&post(&server, huge), 422, Some("options.samples"));

@@ -68,7 +68,7 @@ impl QaModel {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let (path, vb) = weights::open(dir, device, dtype)?;
         Self::from_var_builder(vb, &config).map_err(|e| {
-            let message = e.to_string();
+            let message = crate::error::candle_message(&e);
             // The expected shapes come from config.json: say so where they disagree.
             let hint = if message.contains("shape mismatch") {
                 format!(

@@ -17,7 +17,7 @@ pub fn open(dir: &Path, device: &Device, dtype: DType) -> Result<(PathBuf, VarBu
     let pickle = dir.join("pytorch_model.bin");
     let fail = |path: &Path, e: candle_core::Error| Error::Weights {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: crate::error::candle_message(&e),
     };
     if present(&safetensors)? {
         let bytes = read_safetensors(&safetensors)?;
