@@ -21,13 +21,52 @@ pub struct HubCache {
 
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
-/// Files a checkpoint needs; for each, the alternatives in order of preference.
-const REQUIRED: [&[&str]; 3] = [
-    &["config.json"],
-    &["tokenizer.json", "vocab.txt"],
-    &["model.safetensors", "pytorch_model.bin"],
+/// Files a checkpoint needs: for each need, alternative sets of files in order of preference
+/// (the first set wholly there is taken); an index (`*.index.json`) brings its shards.
+const NEEDS: [&[&[&str]]; 3] = [
+    &[&["config.json"]],
+    &[
+        &["tokenizer.json"],
+        &["vocab.json", "merges.txt"],
+        &["vocab.txt"],
+    ],
+    &[
+        &["model.safetensors"],
+        &["pytorch_model.bin"],
+        &["model.safetensors.index.json"],
+        &["pytorch_model.bin.index.json"],
+    ],
 ];
-const OPTIONAL: [&str; 1] = ["tokenizer_config.json"];
+const OPTIONAL: [&str; 2] = ["tokenizer_config.json", "special_tokens_map.json"];
+
+/// The snapshot folder holding every needed file, each got by `get` (from the cache or the
+/// network); on failure, why each alternative failed.
+fn gather(get: &dyn Fn(&str) -> std::result::Result<PathBuf, String>) -> std::result::Result<PathBuf, String> {
+    let mut snapshot = None;
+    for need in NEEDS {
+        let mut failures = Vec::new();
+        let found = need.iter().find_map(|files| {
+            match files.iter().map(|f| get(f)).collect::<std::result::Result<Vec<_>, _>>() {
+                Ok(paths) => Some(paths),
+                Err(e) => {
+                    failures.push(e);
+                    None
+                }
+            }
+        });
+        let paths = found.ok_or_else(|| failures.join("; "))?;
+        for index in paths.iter().filter(|p| p.to_string_lossy().ends_with(".index.json")) {
+            let shards = crate::model::shard_names(index).map_err(|e| e.to_string())?;
+            for shard in shards {
+                get(&shard)?;
+            }
+        }
+        snapshot.get_or_insert_with(|| paths[0].parent().map(Path::to_path_buf));
+    }
+    snapshot
+        .flatten()
+        .ok_or_else(|| "the files have no folder".to_string())
+}
 
 impl HubCache {
     /// `HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`; `HF_HUB_OFFLINE`.
@@ -107,12 +146,7 @@ impl HubCache {
 
     fn cached(&self, name: &str) -> Option<PathBuf> {
         let repo = hf_hub::Cache::new(self.dir.clone()).model(name.to_string());
-        let mut snapshot = None;
-        for alternatives in REQUIRED {
-            let file = alternatives.iter().find_map(|f| repo.get(f))?;
-            snapshot.get_or_insert_with(|| file.parent().map(Path::to_path_buf));
-        }
-        snapshot.flatten()
+        gather(&|f| repo.get(f).ok_or_else(|| format!("{f} is not cached"))).ok()
     }
 
     fn download(&self, name: &str) -> Result<PathBuf> {
@@ -123,33 +157,19 @@ impl HubCache {
             .build()
             .map_err(|e| self.error(name, e.to_string()))?;
         let repo = api.model(name.to_string());
-        let mut snapshot = None;
-        for alternatives in REQUIRED {
-            let mut last_error = None;
-            let file = alternatives.iter().find_map(|f| {
-                repo.get(f)
-                    .map_err(|e| last_error = Some(format!("{f}: {e}")))
-                    .ok()
-            });
-            let file = file.ok_or_else(|| {
-                self.error(
-                    name,
-                    format!(
-                        "download failed ({}); without network access pass a local model \
-                         directory",
-                        last_error.unwrap_or_default()
-                    ),
-                )
-            })?;
-            snapshot.get_or_insert_with(|| file.parent().map(Path::to_path_buf));
-        }
+        let snapshot = gather(&|f| repo.get(f).map_err(|e| format!("{f}: {e}"))).map_err(|e| {
+            self.error(
+                name,
+                format!(
+                    "download failed ({e}); without network access pass a local model directory"
+                ),
+            )
+        })?;
         for f in OPTIONAL {
             // Optional files only refine tokenisation; their absence is not an error.
             let _ = repo.get(f);
         }
-        snapshot
-            .flatten()
-            .ok_or_else(|| self.error(name, "downloaded files have no folder".into()))
+        Ok(snapshot)
     }
 
     fn error(&self, name: &str, message: String) -> Error {

@@ -30,6 +30,37 @@ fn a_cached_repository_resolves_to_its_snapshot_offline() {
     );
 }
 
+/// deepset/roberta-base-squad2's layout in the cache: vocab.json + merges.txt, sharded
+/// safetensors behind an index. A snapshot missing a shard is not taken as cached.
+#[test]
+fn a_cached_roberta_with_shards_and_bpe_files_resolves() {
+    let cache = tempfile::tempdir().unwrap();
+    let snapshot = prepare_cache(cache.path(), "deepset/roberta-tiny-squad2", "roberta-tiny-bpe");
+    let hub = HubCache {
+        dir: cache.path().to_path_buf(),
+        offline: true,
+        ..HubCache::from_env()
+    };
+    let dir = hub.resolve("deepset/roberta-tiny-squad2").unwrap();
+    assert_eq!(dir, snapshot);
+    let explainer =
+        Explainer::from_dir(&dir, ExplainOptions::default(), &candle_core::Device::Cpu).unwrap();
+    let p = &expected("roberta").pairs[0];
+    let e = explainer
+        .explain_one(&QaPair::new(&p.question, &p.context))
+        .unwrap();
+    assert_eq!(e.answer.text, p.pipeline.answer);
+
+    let shard = std::fs::read_dir(&snapshot)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-of-00002.safetensors"))
+        .expect("a shard");
+    std::fs::remove_file(shard).unwrap();
+    let e = hub.resolve("deepset/roberta-tiny-squad2").unwrap_err();
+    assert!(matches!(e, Error::Hub { .. }), "{e}");
+}
+
 #[test]
 fn an_uncached_repository_offline_says_to_pass_a_directory() {
     let cache = tempfile::tempdir().unwrap();

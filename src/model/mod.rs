@@ -25,6 +25,7 @@ pub use encoder::TargetRows;
 pub use layers::Grad;
 use layers::{LayerNorm, Linear};
 pub use saved::{BatchShape, LayerSaved, Saved};
+pub use weights::shard_names;
 
 use crate::error::{Error, Result};
 

@@ -74,6 +74,24 @@ fn read_safetensors(path: &Path) -> Result<Vec<u8>> {
 
 /// The shard files an index names (each once, in order), which must lie beside it.
 fn shards(index: &Path) -> Result<Vec<PathBuf>> {
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let mut files = Vec::new();
+    for name in shard_names(index)? {
+        let path = dir.join(name);
+        if !present(&path)? {
+            return Err(Error::MissingFile {
+                what: "weight shard",
+                path,
+            });
+        }
+        files.push(path);
+    }
+    Ok(files)
+}
+
+/// The file names an index's `weight_map` names, each once, in order: plain names, the shards
+/// beside the index.
+pub fn shard_names(index: &Path) -> Result<Vec<String>> {
     let bad = |message: String| Error::Weights {
         path: index.to_path_buf(),
         message,
@@ -87,26 +105,14 @@ fn shards(index: &Path) -> Result<Vec<PathBuf>> {
         .get("weight_map")
         .and_then(serde_json::Value::as_object)
         .ok_or_else(|| bad("no \"weight_map\" object".into()))?;
-    let dir = index.parent().unwrap_or(Path::new("."));
-    let mut files: Vec<PathBuf> = Vec::new();
+    let mut files: Vec<String> = Vec::new();
     for (name, file) in map {
         let file = file
             .as_str()
             .filter(|f| !f.is_empty() && Path::new(f).file_name() == Some(std::ffi::OsStr::new(f)))
-            .ok_or_else(|| {
-                bad(format!(
-                    "{name} maps to {file}, not a file name beside the index"
-                ))
-            })?;
-        let path = dir.join(file);
-        if !files.contains(&path) {
-            if !present(&path)? {
-                return Err(Error::MissingFile {
-                    what: "weight shard",
-                    path,
-                });
-            }
-            files.push(path);
+            .ok_or_else(|| bad(format!("{name} maps to {file}, not a file name beside the index")))?;
+        if !files.iter().any(|f| f == file) {
+            files.push(file.to_string());
         }
     }
     if files.is_empty() {
