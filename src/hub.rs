@@ -41,12 +41,18 @@ const OPTIONAL: [&str; 2] = ["tokenizer_config.json", "special_tokens_map.json"]
 
 /// The snapshot folder holding every needed file, each got by `get` (from the cache or the
 /// network); on failure, why each alternative failed.
-fn gather(get: &dyn Fn(&str) -> std::result::Result<PathBuf, String>) -> std::result::Result<PathBuf, String> {
+fn gather(
+    get: &dyn Fn(&str) -> std::result::Result<PathBuf, String>,
+) -> std::result::Result<PathBuf, String> {
     let mut snapshot = None;
     for need in NEEDS {
         let mut failures = Vec::new();
         let found = need.iter().find_map(|files| {
-            match files.iter().map(|f| get(f)).collect::<std::result::Result<Vec<_>, _>>() {
+            match files
+                .iter()
+                .map(|f| get(f))
+                .collect::<std::result::Result<Vec<_>, _>>()
+            {
                 Ok(paths) => Some(paths),
                 Err(e) => {
                     failures.push(e);
@@ -55,7 +61,10 @@ fn gather(get: &dyn Fn(&str) -> std::result::Result<PathBuf, String>) -> std::re
             }
         });
         let paths = found.ok_or_else(|| failures.join("; "))?;
-        for index in paths.iter().filter(|p| p.to_string_lossy().ends_with(".index.json")) {
+        for index in paths
+            .iter()
+            .filter(|p| p.to_string_lossy().ends_with(".index.json"))
+        {
             let shards = crate::model::shard_names(index).map_err(|e| e.to_string())?;
             for shard in shards {
                 get(&shard)?;
@@ -104,18 +113,25 @@ impl HubCache {
             .try_proxy_from_env(true)
             .build();
         let url = format!("{}/api/models/{name}", self.endpoint.trim_end_matches('/'));
-        match agent.get(&url).call() {
-            Ok(_) | Err(ureq::Error::Status(..)) => Ok(()),
-            Err(e) => Err(self.error(
-                name,
-                format!(
-                    "the hub at {} did not answer within {} s ({e}); check the network or \
-                     HF_ENDPOINT, or pass a local model directory",
-                    self.endpoint,
+        let why = match agent.get(&url).call() {
+            Ok(_) | Err(ureq::Error::Status(..)) => return Ok(()),
+            Err(ureq::Error::Transport(t)) => match t.kind() {
+                ureq::ErrorKind::Dns => format!("cannot resolve the hub's host ({t})"),
+                ureq::ErrorKind::ConnectionFailed => format!("cannot connect to the hub ({t})"),
+                _ if t.to_string().contains("timed out") => format!(
+                    "the hub did not answer within {} s ({t})",
                     self.timeout.as_secs()
                 ),
-            )),
-        }
+                _ => format!("the hub could not be reached ({t})"),
+            },
+        };
+        Err(self.error(
+            name,
+            format!(
+                "{why} at {}; check the network or HF_ENDPOINT, or pass a local model directory",
+                self.endpoint
+            ),
+        ))
     }
 
     /// A local directory as is; otherwise a hub repository id (`name` or `org/name`).
@@ -124,7 +140,11 @@ impl HubCache {
         if path.is_dir() {
             return Ok(path.to_path_buf());
         }
-        if !is_repo_id(name) {
+        // `models/x` where `models` is a local folder is a path, not a repository.
+        let local_parent = path
+            .parent()
+            .is_some_and(|p| !p.as_os_str().is_empty() && p.is_dir());
+        if !is_repo_id(name) || local_parent {
             return Err(Error::MissingFile {
                 what: "model directory",
                 path: path.to_path_buf(),

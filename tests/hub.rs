@@ -35,7 +35,11 @@ fn a_cached_repository_resolves_to_its_snapshot_offline() {
 #[test]
 fn a_cached_roberta_with_shards_and_bpe_files_resolves() {
     let cache = tempfile::tempdir().unwrap();
-    let snapshot = prepare_cache(cache.path(), "deepset/roberta-tiny-squad2", "roberta-tiny-bpe");
+    let snapshot = prepare_cache(
+        cache.path(),
+        "deepset/roberta-tiny-squad2",
+        "roberta-tiny-bpe",
+    );
     let hub = HubCache {
         dir: cache.path().to_path_buf(),
         offline: true,
@@ -136,4 +140,59 @@ fn a_hub_that_never_answers_times_out() {
     assert!(start.elapsed().as_secs() < 20, "{:?}", start.elapsed());
     assert!(matches!(e, Error::Hub { .. }), "{e}");
     assert!(e.to_string().contains(&address.to_string()), "{e}");
+    assert!(e.to_string().contains("did not answer within 2 s"), "{e}");
+}
+
+/// A host that does not resolve, or a port where nothing listens, is said to be that, at once:
+/// not a timeout.
+#[test]
+fn an_unreachable_hub_says_why() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    for (endpoint, why) in [
+        (
+            "http://no-such-host.invalid".to_string(),
+            "cannot resolve the hub's host",
+        ),
+        (format!("http://{closed}"), "cannot connect to the hub"),
+    ] {
+        let hub = HubCache {
+            dir: cache.path().to_path_buf(),
+            offline: false,
+            endpoint,
+            timeout: std::time::Duration::from_secs(30),
+        };
+        let start = std::time::Instant::now();
+        let e = hub.resolve("spangrad/unreachable").unwrap_err();
+        assert!(start.elapsed().as_secs() < 20, "{:?}", start.elapsed());
+        assert!(e.to_string().contains(why), "{e}");
+        assert!(!e.to_string().contains("did not answer"), "{e}");
+    }
+}
+
+/// `tests/x`, where `tests` is a local folder (tests run in the repository root), is a missing
+/// local path, not a repository.
+#[test]
+fn a_missing_path_under_a_local_folder_is_not_a_repository() {
+    assert!(std::path::Path::new("tests").is_dir());
+    let cache = tempfile::tempdir().unwrap();
+    let hub = HubCache {
+        dir: cache.path().to_path_buf(),
+        offline: true,
+        ..HubCache::from_env()
+    };
+    let e = hub.resolve("tests/no-such-model").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::MissingFile {
+                what: "model directory",
+                ..
+            }
+        ),
+        "{e}"
+    );
 }

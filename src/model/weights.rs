@@ -110,7 +110,11 @@ pub fn shard_names(index: &Path) -> Result<Vec<String>> {
         let file = file
             .as_str()
             .filter(|f| !f.is_empty() && Path::new(f).file_name() == Some(std::ffi::OsStr::new(f)))
-            .ok_or_else(|| bad(format!("{name} maps to {file}, not a file name beside the index")))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "{name} maps to {file}, not a file name beside the index"
+                ))
+            })?;
         if !files.iter().any(|f| f == file) {
             files.push(file.to_string());
         }
