@@ -68,6 +68,10 @@ fn agent() -> ureq::Agent {
 
 fn call(request: ureq::Request, body: Option<&[u8]>) -> Answer {
     let result = match body {
+        // A body is JSON unless the test says otherwise.
+        Some(b) if request.header("Content-Type").is_none() => request
+            .set("Content-Type", "application/json")
+            .send_bytes(b),
         Some(b) => request.send_bytes(b),
         None => request.call(),
     };
@@ -362,6 +366,82 @@ fn an_api_key_is_required_when_set() {
     assert_eq!(call(right, Some(PAIR.as_bytes())).status, 200);
     assert_eq!(get(&server, "/metrics").status, 401);
     assert_eq!(get(&server, "/health").status, 200, "probes need no key");
+    assert_eq!(get(&server, "/openapi.json").status, 200);
+    // Without the key, no path is told from another: no 404 or 405 to list them by.
+    assert_error(&get(&server, "/no/such/path"), 401, Some("authorization"));
+    assert_error(&get(&server, "/v1/explain"), 401, Some("authorization"));
+    let keyed = |path: &str| {
+        agent()
+            .get(&format!("{}{path}", server.url()))
+            .set("Authorization", "Bearer s3cret")
+    };
+    assert_eq!(call(keyed("/no/such/path"), None).status, 404);
+    assert_eq!(call(keyed("/v1/explain"), None).status, 405);
+    // Two keys: refused, whichever comes first.
+    // (ureq sends one header of a name: the request is written by hand.)
+    let address = server.url().trim_start_matches("http://").to_string();
+    for (first, second) in [
+        ("Bearer s3cret", "Bearer wrong"),
+        ("Bearer wrong", "Bearer s3cret"),
+    ] {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(
+            stream,
+            "POST /v1/explain HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+             Authorization: {first}\r\nAuthorization: {second}\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{PAIR}",
+            PAIR.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    }
+}
+
+/// A page in the user's browser can post `text/plain` without a CORS preflight, and reach a
+/// loopback server under a rebound DNS name: bodies must be declared JSON, and `Host` must be
+/// an IP literal, localhost or an `--allowed-hosts` name. No CORS header is sent.
+#[test]
+fn cross_site_requests_are_refused() {
+    let server = fixture_server(ServeConfig {
+        allowed_hosts: vec!["qa.internal".into()],
+        ..ServeConfig::default()
+    });
+    let url = format!("{}/v1/explain", server.url());
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ] {
+        let request = agent().post(&url).set("Content-Type", content_type);
+        assert_error(&call(request, Some(PAIR.as_bytes())), 415, None);
+    }
+    let charset = agent()
+        .post(&url)
+        .set("Content-Type", "application/json; charset=utf-8");
+    assert_eq!(call(charset, Some(PAIR.as_bytes())).status, 200);
+    let port = server.url().rsplit(':').next().unwrap().to_string();
+    for (host, status) in [
+        (format!("attacker.example:{port}"), 421),
+        (format!("localhost:{port}"), 200),
+        (format!("127.0.0.1:{port}"), 200),
+        (format!("[::1]:{port}"), 200),
+        (format!("qa.internal:{port}"), 200),
+        ("QA.internal".to_string(), 200),
+    ] {
+        let request = agent().post(&url).set("Host", &host);
+        let answer = call(request, Some(PAIR.as_bytes()));
+        assert_eq!(answer.status, status, "{host}: {}", answer.text);
+    }
+    let response = agent()
+        .post(&url)
+        .set("Content-Type", "application/json")
+        .set("Origin", "http://attacker.example")
+        .send_bytes(PAIR.as_bytes())
+        .unwrap();
+    assert!(response.header("access-control-allow-origin").is_none());
 }
 
 /// The fixture model behind a hook: slow, or panicking on a question.

@@ -57,6 +57,11 @@ pub struct ServeArgs {
     /// Prefer the environment variable: a flag shows in the process list.
     #[arg(long, env = "SPANGRAD_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Host names (the `Host` header, without the port) the server answers besides IP
+    /// literals and localhost, comma-separated; `*` answers any. Other names get 421, so that
+    /// a web page cannot reach the server through a DNS name rebound to this machine.
+    #[arg(long, value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
     /// Tokens per pair unless a request sets `max_length` [default: 384, or the model's limit].
     #[arg(long)]
     max_length: Option<usize>,
@@ -77,6 +82,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_body_bytes: args.max_body_bytes,
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         api_key: args.api_key.clone(),
+        allowed_hosts: args.allowed_hosts.clone(),
     };
     config.validate()?;
     let options = ExplainOptions {

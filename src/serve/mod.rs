@@ -44,6 +44,9 @@ pub struct ServeConfig {
     /// Requests to everything but `/health` and `/openapi.json` must carry
     /// `Authorization: Bearer KEY`.
     pub api_key: Option<String>,
+    /// `Host` names accepted besides IP literals and `localhost` (`*`: any), so that a web page
+    /// cannot reach a loopback server through a rebound DNS name.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServeConfig {
@@ -56,6 +59,7 @@ impl Default for ServeConfig {
             max_body_bytes: 8 << 20,
             request_timeout: Duration::from_secs(120),
             api_key: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }

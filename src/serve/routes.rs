@@ -28,19 +28,23 @@ use crate::ExplainOptions;
 
 type Shared = Arc<AppState>;
 
+/// Paths answered without the API key.
+const OPEN_PATHS: [&str; 2] = ["/health", "/openapi.json"];
+
 pub fn router(state: Shared) -> Router {
-    let protected = Router::new()
-        .route("/v1/explain", post(explain))
-        .route("/v1/model", get(model))
-        .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+    // Layers run outside in: count every answer, check the Host, then the key (before routing,
+    // so that 404 and 405 do not list the paths to a client without it).
     Router::new()
         .route("/health", get(health))
         .route("/openapi.json", get(openapi))
-        .merge(protected)
+        .route("/v1/explain", post(explain))
+        .route("/v1/model", get(model))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
 }
@@ -93,7 +97,26 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         (status = 504, description = "No answer within the request timeout", body = ErrorBody),
     )
 )]
-async fn explain(State(state): State<Shared>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn explain(
+    State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    // A body that is not declared JSON is refused before it is read: a web page can post
+    // `text/plain` to a loopback server without a CORS preflight, never `application/json`.
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be JSON, sent with `Content-Type: application/json`",
+            None,
+        )
+        .into_response();
+    }
     match answer(&state, body).await {
         Ok(response) => Json(response).into_response(),
         Err(e) => e.into_response(),
@@ -378,10 +401,15 @@ async fn method_not_allowed() -> ApiError {
 /// With `--api-key`, requests carry `Authorization: Bearer KEY`; the key is compared in
 /// constant time (its length aside).
 async fn authorize(State(state): State<Shared>, request: Request, next: Next) -> Response {
-    if let Some(key) = &state.config.api_key {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
+    let open = OPEN_PATHS.contains(&request.uri().path());
+    if let (Some(key), false) = (&state.config.api_key, open) {
+        let mut headers = request.headers().get_all(header::AUTHORIZATION).iter();
+        let (given, second) = (headers.next(), headers.next());
+        if second.is_some() {
+            return ApiError::bad_request("several Authorization headers: send one")
+                .into_response();
+        }
+        let given = given
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         let good = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(key.as_bytes())));
@@ -399,6 +427,48 @@ async fn authorize(State(state): State<Shared>, request: Request, next: Next) ->
         }
     }
     next.run(request).await
+}
+
+/// A request whose `Host` is a name the server was not told to answer (a DNS name rebound to
+/// this machine by a web page) gets 421; IP literals and `localhost` are always answered.
+async fn check_host(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .map(|h| h.to_str().unwrap_or("\u{fffd}"));
+    if let Some(host) = host {
+        if !host_allowed(host, &state.config.allowed_hosts) {
+            return ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "Host {host:?} is not answered here: start the server with \
+                     --allowed-hosts to answer it"
+                ),
+                None,
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// `host` (a `Host` header: a name or IP, maybe a port) is an IP literal, `localhost`, or one
+/// of `allowed` (`*`: any).
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [v6] or [v6]:port
+        Some(rest) => {
+            return rest
+                .split_once(']')
+                .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || allowed
+            .iter()
+            .any(|a| a == "*" || a.eq_ignore_ascii_case(name))
 }
 
 /// Every answer, counted by status.
