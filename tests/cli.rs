@@ -774,3 +774,56 @@ fn shape_errors_carry_no_backtrace() {
     assert!(stderr.contains("shape mismatch"), "{stderr}");
     assert!(stderr.lines().count() <= 2, "{stderr}");
 }
+
+/// A line far over `--max-input-bytes` fails alone without being held in memory (a 200 MB line
+/// once took 640 MB): the run fits a data limit of 150 MB. The lines after it are explained.
+#[test]
+fn an_oversized_line_is_skipped_unread() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pairs.jsonl");
+    let big = serde_json::json!({"question": "q", "context": "x".repeat(200 << 20)}).to_string();
+    let small = r#"{"question": "Who wrote it?", "context": "Jane wrote it."}"#;
+    std::fs::write(&path, format!("{big}\n{small}\n")).unwrap();
+    drop(big);
+    let model = model("bert-tiny");
+    let words = [
+        "explain",
+        "--quiet",
+        "--model",
+        &model,
+        "--input",
+        path.to_str().unwrap(),
+    ];
+    let args: Vec<&std::ffi::OsStr> = words.iter().map(std::ffi::OsStr::new).collect();
+    let mut command = spangrad(&args);
+    // SAFETY: setrlimit is async-signal-safe, as pre_exec requires.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 150 << 20,
+                rlim_max: 150 << 20,
+            };
+            if libc::setrlimit(libc::RLIMIT_DATA, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let out = command.output().unwrap();
+    let rows: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", text(&out.stderr));
+    assert!(
+        rows[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("--max-input-bytes"),
+        "{}",
+        rows[0]
+    );
+    assert!(rows[1].get("answer").is_some());
+}

@@ -201,6 +201,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             &explainers,
             &input,
             args.batch_size as usize * devices.len(),
+            jsonl::line_limit(args.max_input_bytes),
             args.quiet,
             &report,
         );

@@ -34,13 +34,14 @@ pub fn run(
     explainers: &[Sharded],
     input: &Path,
     batch_size: usize,
+    max_line_bytes: usize,
     quiet: bool,
     report: &Report,
 ) -> anyhow::Result<ExitCode> {
     let open = || File::open(input).with_context(|| format!("cannot open {}", input.display()));
     // Only a regular file is read twice (once to count its lines for the progress bar): a pipe
     // (`--input <(cmd)`, /dev/stdin, a FIFO) would be drained by the count.
-    let (reader, total): (Box<dyn BufRead>, _) = if input == Path::new("-") {
+    let (mut reader, total): (Box<dyn BufRead>, _) = if input == Path::new("-") {
         (Box::new(std::io::stdin().lock()), None)
     } else {
         let file = open()?;
@@ -61,14 +62,29 @@ pub fn run(
     let mut pending: Vec<Entry> = Vec::new();
     let mut batch: Vec<QaPair> = Vec::new();
     let (mut total, mut failed) = (0, 0);
-    for (index, bytes) in reader.split(b'\n').enumerate() {
-        let line = index + 1;
-        let mut bytes = bytes.with_context(|| format!("cannot read line {line}"))?;
+    let mut bytes = Vec::new();
+    for line in 1.. {
+        let Some(fits) = read_line(&mut reader, &mut bytes, max_line_bytes)
+            .with_context(|| format!("cannot read line {line}"))?
+        else {
+            break;
+        };
         if line == 1 && bytes.starts_with(BOM) {
             bytes.drain(..BOM.len());
         }
         total += 1;
-        let entry = match parse(&bytes) {
+        let parsed = if fits {
+            parse(&bytes)
+        } else {
+            Err((
+                None,
+                format!(
+                    "the line is over {max_line_bytes} bytes, more than any pair within \
+                     --max-input-bytes takes: skipped unread"
+                ),
+            ))
+        };
+        let entry = match parsed {
             Err((id, error)) => Entry::Failed { line, id, error },
             Ok(pair) => {
                 let id = pair.id.clone();
@@ -108,12 +124,65 @@ pub fn run(
     })
 }
 
-/// The lines of a file: the output lines to come, for the progress bar.
+/// The longest line read for pairs of at most `max_input_bytes` of text: JSON escapes take at
+/// most 6 bytes per byte of text, and 64 KiB is room for the keys and the id.
+pub fn line_limit(max_input_bytes: usize) -> usize {
+    max_input_bytes.saturating_mul(6).saturating_add(64 << 10)
+}
+
+/// The next line (without its `\n`) into `line`, kept only up to `limit` bytes: the rest of a
+/// longer line is read past, never held. `None` at the end of the input; `Some(false)` for a
+/// line over the limit.
+fn read_line(
+    reader: &mut dyn BufRead,
+    line: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<Option<bool>> {
+    line.clear();
+    let (mut read_any, mut fits) = (false, true);
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(read_any.then_some(fits));
+        }
+        read_any = true;
+        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..i], Some(i + 1)),
+            None => (available, None),
+        };
+        if fits && line.len() + chunk.len() <= limit {
+            line.extend_from_slice(chunk);
+        } else {
+            fits = false;
+            line.clear();
+        }
+        let used = done.unwrap_or(chunk.len());
+        reader.consume(used);
+        if done.is_some() {
+            return Ok(Some(fits));
+        }
+    }
+}
+
+/// The lines of a file: the output lines to come, for the progress bar. Counted in chunks,
+/// holding no line.
 fn count_lines(file: File) -> u64 {
-    BufReader::new(file)
-        .split(b'\n')
-        .map_while(std::result::Result::ok)
-        .count() as u64
+    let mut reader = BufReader::new(file);
+    let (mut lines, mut open) = (0, false);
+    while let Ok(chunk) = reader.fill_buf() {
+        if chunk.is_empty() {
+            break;
+        }
+        lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        open = chunk.last() != Some(&b'\n');
+        let used = chunk.len();
+        reader.consume(used);
+    }
+    lines + u64::from(open)
 }
 
 /// The UTF-8 byte-order mark some editors put at the start of a file.
