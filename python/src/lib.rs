@@ -139,20 +139,28 @@ impl Explainer {
                 )))
             }
         };
-        let pairs = read_pairs(py, pairs)?;
-        let results = self.compute(py, &pairs)?;
+        let read = read_pairs(py, pairs)?;
+        let good: Vec<QaPair> = read.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+        let mut results = self.compute(py, &good)?.into_iter();
         let loads = py.import("json")?.getattr("loads")?;
-        let mut out = Vec::with_capacity(results.len());
-        for (index, (pair, result)) in pairs.iter().zip(results).enumerate() {
-            let value = match result {
-                Ok(explanation) => serde_json::to_string(&explanation),
-                Err(e) if raise => return Err(to_py(e)),
-                Err(e) => serde_json::to_string(&serde_json::json!({
-                    "index": index, "id": pair.id, "error": e.to_string(),
-                })),
-            }
-            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-            out.push(loads.call1((value,))?);
+        let mut out = Vec::with_capacity(read.len());
+        for (index, pair) in read.iter().enumerate() {
+            let (id, error) = match pair {
+                Ok(pair) => match results.next().expect("one result per readable pair") {
+                    Ok(explanation) => {
+                        let text = serde_json::to_string(&explanation)
+                            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+                        out.push(loads.call1((text,))?);
+                        continue;
+                    }
+                    Err(e) if raise => return Err(to_py(e)),
+                    Err(e) => (pair.id.clone(), e.to_string()),
+                },
+                Err(bad) if raise => return Err(PyValueError::new_err(bad.error.clone())),
+                Err(bad) => (None, bad.error.clone()),
+            };
+            let text = serde_json::json!({ "index": index, "id": id, "error": error }).to_string();
+            out.push(loads.call1((text,))?);
         }
         PyList::new(py, out)
     }
@@ -382,9 +390,16 @@ fn named<T: serde::de::DeserializeOwned>(what: &str, value: &str) -> PyResult<T>
         .map_err(|e| PyValueError::new_err(format!("{what}={value:?}: {e}")))
 }
 
+/// A pair whose data cannot be read (an id that is not JSON, text that is not Unicode): it
+/// fails alone, as a bad line of the CLI's JSON lines does.
+struct BadPair {
+    error: String,
+}
+
 /// The pairs of a list of dicts; a pair that is not a mapping with str question and context
-/// is a programming error, raised at once with its index.
-fn read_pairs(py: Python<'_>, pairs: &Bound<'_, PyAny>) -> PyResult<Vec<QaPair>> {
+/// is a programming error, raised at once with its index. Data that cannot be read (a NaN id,
+/// a lone surrogate) fails that pair alone.
+fn read_pairs(py: Python<'_>, pairs: &Bound<'_, PyAny>) -> PyResult<Vec<Result<QaPair, BadPair>>> {
     if pairs.is_instance_of::<PyDict>() || pairs.extract::<String>().is_ok() {
         return Err(PyTypeError::new_err(
             "pairs must be a list of dicts, not a single dict or str (wrap it in a list)",
@@ -401,15 +416,21 @@ fn read_pairs(py: Python<'_>, pairs: &Bound<'_, PyAny>) -> PyResult<Vec<QaPair>>
                 item.get_type().name()?
             )));
         }
-        let text = |key: &str| -> PyResult<String> {
+        // Ok(Err(_)): a str that is not valid Unicode (a lone surrogate), which fails the pair.
+        let text = |key: &str| -> PyResult<Result<String, BadPair>> {
             let value = item.get_item(key).map_err(|_| {
                 PyValueError::new_err(format!(
                     "pairs[{i}] has no {key:?} (a dict with \"question\" and \"context\")"
                 ))
             })?;
-            value
-                .extract::<String>()
-                .map_err(|_| PyTypeError::new_err(format!("pairs[{i}][{key:?}] must be a str")))
+            if !value.is_instance_of::<pyo3::types::PyString>() {
+                return Err(PyTypeError::new_err(format!(
+                    "pairs[{i}][{key:?}] must be a str"
+                )));
+            }
+            Ok(value.extract::<String>().map_err(|e| BadPair {
+                error: format!("pairs[{i}][{key:?}] is not valid Unicode: {e}"),
+            }))
         };
         let optional = |key: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
             match item.get_item(key) {
@@ -417,20 +438,19 @@ fn read_pairs(py: Python<'_>, pairs: &Bound<'_, PyAny>) -> PyResult<Vec<QaPair>>
                 _ => Ok(None),
             }
         };
-        let id = match optional("id")? {
-            None => None,
-            Some(v) => {
-                let json: String = dumps
-                    .call1((v,))
-                    .map_err(|e| {
-                        PyTypeError::new_err(format!("pairs[{i}][\"id\"] is not JSON: {e}"))
-                    })?
-                    .extract()?;
-                Some(
-                    serde_json::from_str(&json)
-                        .map_err(|e| PyValueError::new_err(format!("pairs[{i}][\"id\"]: {e}")))?,
-                )
-            }
+        let strict = PyDict::new(py);
+        strict.set_item("allow_nan", false)?;
+        let id: Result<Option<serde_json::Value>, BadPair> = match optional("id")? {
+            None => Ok(None),
+            Some(v) => dumps
+                .call((v,), Some(&strict))
+                .and_then(|json| json.extract::<String>())
+                .map_err(|e| e.to_string())
+                .and_then(|json| serde_json::from_str(&json).map_err(|e| e.to_string()))
+                .map(Some)
+                .map_err(|e| BadPair {
+                    error: format!("pairs[{i}][\"id\"] is not JSON: {e}"),
+                }),
         };
         let answer = optional("answer")?
             .map(|v| v.extract::<String>())
@@ -444,13 +464,16 @@ fn read_pairs(py: Python<'_>, pairs: &Bound<'_, PyAny>) -> PyResult<Vec<QaPair>>
                     "pairs[{i}][\"answer_start\"] must be a non-negative int"
                 ))
             })?;
-        out.push(QaPair {
-            id,
-            question: text("question")?,
-            context: text("context")?,
-            answer,
-            answer_start,
-        });
+        let (question, context) = (text("question")?, text("context")?);
+        out.push(id.and_then(|id| {
+            Ok(QaPair {
+                id,
+                question: question?,
+                context: context?,
+                answer,
+                answer_start,
+            })
+        }));
     }
     Ok(out)
 }

@@ -186,8 +186,20 @@ def test_bad_inputs_raise_the_right_exceptions(tmp_path):
         explainer.explain([{"question": "q", "context": "c"}, {"question": "q"}])
     with pytest.raises(TypeError, match=r'pairs\[0\]\["question"\] must be a str'):
         explainer.explain([{"question": 5, "context": "c"}])
-    with pytest.raises(TypeError, match="not JSON"):
-        explainer.explain([{"id": object(), "question": "q", "context": "c"}])
+    # Data that cannot be read fails its pair alone; the others are explained.
+    good = {"question": "Who?", "context": "Jane wrote it."}
+    results = explainer.explain([
+        {"id": object(), **good},
+        {"id": float("nan"), **good},
+        {"question": "Who\ud800?", "context": "Jane wrote it."},
+        good,
+    ])
+    assert [r.get("index") for r in results[:3]] == [0, 1, 2]
+    assert "not JSON" in results[0]["error"] and "not JSON" in results[1]["error"]
+    assert "not valid Unicode" in results[2]["error"]
+    assert "answer" in results[3]
+    with pytest.raises(ValueError, match="not JSON"):
+        explainer.explain([{"id": float("nan"), **good}], on_error="raise")
     with pytest.raises(ValueError, match="the question is empty"):
         explainer.explain([{"question": " ", "context": "c"}], on_error="raise")
     with pytest.raises(ValueError, match="on_error"):
