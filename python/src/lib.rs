@@ -140,7 +140,10 @@ impl Explainer {
             }
         };
         let read = read_pairs(py, pairs)?;
-        let good: Vec<QaPair> = read.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+        let good: Vec<QaPair> = read
+            .iter()
+            .filter_map(|r| r.as_ref().ok().cloned())
+            .collect();
         let mut results = self.compute(py, &good)?.into_iter();
         let loads = py.import("json")?.getattr("loads")?;
         let mut out = Vec::with_capacity(read.len());
