@@ -268,7 +268,11 @@ impl std::str::FromStr for BatchTokens {
 pub struct QaPair {
     #[serde(default)]
     pub id: Option<serde_json::Value>,
+    /// Not empty, nor only whitespace.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub question: String,
+    /// Not empty, nor only whitespace.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub context: String,
     /// An answer to explain instead of the model's: why would it, or would it not, pick this?
     #[serde(default)]

@@ -71,6 +71,7 @@ pub struct PairRequest {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct PairsRequest {
+    #[schema(min_items = 1)]
     pub pairs: Vec<QaPair>,
     pub options: Option<RequestOptions>,
 }
@@ -109,8 +110,7 @@ pub enum PairResult {
 pub struct PairFailure {
     /// The pair's place in `pairs`.
     pub index: usize,
-    /// Its id, as given.
-    #[schema(value_type = Option<Object>)]
+    /// Its id, as given: any JSON value, or null.
     pub id: Option<Value>,
     /// The HTTP status the pair would have had alone.
     pub status: u16,
@@ -330,6 +330,25 @@ mod tests {
             many.pairs[1].as_ref().unwrap_err().field.as_deref(),
             Some("pairs[1].question")
         );
+    }
+
+    /// The schema says what the server refuses: empty texts, an empty list; and that a
+    /// failure's id is any JSON value, as the pair's.
+    #[test]
+    fn the_schema_states_the_limits() {
+        let doc = serde_json::to_value(crate::serve::routes::openapi_document()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for field in ["question", "context"] {
+            let text = &schemas["QaPair"]["properties"][field];
+            assert_eq!(text["minLength"], 1, "{text}");
+            assert_eq!(text["pattern"], "\\S", "{text}");
+        }
+        assert_eq!(
+            schemas["PairsRequest"]["properties"]["pairs"]["minItems"],
+            1
+        );
+        let id = &schemas["PairFailure"]["properties"]["id"];
+        assert!(id.get("type").is_none(), "any JSON value: {id}");
     }
 
     #[test]
