@@ -38,6 +38,14 @@ fn one(
     } else {
         writeln!(out, "{label} \"{}\"", visible(&a.text))?;
     }
+    if let (true, Some(first)) = (a.impossible, e.tokens.first()) {
+        writeln!(
+            out,
+            "          explained: start[0] + end[0], the logits of {}[{:.2}], the first token",
+            visible(&first.text),
+            first.score
+        )?;
+    }
     if let (Some(null), Some(p)) = (a.null_score, a.probability) {
         let span = a
             .best_span_probability
