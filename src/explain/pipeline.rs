@@ -300,16 +300,15 @@ pub fn best_span_of(
     chars: Range<usize>,
     max_answer_len: usize,
 ) -> Option<Span> {
-    let context = |i: usize| enc.segments[i] == Segment::Context;
-    let mut best: Option<(f32, Span)> = None;
-    for i in (0..enc.len()).filter(|&i| context(i)) {
-        let last = enc.len().min(i.saturating_add(max_answer_len));
-        for j in (i..last).take_while(|&j| context(j)) {
-            let score = start[i] + end[j];
-            if best.is_none_or(|(b, _)| score > b) && word_chars(enc, i, j) == chars {
-                best = Some((score, Span { start: i, end: j }));
-            }
-        }
-    }
-    best.map(|(_, span)| span)
+    // Candidates come in order of position: the first of the highest score wins.
+    super::span::candidates(start, end, &enc.segments, max_answer_len)
+        .filter(|(_, span)| word_chars(enc, span.start, span.end) == chars)
+        .fold(
+            None,
+            |best: Option<(f64, Span)>, (score, span)| match best {
+                Some((b, _)) if b >= score => best,
+                _ => Some((score, span)),
+            },
+        )
+        .map(|(_, span)| span)
 }

@@ -68,7 +68,7 @@ pub fn select(
 
 /// The `best` mode's candidates: spans of context tokens `i ≤ j < i + max_answer_len`, with
 /// their score `start[i] + end[j]`, in order of `i` then `j`.
-fn candidates<'a>(
+pub(super) fn candidates<'a>(
     start: &'a [f32],
     end: &'a [f32],
     segments: &'a [Segment],
