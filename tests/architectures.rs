@@ -52,11 +52,7 @@ fn roberta_from_vocab_json_merges_and_shards() {
 
 /// A copy of a fixture whose weights are renamed by `rename` (dropped where it gives `None`).
 fn renamed(name: &str, rename: impl Fn(&str) -> Option<String>) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture(name)).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
-    }
+    let tmp = copy_fixture(name);
     let path = tmp.path().join("model.safetensors");
     let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(&path, &Device::Cpu)
         .unwrap()

@@ -746,11 +746,7 @@ fn blank_lines_get_their_own_output_lines() {
 /// `RUST_BACKTRACE=1` (candle then attaches a backtrace to its errors).
 #[test]
 fn shape_errors_carry_no_backtrace() {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture("bert-tiny")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-    }
+    let dir = copy_fixture("bert-tiny");
     let config = dir.path().join("config.json");
     let text_ = std::fs::read_to_string(&config).unwrap();
     std::fs::write(

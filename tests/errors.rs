@@ -12,16 +12,6 @@ fn load(dir: &Path) -> Result<Explainer, Error> {
     Explainer::from_dir(dir, ExplainOptions::default(), &Device::Cpu)
 }
 
-/// A writable copy of a fixture model.
-fn copy_fixture(name: &str) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture(name)).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
-    }
-    tmp
-}
-
 fn load_err(dir: &Path) -> Error {
     match load(dir) {
         Ok(_) => panic!("{} loaded although it is broken", dir.display()),

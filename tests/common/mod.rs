@@ -205,6 +205,16 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// A writable copy of a fixture model.
+pub fn copy_fixture(name: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
+    }
+    tmp
+}
+
 /// Lays out `models--org--name/{refs/main, snapshots/<commit>/...}` as hf-hub does.
 pub fn prepare_cache(root: &Path, repo: &str, fixture_dir: &str) -> PathBuf {
     let commit = "0123456789abcdef0123456789abcdef01234567";
