@@ -400,6 +400,46 @@ fn an_api_key_is_required_when_set() {
     }
 }
 
+/// The request timeout runs from arrival: a body sent slowly past it gets 408, at the
+/// timeout, not after the body is in.
+#[test]
+fn a_slow_body_times_out_from_arrival() {
+    use std::io::{Read, Write};
+    let server = fixture_server(ServeConfig {
+        request_timeout: Duration::from_millis(800),
+        ..ServeConfig::default()
+    });
+    let address = server.url().trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        stream,
+        "POST /v1/explain HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        PAIR.len()
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    // One byte every 100 ms: the whole body would take seconds.
+    let writer = {
+        let mut stream = stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for b in PAIR.bytes() {
+                if stream.write_all(&[b]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let waited = start.elapsed();
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    drop(stream);
+    writer.join().unwrap();
+}
+
 /// A page in the user's browser can post `text/plain` without a CORS preflight, and reach a
 /// loopback server under a rebound DNS name: bodies must be declared JSON, and `Host` must be
 /// an IP literal, localhost or an `--allowed-hosts` name. No CORS header is sent.

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -91,20 +90,22 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         (status = 401, description = "No or a wrong API key", body = ErrorBody),
         (status = 413, description = "Body, pairs or tokens over the limits", body = ErrorBody),
         (status = 422, description = "A field that is missing, of the wrong type, unknown or invalid", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the request timeout", body = ErrorBody),
+        (status = 415, description = "The body is not declared `application/json`", body = ErrorBody),
+        (status = 421, description = "The Host is not answered here (--allowed-hosts)", body = ErrorBody),
         (status = 429, description = "The queue is full (see Retry-After)", body = ErrorBody),
         (status = 500, description = "The computation failed", body = ErrorBody),
         (status = 503, description = "The model is loading", body = ErrorBody),
         (status = 504, description = "No answer within the request timeout", body = ErrorBody),
     )
 )]
-async fn explain(
-    State(state): State<Shared>,
-    headers: axum::http::HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn explain(State(state): State<Shared>, request: Request) -> Response {
+    // The request timeout runs from the headers' arrival: a body sent slowly counts.
+    let arrived = Instant::now();
     // A body that is not declared JSON is refused before it is read: a web page can post
     // `text/plain` to a loopback server without a CORS preflight, never `application/json`.
-    let json = headers
+    let json = request
+        .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
@@ -117,7 +118,21 @@ async fn explain(
         )
         .into_response();
     }
-    match answer(&state, body).await {
+    let config = &state.config;
+    let reading = axum::body::to_bytes(request.into_body(), config.max_body_bytes);
+    let Ok(body) = tokio::time::timeout(config.request_timeout, reading).await else {
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within the request timeout ({} ms, \
+                 --request-timeout-ms)",
+                config.request_timeout.as_millis()
+            ),
+            None,
+        )
+        .into_response();
+    };
+    match answer(&state, body, arrived).await {
         Ok(response) => Json(response).into_response(),
         Err(e) => e.into_response(),
     }
@@ -125,13 +140,18 @@ async fn explain(
 
 async fn answer(
     state: &AppState,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, axum::Error>,
+    arrived: Instant,
 ) -> Result<ExplainResponse, ApiError> {
-    let arrived = Instant::now();
     let ready = state.ready()?;
     let config = &state.config;
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    let body = body.map_err(|e| {
+        let over_limit =
+            std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                e.source()
+            })
+            .any(|e| e.to_string().contains("length limit exceeded"));
+        if over_limit {
             ApiError::too_large(
                 format!(
                     "the body is over {} bytes (--max-body-bytes)",
@@ -140,7 +160,7 @@ async fn answer(
                 None,
             )
         } else {
-            ApiError::bad_request(r.body_text())
+            ApiError::bad_request(format!("cannot read the body: {e}"))
         }
     })?;
     let parsed = api::parse(&body, config.max_pairs_per_request)?;
