@@ -768,6 +768,10 @@ struct Process {
 
 impl Process {
     fn start(dir: &str) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_spangrad"))
             .args([
                 "serve",
@@ -778,6 +782,7 @@ impl Process {
                 "--model",
             ])
             .arg(fixture(dir))
+            .args(extra)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -814,6 +819,57 @@ impl Process {
         // SAFETY: kill(2) with a child's pid and SIGTERM.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
     }
+}
+
+/// Waits up to `limit` for the child to exit.
+fn exits_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// A client holding a request half sent does not hold a stopping server: SIGTERM exits within
+/// the drain timeout, and a second SIGTERM at once.
+#[test]
+fn sigterm_with_half_sent_requests_exits_in_time() {
+    use std::io::Write;
+    let half_sent = |url: &str| {
+        let address = url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "POST /v1/explain HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+             Content-Length: 100\r\n\r\n{{\"question\""
+        )
+        .unwrap();
+        stream
+    };
+    let mut server = Process::start_with("distilbert-tiny", &["--drain-timeout-ms", "1000"]);
+    let held = half_sent(&server.url);
+    std::thread::sleep(Duration::from_millis(200));
+    server.terminate();
+    let status = exits_within(&mut server.child, Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    drop(held);
+
+    let mut server = Process::start("distilbert-tiny");
+    let held = half_sent(&server.url);
+    std::thread::sleep(Duration::from_millis(200));
+    server.terminate();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "draining for 30 s"
+    );
+    server.terminate();
+    let status = exits_within(&mut server.child, Duration::from_secs(5));
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}");
+    drop(held);
 }
 
 impl Drop for Process {

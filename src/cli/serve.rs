@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Prefer the environment variable: a flag shows in the process list.
     #[arg(long, env = "SPANGRAD_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// After SIGTERM or Ctrl-C, how long connections still open are waited for, in
+    /// milliseconds; a second signal stops at once.
+    #[arg(long, default_value_t = ServeConfig::default().drain_timeout.as_millis() as u64)]
+    drain_timeout_ms: u64,
     /// Host names (the `Host` header, without the port) the server answers besides IP
     /// literals and localhost, comma-separated; `*` answers any. Other names get 421, so that
     /// a web page cannot reach the server through a DNS name rebound to this machine.
@@ -83,6 +87,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         api_key: args.api_key.clone(),
         allowed_hosts: args.allowed_hosts.clone(),
+        drain_timeout: Duration::from_millis(args.drain_timeout_ms),
     };
     config.validate()?;
     let options = ExplainOptions {
@@ -140,8 +145,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// SIGTERM or Ctrl-C: stop accepting, answer what is in flight, exit.
+/// SIGTERM or Ctrl-C: stop accepting, answer what is in flight, exit; a second one exits at
+/// once.
 async fn stop_signal() {
+    signalled().await;
+    note(format_args!(
+        "spangrad serve: stopping: answering the requests in flight (a second signal stops now)"
+    ));
+    tokio::spawn(async {
+        signalled().await;
+        note(format_args!("spangrad serve: stopped at once"));
+        std::process::exit(1);
+    });
+}
+
+/// The next SIGTERM or Ctrl-C.
+async fn signalled() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -160,7 +179,4 @@ async fn stop_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
-    note(format_args!(
-        "spangrad serve: stopping: answering the requests in flight"
-    ));
 }

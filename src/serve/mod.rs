@@ -44,6 +44,9 @@ pub struct ServeConfig {
     /// Requests to everything but `/health` and `/openapi.json` must carry
     /// `Authorization: Bearer KEY`.
     pub api_key: Option<String>,
+    /// After a stop is asked for, how long connections still open (a request half sent, a
+    /// client that never reads) are waited for before they are dropped.
+    pub drain_timeout: Duration,
     /// `Host` names accepted besides IP literals and `localhost` (`*`: any), so that a web page
     /// cannot reach a loopback server through a rebound DNS name.
     pub allowed_hosts: Vec<String>,
@@ -59,6 +62,7 @@ impl Default for ServeConfig {
             max_body_bytes: 8 << 20,
             request_timeout: Duration::from_secs(120),
             api_key: None,
+            drain_timeout: Duration::from_secs(30),
             allowed_hosts: Vec::new(),
         }
     }
@@ -80,8 +84,12 @@ impl ServeConfig {
         }
         if self.max_wait > Duration::from_secs(3600)
             || self.request_timeout > Duration::from_secs(7 * 24 * 3600)
+            || self.drain_timeout > Duration::from_secs(7 * 24 * 3600)
         {
-            return invalid("--max-wait-ms is at most an hour, --request-timeout-ms a week");
+            return invalid(
+                "--max-wait-ms is at most an hour, --request-timeout-ms and \
+                 --drain-timeout-ms a week",
+            );
         }
         if self.max_pairs_per_request > self.max_queue {
             return invalid("--max-pairs-per-request cannot exceed --max-queue");
@@ -181,6 +189,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate().map_err(ServeError::Load)?;
+    let drain = config.drain_timeout;
     let state = Arc::new(AppState {
         config,
         metrics: Arc::default(),
@@ -204,14 +213,24 @@ pub async fn serve(
     let app = routes::router(state.clone());
     let load_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = load_failed.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                () = shutdown => {}
-                () = failed.notified() => flag.store(true, std::sync::atomic::Ordering::SeqCst),
-            }
-        })
-        .await?;
+    let stopping = Arc::new(Notify::new());
+    let stop_asked = stopping.clone();
+    let graceful = axum::serve(listener, app).with_graceful_shutdown(async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = failed.notified() => flag.store(true, std::sync::atomic::Ordering::SeqCst),
+        }
+        stop_asked.notify_one();
+    });
+    // Graceful shutdown waits for every connection to close; a client holding a request half
+    // sent would hold the server forever. Past the drain timeout, what is left is dropped.
+    tokio::select! {
+        served = graceful => served?,
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(drain).await;
+        } => {}
+    }
     tokio::task::spawn_blocking(move || state.close())
         .await
         .map_err(std::io::Error::other)?;
