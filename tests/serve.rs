@@ -821,6 +821,96 @@ impl Process {
     }
 }
 
+/// Slowloris: hundreds of connections sending their headers a byte at a time are closed
+/// within the header timeout, and a normal client keeps getting answers meanwhile; an idle
+/// kept-alive connection is closed too.
+#[test]
+fn slow_and_idle_clients_are_closed_while_others_are_answered() {
+    use std::io::{Read, Write};
+    let server = fixture_server(ServeConfig {
+        header_timeout: Duration::from_millis(1000),
+        ..ServeConfig::default()
+    });
+    let address = server.url().trim_start_matches("http://").to_string();
+    let start = Instant::now();
+    let slow: Vec<std::thread::JoinHandle<Duration>> = (0..200)
+        .map(|_| {
+            let address = address.clone();
+            std::thread::spawn(move || {
+                let mut stream = std::net::TcpStream::connect(&address).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(20)))
+                    .unwrap();
+                let opened = Instant::now();
+                // A byte every 200 ms, never finishing the headers (bounded: 100 bytes).
+                for b in b"POST /v1/explain HTTP/1.1\r\nHost: localhost\r\nX-Padding: "
+                    .iter()
+                    .chain([b'a'; 60].iter())
+                {
+                    if stream.write_all(&[*b]).is_err() {
+                        return opened.elapsed();
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                let mut rest = Vec::new();
+                let _ = stream.read_to_end(&mut rest);
+                opened.elapsed()
+            })
+        })
+        .collect();
+    // A normal client while they trickle.
+    for _ in 0..5 {
+        assert_eq!(post(&server, PAIR).status, 200);
+    }
+    for handle in slow {
+        let held = handle.join().unwrap();
+        assert!(
+            held < Duration::from_secs(5),
+            "a slow client was held {held:?}"
+        );
+    }
+    assert!(start.elapsed() < Duration::from_secs(15));
+    // Idle after one request: closed within the timeout.
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    write!(stream, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let idle = Instant::now();
+    let mut all = Vec::new();
+    let _ = stream.read_to_end(&mut all);
+    assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200"));
+    assert!(
+        idle.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        idle.elapsed()
+    );
+}
+
+/// A client that half-closes its side after sending the request still gets the answer.
+#[test]
+fn a_half_closed_client_gets_its_answer() {
+    use std::io::{Read, Write};
+    let server = fixture_server(ServeConfig::default());
+    let address = server.url().trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        stream,
+        "POST /v1/explain HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{PAIR}",
+        PAIR.len()
+    )
+    .unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response:?}");
+    assert!(response.contains("\"answer\""), "{response}");
+}
+
 /// Waits up to `limit` for the child to exit.
 fn exits_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let start = Instant::now();

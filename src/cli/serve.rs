@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Prefer the environment variable: a flag shows in the process list.
     #[arg(long, env = "SPANGRAD_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// How long a client may take to send a request's headers, and a kept-alive connection
+    /// may stay idle, in milliseconds; then the connection is closed.
+    #[arg(long, default_value_t = ServeConfig::default().header_timeout.as_millis() as u64)]
+    header_timeout_ms: u64,
     /// After SIGTERM or Ctrl-C, how long connections still open are waited for, in
     /// milliseconds; a second signal stops at once.
     #[arg(long, default_value_t = ServeConfig::default().drain_timeout.as_millis() as u64)]
@@ -88,6 +92,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         api_key: args.api_key.clone(),
         allowed_hosts: args.allowed_hosts.clone(),
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),
+        header_timeout: Duration::from_millis(args.header_timeout_ms),
     };
     config.validate()?;
     let options = ExplainOptions {

@@ -44,6 +44,9 @@ pub struct ServeConfig {
     /// Requests to everything but `/health` and `/openapi.json` must carry
     /// `Authorization: Bearer KEY`.
     pub api_key: Option<String>,
+    /// How long a client may take to send a request's headers, and a kept-alive connection
+    /// may stay idle before its next request (slow or idle clients hold no socket forever).
+    pub header_timeout: Duration,
     /// After a stop is asked for, how long connections still open (a request half sent, a
     /// client that never reads) are waited for before they are dropped.
     pub drain_timeout: Duration,
@@ -63,6 +66,7 @@ impl Default for ServeConfig {
             request_timeout: Duration::from_secs(120),
             api_key: None,
             drain_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
             allowed_hosts: Vec::new(),
         }
     }
@@ -76,19 +80,21 @@ impl ServeConfig {
             || self.max_pairs_per_request == 0
             || self.max_body_bytes == 0
             || self.request_timeout.is_zero()
+            || self.header_timeout.is_zero()
         {
             return invalid(
-                "--max-batch-tokens, --max-queue, --max-pairs-per-request, --max-body-bytes and \
-                 --request-timeout-ms must be positive",
+                "--max-batch-tokens, --max-queue, --max-pairs-per-request, --max-body-bytes, \
+                 --request-timeout-ms and --header-timeout-ms must be positive",
             );
         }
         if self.max_wait > Duration::from_secs(3600)
             || self.request_timeout > Duration::from_secs(7 * 24 * 3600)
             || self.drain_timeout > Duration::from_secs(7 * 24 * 3600)
+            || self.header_timeout > Duration::from_secs(7 * 24 * 3600)
         {
             return invalid(
-                "--max-wait-ms is at most an hour, --request-timeout-ms and \
-                 --drain-timeout-ms a week",
+                "--max-wait-ms is at most an hour, --request-timeout-ms, --drain-timeout-ms \
+                 and --header-timeout-ms a week",
             );
         }
         if self.max_pairs_per_request > self.max_queue {
@@ -213,24 +219,14 @@ pub async fn serve(
     let app = routes::router(state.clone());
     let load_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = load_failed.clone();
-    let stopping = Arc::new(Notify::new());
-    let stop_asked = stopping.clone();
-    let graceful = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let header_timeout = state.config.header_timeout;
+    accept(listener, app, header_timeout, drain, async move {
         tokio::select! {
             () = shutdown => {}
             () = failed.notified() => flag.store(true, std::sync::atomic::Ordering::SeqCst),
         }
-        stop_asked.notify_one();
-    });
-    // Graceful shutdown waits for every connection to close; a client holding a request half
-    // sent would hold the server forever. Past the drain timeout, what is left is dropped.
-    tokio::select! {
-        served = graceful => served?,
-        () = async {
-            stopping.notified().await;
-            tokio::time::sleep(drain).await;
-        } => {}
-    }
+    })
+    .await;
     tokio::task::spawn_blocking(move || state.close())
         .await
         .map_err(std::io::Error::other)?;
@@ -242,6 +238,59 @@ pub async fn serve(
             .map_err(ServeError::Load)?;
     }
     Ok(())
+}
+
+/// Serves `app` on `listener`'s connections until `stop`, then answers what is in flight and
+/// drops the connections still open after `drain`. Each connection must send a request's
+/// headers within `header_timeout` (and a kept-alive one its next request: hyper starts that
+/// clock when it waits for a head), and may half-close after its request and still read the
+/// answer.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_timeout: Duration,
+    drain: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .half_close(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    // Out of descriptors, say: wait rather than spin.
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            () = &mut stop => break,
+        }
+    }
+    drop(listener);
+    // Graceful shutdown waits for every connection to close; a client holding a request half
+    // sent would hold the server forever. Past the drain timeout, what is left is dropped.
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(drain) => {}
+    }
 }
 
 /// A server on its own thread and runtime, for embedding and tests.
