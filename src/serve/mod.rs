@@ -272,6 +272,8 @@ async fn accept(
                         continue;
                     }
                 };
+                // Answers are small writes: no Nagle delay waiting for an ACK.
+                let _ = stream.set_nodelay(true);
                 let service = hyper_util::service::TowerToHyperService::new(app.clone());
                 let connection = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
