@@ -103,6 +103,22 @@ fn post_in_background(server: &Running) -> std::thread::JoinHandle<Answer> {
     std::thread::spawn(move || call(agent().post(&url), Some(PAIR.as_bytes())))
 }
 
+/// A connection to the server at `url` that has sent `POST /v1/explain` as JSON with `headers`
+/// (each ending in CRLF), a `Content-Length` of `length`, then `body`: the requests no client
+/// library sends (two Authorization headers, a body late or cut short).
+fn raw_post(url: &str, headers: &str, length: usize, body: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "POST /v1/explain HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         {headers}Content-Length: {length}\r\n\r\n{body}"
+    )
+    .unwrap();
+    stream
+}
+
 fn get(server: &Running, path: &str) -> Answer {
     call(agent().get(&format!("{}{path}", server.url())), None)
 }
@@ -379,21 +395,14 @@ fn an_api_key_is_required_when_set() {
     assert_eq!(call(keyed("/v1/explain"), None).status, 405);
     // Two keys: refused, whichever comes first.
     // (ureq sends one header of a name: the request is written by hand.)
-    let address = server.url().trim_start_matches("http://").to_string();
     for (first, second) in [
         ("Bearer s3cret", "Bearer wrong"),
         ("Bearer wrong", "Bearer s3cret"),
     ] {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&address).unwrap();
-        write!(
-            stream,
-            "POST /v1/explain HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
-             Authorization: {first}\r\nAuthorization: {second}\r\nContent-Length: {}\r\n\
-             Connection: close\r\n\r\n{PAIR}",
-            PAIR.len()
-        )
-        .unwrap();
+        use std::io::Read;
+        let headers =
+            format!("Authorization: {first}\r\nAuthorization: {second}\r\nConnection: close\r\n");
+        let mut stream = raw_post(&server.url(), &headers, PAIR.len(), PAIR);
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         assert!(response.starts_with("HTTP/1.1 400"), "{response}");
@@ -409,15 +418,7 @@ fn a_slow_body_times_out_from_arrival() {
         request_timeout: Duration::from_millis(800),
         ..ServeConfig::default()
     });
-    let address = server.url().trim_start_matches("http://").to_string();
-    let mut stream = std::net::TcpStream::connect(&address).unwrap();
-    write!(
-        stream,
-        "POST /v1/explain HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        PAIR.len()
-    )
-    .unwrap();
+    let mut stream = raw_post(&server.url(), "Connection: close\r\n", PAIR.len(), "");
     let start = std::time::Instant::now();
     // One byte every 100 ms: the whole body would take seconds.
     let writer = {
@@ -890,17 +891,9 @@ fn slow_and_idle_clients_are_closed_while_others_are_answered() {
 /// A client that half-closes its side after sending the request still gets the answer.
 #[test]
 fn a_half_closed_client_gets_its_answer() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let server = fixture_server(ServeConfig::default());
-    let address = server.url().trim_start_matches("http://").to_string();
-    let mut stream = std::net::TcpStream::connect(&address).unwrap();
-    write!(
-        stream,
-        "POST /v1/explain HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{PAIR}",
-        PAIR.len()
-    )
-    .unwrap();
+    let mut stream = raw_post(&server.url(), "", PAIR.len(), PAIR);
     stream.shutdown(std::net::Shutdown::Write).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -927,18 +920,7 @@ fn exits_within(child: &mut Child, limit: Duration) -> Option<std::process::Exit
 /// the drain timeout, and a second SIGTERM at once.
 #[test]
 fn sigterm_with_half_sent_requests_exits_in_time() {
-    use std::io::Write;
-    let half_sent = |url: &str| {
-        let address = url.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(address).unwrap();
-        write!(
-            stream,
-            "POST /v1/explain HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
-             Content-Length: 100\r\n\r\n{{\"question\""
-        )
-        .unwrap();
-        stream
-    };
+    let half_sent = |url: &str| raw_post(url, "", 100, "{\"question\"");
     let mut server = Process::start_with("distilbert-tiny", &["--drain-timeout-ms", "1000"]);
     let held = half_sent(&server.url);
     std::thread::sleep(Duration::from_millis(200));
