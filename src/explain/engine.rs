@@ -719,10 +719,9 @@ impl Engine {
             }
             (Some((s, e)), _) => vec![Choice::plain(Span { start: s, end: e })],
             (None, span::SpanMode::Best) if !o.seed_compat => {
-                let logits = [(start.to_vec(), end.to_vec())];
                 let decision = pipeline::decide(
                     &[enc],
-                    &logits,
+                    &[(start, end)],
                     o.max_answer_len,
                     o.top_k,
                     o.handle_impossible_answer,

@@ -261,10 +261,12 @@ impl Explainer {
                         return Err(Error::NonFinite("logits"));
                     }
                     let refs: Vec<&Encoded> = windows.iter().collect();
+                    let logits: Vec<(&[f32], &[f32])> =
+                        scores.iter().map(|(s, e)| (&s[..], &e[..])).collect();
                     let o = self.engine.options();
                     let decision = pipeline::decide(
                         &refs,
-                        &scores,
+                        &logits,
                         o.max_answer_len,
                         1,
                         o.handle_impossible_answer,

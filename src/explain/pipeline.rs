@@ -77,7 +77,7 @@ pub struct NullScores {
 /// each window's own best candidate.
 pub fn decide(
     windows: &[&Encoded],
-    logits: &[(Vec<f32>, Vec<f32>)],
+    logits: &[(&[f32], &[f32])],
     max_answer_len: usize,
     top_k: usize,
     handle_impossible_answer: bool,
