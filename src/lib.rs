@@ -37,6 +37,7 @@ pub mod text;
 
 pub use error::{Error, Result};
 pub use explain::{
-    BatchTokens, ExplainOptions, Explainer, Explanation, Precision, QaPair, SaliencyKind, SpanMode,
+    BatchTokens, ExplainOptions, Explainer, Explanation, PairId, Precision, QaPair, SaliencyKind,
+    SpanMode,
     DEFAULT_MAX_LENGTH,
 };

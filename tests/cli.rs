@@ -375,14 +375,28 @@ fn json_lines_take_any_id_a_bom_and_refuse_non_objects() {
     lines.extend(b"\n");
     lines.extend(br#"{"id": null, "question": "\ud800", "context": "x"}"#);
     lines.extend(b"\n");
+    lines.extend(br#"{"id": 123456789012345678901234567890, "question": "Who?", "context": "Bob."}"#);
+    lines.extend(b"\n");
+    lines.extend(br#"{"id": 1.50, "question": "Who?"}"#);
+    lines.extend(b"\n");
     std::fs::write(&input, lines).unwrap();
     let out = explain_file(&model("bert-tiny"), &input, &[]);
-    assert_eq!(out.status.code(), Some(1), "two lines fail");
+    assert_eq!(out.status.code(), Some(1), "three lines fail");
     let rows: Vec<serde_json::Value> = text(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 6);
+    // The id's text as it was: past 64 bits, or with a trailing zero, in an explanation as in
+    // a failure.
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[4].starts_with(r#"{"id":123456789012345678901234567890,"#),
+        "{}",
+        lines[4]
+    );
+    assert!(lines[5].contains(r#""id":1.50,"#), "{}", lines[5]);
     assert_eq!(rows[0]["id"], 17);
     assert!(rows[0]["answer"].is_object(), "{}", rows[0]);
     assert_eq!(rows[1]["id"], serde_json::json!({"doc": "x", "n": 2}));
@@ -542,7 +556,7 @@ fn a_device_list_shares_batches_out_and_keeps_the_input_order() {
     for (i, (a, b)) in one.iter().zip(&two).enumerate() {
         assert_eq!(
             b.id,
-            Some(serde_json::json!(format!("p{i}"))),
+            Some(serde_json::json!(format!("p{i}")).into()),
             "input order"
         );
         assert_eq!(a.answer.text, b.answer.text);

@@ -164,7 +164,7 @@ fn every_endpoint_answers() {
 
     let one = post(&server, PAIR);
     assert_eq!(one.status, 200, "{}", one.text);
-    let e: Explanation = serde_json::from_value(one.body).unwrap();
+    let e: Explanation = serde_json::from_str(&one.text).unwrap();
     assert!(!e.answer.text.is_empty());
 
     let spec = get(&server, "/openapi.json").body;
@@ -356,11 +356,23 @@ fn bad_requests_get_json_errors_naming_the_field() {
         )
     );
     assert_eq!(results[2]["field"], "pairs[2].context");
-    assert_eq!(
-        results[2]["id"],
-        Value::Null,
-        "an unreadable pair has no id to echo"
+    assert_eq!(results[2]["id"], 3, "an unreadable pair's id is echoed");
+
+    // Ids come back as their JSON text: an integer past 64 bits stays that integer.
+    let big = "123456789012345678901234567890";
+    let body = format!(
+        r#"{{"pairs": [{{"id": {big}, "question": "Who wrote it?", "context": "Jane wrote it."}},
+                     {{"id": -{big}, "question": 1, "context": "Jane wrote it."}}]}}"#
     );
+    let answer = post(&server, &body);
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert!(answer.text.contains(&format!(r#""id":{big},"#)), "{}", answer.text);
+    assert!(answer.text.contains(&format!(r#""id":-{big},"#)), "{}", answer.text);
+    let one = post(
+        &server,
+        &format!(r#"{{"id": {big}.0, "question": "Who wrote it?", "context": "Jane wrote it."}}"#),
+    );
+    assert!(one.text.starts_with(&format!(r#"{{"id":{big}.0,"#)), "{}", one.text);
 }
 
 #[test]
@@ -704,7 +716,7 @@ fn sixty_four_concurrent_clients_share_batches_and_get_their_own_answers() {
                     answers
                         .lock()
                         .unwrap()
-                        .push((i, answer.status, answer.body));
+                        .push((i, answer.status, answer.text));
                 }
             })
         })
@@ -716,9 +728,9 @@ fn sixty_four_concurrent_clients_share_batches_and_get_their_own_answers() {
     assert_eq!(answers.len(), CLIENTS * ROUNDS);
     for (i, status, body) in answers.iter() {
         assert_eq!(*status, 200, "{body}");
-        let got: Explanation = serde_json::from_value(body.clone()).unwrap();
+        let got: Explanation = serde_json::from_str(body).unwrap();
         let mut alone = explainer.explain_one(&pairs[*i]).unwrap();
-        alone.id = Some(json!(i));
+        alone.id = Some(json!(i).into());
         assert_eq!(got.id, alone.id, "each client gets its own answer");
         let span = |e: &Explanation| {
             let a = &e.answer;

@@ -12,7 +12,7 @@ use pyo3::types::{PyDict, PyList};
 use spangrad_rs::explain::Sharded;
 use spangrad_rs::model::preset::Preset;
 use spangrad_rs::{
-    BatchTokens, Error, ExplainOptions, Explainer as RustExplainer, Explanation, QaPair,
+    BatchTokens, Error, ExplainOptions, Explainer as RustExplainer, Explanation, PairId, QaPair,
 };
 
 /// Explains extractive question answering with gradients: the answer span of each
@@ -162,7 +162,9 @@ impl Explainer {
                 Err(bad) if raise => return Err(PyValueError::new_err(bad.error.clone())),
                 Err(bad) => (None, bad.error.clone()),
             };
-            let text = serde_json::json!({ "index": index, "id": id, "error": error }).to_string();
+            let failure = Failure { index, id, error };
+            let text = serde_json::to_string(&failure)
+                .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
             out.push(loads.call1((text,))?);
         }
         PyList::new(py, out)
@@ -399,6 +401,14 @@ struct BadPair {
     error: String,
 }
 
+/// A pair with no explanation, as `explain` returns it.
+#[derive(serde::Serialize)]
+struct Failure {
+    index: usize,
+    id: Option<PairId>,
+    error: String,
+}
+
 /// The pairs of a list of dicts; a pair that is not a mapping with str question and context
 /// is a programming error, raised at once with its index. Data that cannot be read (a NaN id,
 /// a lone surrogate) fails that pair alone.
@@ -443,14 +453,14 @@ fn read_pairs(py: Python<'_>, pairs: &Bound<'_, PyAny>) -> PyResult<Vec<Result<Q
         };
         let strict = PyDict::new(py);
         strict.set_item("allow_nan", false)?;
-        let id: Result<Option<serde_json::Value>, BadPair> = match optional("id")? {
+        // Through its JSON text, so that an int past 64 bits comes back as the same int.
+        let id: Result<Option<PairId>, BadPair> = match optional("id")? {
             None => Ok(None),
             Some(v) => dumps
                 .call((v,), Some(&strict))
                 .and_then(|json| json.extract::<String>())
                 .map_err(|e| e.to_string())
-                .and_then(|json| serde_json::from_str(&json).map_err(|e| e.to_string()))
-                .map(Some)
+                .and_then(|json| PairId::from_json(&json).map_err(|e| e.to_string()))
                 .map_err(|e| BadPair {
                     error: format!("pairs[{i}][\"id\"] is not JSON: {e}"),
                 }),

@@ -207,6 +207,12 @@ def test_bad_inputs_raise_the_right_exceptions(tmp_path):
     [failed] = explainer.explain([{"id": "x", "question": "Who?", "context": "Jane.",
                                    "answer": "Paris"}])
     assert failed["id"] == "x" and "not in the context" in failed["error"]
+    # An int past 64 bits comes back as the same int, explained or failed.
+    big = 10**30 + 1
+    explained, failed = explainer.explain([{"id": big, **good}, {"id": -big, "question": " ",
+                                                                  "context": "c"}])
+    assert explained["id"] == big and type(explained["id"]) is int
+    assert failed["id"] == -big
 
 
 def test_other_threads_run_while_it_computes():

@@ -2,15 +2,17 @@
 //! UTF-8, not JSON, bad pair) is reported with its line number and the others go on; the exit
 //! code tells if any failed.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use serde_json::{json, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 use spangrad::explain::Sharded;
-use spangrad::{Explanation, QaPair};
+use spangrad::{Explanation, PairId, QaPair};
 
 use super::explain::Report;
 use super::progress::Progress;
@@ -19,12 +21,12 @@ use super::progress::Progress;
 enum Entry {
     Failed {
         line: usize,
-        id: Option<Value>,
+        id: Option<PairId>,
         error: String,
     },
     Queued {
         line: usize,
-        id: Option<Value>,
+        id: Option<PairId>,
     },
 }
 
@@ -190,32 +192,42 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// A pair from one line: a JSON object with `question`, `context` and an optional `id`. On
 /// failure, the id when the line had one, and why.
-fn parse(bytes: &[u8]) -> Result<QaPair, (Option<Value>, String)> {
+fn parse(bytes: &[u8]) -> Result<QaPair, (Option<PairId>, String)> {
     let text = std::str::from_utf8(bytes).map_err(|e| (None, format!("not UTF-8: {e}")))?;
     // Every line gets its output line, a blank one too, so outputs stay aligned with inputs.
     if text.trim().is_empty() {
         return Err((None, "blank line: no pair".into()));
     }
-    let value: Value = serde_json::from_str(text.trim_end_matches('\r')).map_err(|e| {
-        let message = e.to_string();
-        let hint = if message.contains("escape") {
-            " (a \\u escape that is not a character: a lone UTF-16 surrogate such as \\ud800?)"
-        } else {
-            ""
-        };
-        (None, format!("invalid JSON: {message}{hint}"))
+    let text = text.trim_end_matches('\r');
+    // Read as raw fields first: the id keeps its JSON text, and a bad pair still has it.
+    let fields: BTreeMap<String, &RawValue> = serde_json::from_str(text).map_err(|e| {
+        if let Ok(value) = serde_json::from_str::<Value>(text) {
+            return (
+                None,
+                format!(
+                    "invalid pair: expected a JSON object with \"question\" and \"context\", \
+                     found {}",
+                    kind(&value)
+                ),
+            );
+        }
+        (None, format!("invalid JSON: {}", explained(&e)))
     })?;
-    let Value::Object(fields) = &value else {
-        return Err((
-            None,
-            format!(
-                "invalid pair: expected a JSON object with \"question\" and \"context\", found {}",
-                kind(&value)
-            ),
-        ));
+    let id = fields
+        .get("id")
+        .and_then(|raw| PairId::from_json(raw.get()).ok().flatten());
+    serde_json::from_str(text).map_err(|e| (id, format!("invalid pair: {}", explained(&e))))
+}
+
+/// A JSON error, with a hint where its message is obscure.
+fn explained(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    let hint = if message.contains("escape") {
+        " (a \\u escape that is not a character: a lone UTF-16 surrogate such as \\ud800?)"
+    } else {
+        ""
     };
-    let id = fields.get("id").filter(|v| !v.is_null()).cloned();
-    serde_json::from_value(value).map_err(|e| (id, format!("invalid pair: {e}")))
+    format!("{message}{hint}")
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -237,8 +249,14 @@ struct Numbered<'a> {
     line: usize,
 }
 
-/// Explains the queued pairs in one batch and writes every pending entry in order; each output
-/// line carries its input line number, and the id exactly as given.
+/// A line that has no explanation, and why.
+#[derive(serde::Serialize)]
+struct Failure {
+    line: usize,
+    id: Option<PairId>,
+    error: String,
+}
+
 /// Where explained lines go: JSON lines on stdout, and the pairs kept for the HTML report.
 struct Sink<W> {
     out: W,
@@ -246,6 +264,8 @@ struct Sink<W> {
     kept: Option<Vec<(QaPair, Vec<Explanation>)>>,
 }
 
+/// Explains the queued pairs in one batch and writes every pending entry in order; each output
+/// line carries its input line number, and the id exactly as given.
 fn flush(
     explainers: &[Sharded],
     pending: &mut Vec<Entry>,
@@ -293,7 +313,8 @@ fn flush(
         let text = text.unwrap_or_else(|(line, id, error)| {
             failed += 1;
             progress.note(format_args!("line {line}: {error}"));
-            json!({ "line": line, "id": id, "error": error }).to_string()
+            let failure = Failure { line, id, error };
+            serde_json::to_string(&failure).expect("a failure serialises")
         });
         if sink.json {
             // Serialised first, so that a closed stdout surfaces as the io::Error it is.

@@ -13,7 +13,8 @@ use crate::text::{Segment, Window};
 pub struct Explanation {
     /// The pair's id as it was given (any JSON value), if one was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<serde_json::Value>,
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub id: Option<super::PairId>,
     pub answer: Answer,
     /// The tokens whose start and end logits were differentiated.
     pub target: Target,

@@ -7,6 +7,7 @@ pub mod explanation;
 pub mod method;
 pub mod normalise;
 mod options;
+mod pair_id;
 pub mod pipeline;
 pub mod rows;
 pub mod saliency;
@@ -18,6 +19,7 @@ pub use engine::{Engine, Gradients, StageTimes};
 pub use explainer::Explainer;
 pub use explanation::{Answer, Explanation, Target, TargetKind, TokenExplanation, WordExplanation};
 pub use method::{Baseline, Method};
+pub use pair_id::PairId;
 pub use options::{
     BatchTokens, ExplainOptions, ExplainWindows, Precision, QaPair, DEFAULT_MAX_INPUT_BYTES,
     DEFAULT_MAX_LENGTH,

@@ -267,7 +267,8 @@ impl std::str::FromStr for BatchTokens {
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, utoipa::ToSchema)]
 pub struct QaPair {
     #[serde(default)]
-    pub id: Option<serde_json::Value>,
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub id: Option<super::PairId>,
     /// Not empty, nor only whitespace.
     #[schema(min_length = 1, pattern = r"\S")]
     pub question: String,

@@ -1,13 +1,15 @@
 //! What goes over the wire: the request and response bodies (their OpenAPI schemas are derived
 //! from these types), and the reading of a request body into pairs and options.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
 use crate::explain::{Baseline, ExplainWindows, Method, TargetKind};
-use crate::{ExplainOptions, Explanation, QaPair, SpanMode};
+use crate::{ExplainOptions, Explanation, PairId, QaPair, SpanMode};
 
 /// Per-request options: the command line's, by their flag names in snake case. Absent ones take
 /// the server's defaults (those of `spangrad explain`).
@@ -111,7 +113,8 @@ pub struct PairFailure {
     /// The pair's place in `pairs`.
     pub index: usize,
     /// Its id, as given: any JSON value, or null.
-    pub id: Option<Value>,
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub id: Option<PairId>,
     /// The HTTP status the pair would have had alone.
     pub status: u16,
     pub error: String,
@@ -174,31 +177,41 @@ pub struct Limits {
 pub struct Parsed {
     /// The body was one pair (answered by an explanation), not `{"pairs": [...]}`.
     pub single: bool,
-    pub pairs: Vec<Result<QaPair, ApiError>>,
+    pub pairs: Vec<Result<QaPair, Unread>>,
     pub options: RequestOptions,
+}
+
+/// A pair that could not be read: why, and its id when it had a readable one.
+#[derive(Debug, Clone)]
+pub struct Unread {
+    pub id: Option<PairId>,
+    pub error: ApiError,
 }
 
 const PAIR_FIELDS: [&str; 5] = ["id", "question", "context", "answer", "answer_start"];
 
+/// An object's fields, each kept as its JSON text (so that an id is echoed as it was sent).
+type Fields<'a> = BTreeMap<String, &'a RawValue>;
+
 /// Reads a body: malformed JSON is a 400, a body of the wrong shape a 422 naming the field,
 /// too many pairs a 413. A bad pair in a list fails alone.
 pub fn parse(body: &[u8], max_pairs: usize) -> Result<Parsed, ApiError> {
-    let value: Value = serde_json::from_slice(body)
+    let raw: &RawValue = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
-    let Value::Object(mut fields) = value else {
+    let Some(mut fields) = object(raw) else {
         return Err(ApiError::unprocessable(
             "expected a JSON object: a pair {\"question\", \"context\"} or {\"pairs\": [...]}",
             None,
         ));
     };
     let options = match fields.remove("options") {
-        None | Some(Value::Null) => RequestOptions::default(),
-        Some(v) => typed::<RequestOptions>(v, "options")?,
+        Some(v) if v.get() != "null" => typed::<RequestOptions>(v, "options")?,
+        _ => RequestOptions::default(),
     };
     let Some(pairs) = fields.remove("pairs") else {
         return Ok(Parsed {
             single: true,
-            pairs: vec![Ok(pair(Value::Object(fields), "")?)],
+            pairs: vec![Ok(pair(raw, "").map_err(|e| e.error)?)],
             options,
         });
     };
@@ -208,7 +221,7 @@ pub fn parse(body: &[u8], max_pairs: usize) -> Result<Parsed, ApiError> {
             Some(key.clone()),
         ));
     }
-    let Value::Array(items) = pairs else {
+    let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(pairs.get()) else {
         return Err(ApiError::unprocessable(
             "`pairs` must be an array of pairs",
             Some("pairs".into()),
@@ -240,8 +253,17 @@ pub fn parse(body: &[u8], max_pairs: usize) -> Result<Parsed, ApiError> {
     })
 }
 
-/// A pair from an object with the pair's fields and no others.
-fn pair(value: Value, at: &str) -> Result<QaPair, ApiError> {
+/// `raw`'s fields, if it is an object.
+fn object(raw: &RawValue) -> Option<Fields<'_>> {
+    raw.get()
+        .starts_with('{')
+        .then(|| serde_json::from_str(raw.get()).ok())
+        .flatten()
+}
+
+/// A pair from an object with the pair's fields (and, alone in a body, `options`) and no
+/// others.
+fn pair(raw: &RawValue, at: &str) -> Result<QaPair, Unread> {
     let field = |name: &str| {
         if at.is_empty() {
             name.to_string()
@@ -249,27 +271,36 @@ fn pair(value: Value, at: &str) -> Result<QaPair, ApiError> {
             format!("{at}.{name}")
         }
     };
-    let Value::Object(fields) = &value else {
-        return Err(ApiError::unprocessable(
-            "a pair must be an object with `question` and `context`",
-            (!at.is_empty()).then(|| at.to_string()),
-        ));
+    let Some(fields) = object(raw) else {
+        return Err(Unread {
+            id: None,
+            error: ApiError::unprocessable(
+                "a pair must be an object with `question` and `context`",
+                (!at.is_empty()).then(|| at.to_string()),
+            ),
+        });
     };
-    if let Some(key) = fields.keys().find(|k| !PAIR_FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::unprocessable(
+    let id = fields
+        .get("id")
+        .and_then(|v| PairId::from_json(v.get()).ok().flatten());
+    let allowed = |k: &str| PAIR_FIELDS.contains(&k) || (at.is_empty() && k == "options");
+    if let Some(key) = fields.keys().find(|k| !allowed(k)) {
+        let error = ApiError::unprocessable(
             format!(
                 "unknown field `{key}`: a pair has {}; options go in `options`",
                 PAIR_FIELDS.map(|f| format!("`{f}`")).join(", ")
             ),
             Some(field(key)),
-        ));
+        );
+        return Err(Unread { id, error });
     }
-    typed(value, at)
+    typed(raw, at).map_err(|error| Unread { id, error })
 }
 
-/// `value` as a `T`, a failure naming the field (under `at`) that does not fit.
-fn typed<T: serde::de::DeserializeOwned>(value: Value, at: &str) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
+/// `raw` as a `T`, a failure naming the field (under `at`) that does not fit.
+fn typed<T: serde::de::DeserializeOwned>(raw: &RawValue, at: &str) -> Result<T, ApiError> {
+    let mut reader = serde_json::Deserializer::from_str(raw.get());
+    serde_path_to_error::deserialize(&mut reader).map_err(|e| {
         let inner = e.path().to_string();
         let message = e.inner().to_string();
         // A missing field is reported at its parent; name it.
@@ -280,7 +311,7 @@ fn typed<T: serde::de::DeserializeOwned>(value: Value, at: &str) -> Result<T, Ap
         let path = [at.to_string(), inner.trim_start_matches('.').to_string()]
             .into_iter()
             .chain(missing)
-            .filter(|p| !p.is_empty())
+            .filter(|p| !p.is_empty() && p != "?")
             .collect::<Vec<_>>()
             .join(".");
         ApiError::unprocessable(message, (!path.is_empty()).then_some(path))
@@ -298,7 +329,8 @@ mod tests {
                 .pairs
                 .into_iter()
                 .find_map(Result::err)
-                .expect("a failure"),
+                .expect("a failure")
+                .error,
         }
     }
 
@@ -309,7 +341,7 @@ mod tests {
         let pair = one.pairs[0].as_ref().unwrap();
         assert_eq!(
             (pair.question.as_str(), pair.id.clone()),
-            ("q", Some(7.into()))
+            ("q", Some(serde_json::json!(7).into()))
         );
         let many = parse(
             br#"{"pairs":[{"question":"q","context":"c"},{"question":1}],"options":{"top_k":2}}"#,
@@ -327,7 +359,7 @@ mod tests {
         assert!(options.handle_impossible_answer);
         assert!(many.pairs[0].is_ok());
         assert_eq!(
-            many.pairs[1].as_ref().unwrap_err().field.as_deref(),
+            many.pairs[1].as_ref().unwrap_err().error.field.as_deref(),
             Some("pairs[1].question")
         );
     }

@@ -196,7 +196,7 @@ async fn answer(
     let mut outcomes: Vec<Option<Outcome>> = parsed
         .pairs
         .iter()
-        .map(|p| p.as_ref().err().map(|e| Err(e.clone())))
+        .map(|p| p.as_ref().err().map(|e| Err(e.error.clone())))
         .collect();
     let passes = passes(&options);
     let mut queued: Vec<usize> = Vec::new();
@@ -306,7 +306,10 @@ async fn answer(
             Ok(e) => PairResult::Explained(Box::new(e)),
             Err(e) => PairResult::Failed(PairFailure {
                 index,
-                id: pair.as_ref().ok().and_then(|p| p.id.clone()),
+                id: match pair {
+                    Ok(pair) => pair.id.clone(),
+                    Err(unread) => unread.id.clone(),
+                },
                 status: e.status,
                 error: e.error,
                 field: e.field,
