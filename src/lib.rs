@@ -38,6 +38,5 @@ pub mod text;
 pub use error::{Error, Result};
 pub use explain::{
     BatchTokens, ExplainOptions, Explainer, Explanation, PairId, Precision, QaPair, SaliencyKind,
-    SpanMode,
-    DEFAULT_MAX_LENGTH,
+    SpanMode, DEFAULT_MAX_LENGTH,
 };

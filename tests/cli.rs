@@ -375,7 +375,9 @@ fn json_lines_take_any_id_a_bom_and_refuse_non_objects() {
     lines.extend(b"\n");
     lines.extend(br#"{"id": null, "question": "\ud800", "context": "x"}"#);
     lines.extend(b"\n");
-    lines.extend(br#"{"id": 123456789012345678901234567890, "question": "Who?", "context": "Bob."}"#);
+    lines.extend(
+        br#"{"id": 123456789012345678901234567890, "question": "Who?", "context": "Bob."}"#,
+    );
     lines.extend(b"\n");
     lines.extend(br#"{"id": 1.50, "question": "Who?"}"#);
     lines.extend(b"\n");

@@ -366,13 +366,25 @@ fn bad_requests_get_json_errors_naming_the_field() {
     );
     let answer = post(&server, &body);
     assert_eq!(answer.status, 200, "{}", answer.text);
-    assert!(answer.text.contains(&format!(r#""id":{big},"#)), "{}", answer.text);
-    assert!(answer.text.contains(&format!(r#""id":-{big},"#)), "{}", answer.text);
+    assert!(
+        answer.text.contains(&format!(r#""id":{big},"#)),
+        "{}",
+        answer.text
+    );
+    assert!(
+        answer.text.contains(&format!(r#""id":-{big},"#)),
+        "{}",
+        answer.text
+    );
     let one = post(
         &server,
         &format!(r#"{{"id": {big}.0, "question": "Who wrote it?", "context": "Jane wrote it."}}"#),
     );
-    assert!(one.text.starts_with(&format!(r#"{{"id":{big}.0,"#)), "{}", one.text);
+    assert!(
+        one.text.starts_with(&format!(r#"{{"id":{big}.0,"#)),
+        "{}",
+        one.text
+    );
 }
 
 #[test]

@@ -30,21 +30,6 @@ def fixture_pairs(arch):
     return pairs
 
 
-@pytest.fixture(scope="module")
-def cli():
-    """The spangrad binary: SPANGRAD_CLI, else a build in target/."""
-    candidates = [os.environ.get("SPANGRAD_CLI")]
-    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    candidates += [str(target / kind / "spangrad") for kind in ("release", "debug")]
-    for path in candidates:
-        if path and Path(path).is_file():
-            return path
-    message = "no spangrad binary: set SPANGRAD_CLI or run cargo build"
-    if os.environ.get("SPANGRAD_REQUIRE_CLI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def run_cli(cli, model, pairs, *flags, batch=None):
     """`spangrad explain --input` on the pairs in batches of `batch` (default: all in one): its
     JSON lines without the line numbers."""

@@ -19,11 +19,11 @@ pub use engine::{Engine, Gradients, StageTimes};
 pub use explainer::Explainer;
 pub use explanation::{Answer, Explanation, Target, TargetKind, TokenExplanation, WordExplanation};
 pub use method::{Baseline, Method};
-pub use pair_id::PairId;
 pub use options::{
     BatchTokens, ExplainOptions, ExplainWindows, Precision, QaPair, DEFAULT_MAX_INPUT_BYTES,
     DEFAULT_MAX_LENGTH,
 };
+pub use pair_id::PairId;
 pub use saliency::{Saliency, SaliencyKind};
 pub use sharded::Sharded;
 pub use span::{Span, SpanMode};

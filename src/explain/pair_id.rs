@@ -84,6 +84,9 @@ mod tests {
         let none: Holder = serde_json::from_str(r#"{"id":null}"#).unwrap();
         assert!(none.id.is_none());
         assert!(PairId::from_json(" null ").unwrap().is_none());
-        assert_eq!(PairId::from_json("7").unwrap().unwrap(), PairId::from(serde_json::json!(7)));
+        assert_eq!(
+            PairId::from_json("7").unwrap().unwrap(),
+            PairId::from(serde_json::json!(7))
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use utoipa::ToSchema;
+use utoipa::{PartialSchema, ToSchema};
 
 use super::error::ApiError;
 use crate::explain::{Baseline, ExplainWindows, Method, TargetKind};
@@ -30,6 +30,7 @@ pub struct RequestOptions {
     pub baseline: Option<Baseline>,
     pub samples: Option<usize>,
     pub noise_std: Option<f64>,
+    #[schema(minimum = 0, maximum = 18_446_744_073_709_551_615_u64)]
     pub seed: Option<u64>,
 }
 
@@ -60,8 +61,8 @@ impl RequestOptions {
     }
 }
 
-/// One pair, answered by its explanation.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// One pair, answered by its explanation: a pair's fields and `options`, no others.
+#[derive(Debug, Clone, Deserialize)]
 #[allow(dead_code)] // read field by field (see `parse`); kept whole for the schema
 pub struct PairRequest {
     #[serde(flatten)]
@@ -69,13 +70,64 @@ pub struct PairRequest {
     pub options: Option<RequestOptions>,
 }
 
+/// [`QaPair`]'s schema with `options` added (a flattened field would give an `allOf`, which
+/// cannot say that no other field is accepted).
+impl PartialSchema for PairRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AdditionalProperties, OneOfBuilder, Ref, Schema, SchemaType, Type,
+        };
+        use utoipa::openapi::RefOr;
+        let RefOr::T(Schema::Object(mut object)) = QaPair::schema() else {
+            unreachable!("a struct's schema is an object")
+        };
+        let options = OneOfBuilder::new()
+            .item(utoipa::openapi::schema::Object::with_type(
+                SchemaType::Type(Type::Null),
+            ))
+            .item(Ref::from_schema_name("RequestOptions"));
+        object.properties.insert("options".into(), options.into());
+        object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+        object.description = Some("One pair, answered by its explanation.".into());
+        RefOr::T(Schema::Object(object))
+    }
+}
+
+impl ToSchema for PairRequest {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push(("QaPair".into(), QaPair::schema()));
+        schemas.push(("RequestOptions".into(), RequestOptions::schema()));
+        RequestOptions::schemas(schemas);
+    }
+}
+
 /// Several pairs, answered by one result each, in order.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct PairsRequest {
-    #[schema(min_items = 1)]
+    #[schema(schema_with = pair_items)]
     pub pairs: Vec<QaPair>,
     pub options: Option<RequestOptions>,
+}
+
+/// `pairs`: at least one item. An item that is not a valid pair (of the wrong shape, with an
+/// empty question...) fails alone: its result is a [`PairFailure`], and the others are
+/// explained.
+fn pair_items() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, Object, Ref, SchemaType};
+    let item = AnyOfBuilder::new()
+        .item(Ref::from_schema_name("QaPair"))
+        .item(Object::with_type(SchemaType::AnyValue))
+        .description(Some(
+            "A pair; anything else is answered by a failure in its place in `results`",
+        ));
+    ArrayBuilder::new().items(item).min_items(Some(1)).build()
 }
 
 /// The body of `POST /v1/explain`.
@@ -205,7 +257,14 @@ pub fn parse(body: &[u8], max_pairs: usize) -> Result<Parsed, ApiError> {
         ));
     };
     let options = match fields.remove("options") {
-        Some(v) if v.get() != "null" => typed::<RequestOptions>(v, "options")?,
+        // serde would read a struct from an array of its fields in order too.
+        Some(v) if object(v).is_some() => typed::<RequestOptions>(v, "options")?,
+        Some(v) if v.get() != "null" => {
+            return Err(ApiError::unprocessable(
+                "`options` must be an object",
+                Some("options".into()),
+            ))
+        }
         _ => RequestOptions::default(),
     };
     let Some(pairs) = fields.remove("pairs") else {
@@ -325,12 +384,13 @@ mod tests {
     fn failure(body: &str) -> ApiError {
         match parse(body.as_bytes(), 4) {
             Err(e) => e,
-            Ok(p) => p
-                .pairs
-                .into_iter()
-                .find_map(Result::err)
-                .expect("a failure")
-                .error,
+            Ok(p) => {
+                p.pairs
+                    .into_iter()
+                    .find_map(Result::err)
+                    .expect("a failure")
+                    .error
+            }
         }
     }
 
@@ -375,10 +435,15 @@ mod tests {
             assert_eq!(text["minLength"], 1, "{text}");
             assert_eq!(text["pattern"], "\\S", "{text}");
         }
-        assert_eq!(
-            schemas["PairsRequest"]["properties"]["pairs"]["minItems"],
-            1
-        );
+        let pairs = &schemas["PairsRequest"]["properties"]["pairs"];
+        assert_eq!(pairs["minItems"], 1);
+        // A bad item fails alone (a 200 with a failure in its place), so any item is valid.
+        let items = pairs["items"]["anyOf"].as_array().unwrap();
+        assert_eq!(items[0]["$ref"], "#/components/schemas/QaPair");
+        assert!(items[1].get("type").is_none(), "{items:?}");
+        if std::env::var_os("SPANGRAD_PRINT_OPENAPI").is_some() {
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap());
+        }
         let id = &schemas["PairFailure"]["properties"]["id"];
         assert!(id.get("type").is_none(), "any JSON value: {id}");
     }
@@ -400,6 +465,8 @@ mod tests {
             Some("span")
         );
         assert_eq!(field(r#"{"pairs":{}}"#).as_deref(), Some("pairs"));
+        let array = r#"{"question":"q","context":"c","options":[null]}"#;
+        assert_eq!(field(array).as_deref(), Some("options"));
         assert_eq!(field(r#"{"pairs":[5]}"#).as_deref(), Some("pairs[0]"));
         assert_eq!(failure("{").status, 400);
         assert_eq!(failure("[1]").status, 422);

@@ -89,7 +89,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No or a wrong API key", body = ErrorBody),
         (status = 413, description = "Body, pairs or tokens over the limits", body = ErrorBody),
-        (status = 422, description = "A field that is missing, of the wrong type, unknown or invalid", body = ErrorBody),
+        (status = 422, description = "A field that is missing, of the wrong type, unknown or invalid; or what the schema cannot judge: an answer that is not in its context, a text with no tokens, options that do not go together or do not fit the model", body = ErrorBody),
         (status = 408, description = "The body did not arrive within the request timeout", body = ErrorBody),
         (status = 415, description = "The body is not declared `application/json`", body = ErrorBody),
         (status = 421, description = "The Host is not answered here (--allowed-hosts)", body = ErrorBody),
