@@ -119,3 +119,60 @@ fn roberta_positions_bound_the_length() {
     assert_eq!(exact.tokens.len(), 128);
     assert!(exact.tokens.iter().all(|t| t.start_logit.is_finite()));
 }
+
+/// The server prices a pair from its text before tokenising it: the bound never exceeds the
+/// tokens the pair takes, in every tokenizer (WordPiece, byte-level BPE, Unigram), in one
+/// window or split, and comes within a factor of 2 of them for a long English context.
+#[test]
+fn the_token_bound_from_the_text_never_exceeds_the_tokens() {
+    let texts = [
+        "Jane Austen wrote Pride and Prejudice in 1813.",
+        "naïve café — “quoted”, don't; x=1+2 (ok?) 東京 ok",
+        "   spaced\tout\n\nwords   ",
+        "!!! ??? ... ---",
+        "a",
+    ];
+    for arch in [
+        "bert-tiny",
+        "distilbert-tiny",
+        "roberta-tiny",
+        "xlm-roberta-tiny",
+        "camembert-tiny",
+        "electra-tiny",
+        "albert-tiny",
+    ] {
+        for (max_length, stride) in [(128, 32), (32, 8), (16, 0)] {
+            let options = ExplainOptions {
+                max_length: Some(max_length),
+                doc_stride: Some(stride),
+                ..ExplainOptions::default()
+            };
+            let explainer = explainer(arch, options);
+            for (i, question) in texts.iter().enumerate() {
+                for repeat in [1, 7, 60] {
+                    let context = texts[(i + 1) % texts.len()].repeat(repeat);
+                    let pair = QaPair::new(*question, context);
+                    let Ok(tokens) = explainer.tokens(&pair) else {
+                        continue;
+                    };
+                    let least = explainer.min_tokens(&pair);
+                    assert!(
+                        least <= tokens,
+                        "{arch} {max_length}/{stride}: {least} > {tokens}"
+                    );
+                }
+            }
+            let long = QaPair::new("Who wrote it?", texts[0].repeat(400));
+            let (least, tokens) = (
+                explainer.min_tokens(&long),
+                explainer.tokens(&long).unwrap(),
+            );
+            assert!(least <= tokens, "{arch}: {least} > {tokens}");
+            // BERT's fixtures carry a full WordPiece vocabulary; the others' tokenizers,
+            // trained on a few sentences, cut words into many pieces.
+            if ["bert-tiny", "distilbert-tiny"].contains(&arch) {
+                assert!(2 * least > tokens, "{arch}: {least} of {tokens}");
+            }
+        }
+    }
+}

@@ -14,7 +14,7 @@ use candle_core::Device;
 use common::*;
 use serde_json::{json, Value};
 use spangrad::serve::api::ModelInfo;
-use spangrad::serve::{Backend, ExplainerBackend, Loader, Running, ServeConfig};
+use spangrad::serve::{Backend, Cost, ExplainerBackend, Loader, Running, ServeConfig};
 use spangrad::{ExplainOptions, Explainer, Explanation, QaPair};
 
 fn explainer(dir: &str) -> Explainer {
@@ -314,8 +314,22 @@ fn bad_requests_get_json_errors_naming_the_field() {
     let four = json!({"pairs": vec![json!({"question": "q", "context": "c"}); 4]}).to_string();
     assert_error(&post(&server, &four), 413, Some("pairs"));
     // Two windows of the model's 200 positions.
+    // Priced from its words, not tokenised: 240 words in 2 windows of the question and its 3
+    // special tokens take at least 248.
     let long = json!({"question": "Who?", "context": "Jane wrote it. ".repeat(80)}).to_string();
-    assert_error(&post(&server, &long), 413, Some("context"));
+    let answer = post(&server, &long);
+    assert_error(&answer, 413, Some("context"));
+    assert!(
+        answer.text.contains("at least 248 tokens"),
+        "{}",
+        answer.text
+    );
+    // The first two pairs are over the budget together: the third is not priced.
+    let half = json!({"question": "Who?", "context": "Jane wrote it. ".repeat(35)});
+    let over = json!({"pairs": vec![half; 3]}).to_string();
+    let answer = post(&server, &over);
+    assert_error(&answer, 413, Some("pairs"));
+    assert!(answer.text.contains("at least"), "{}", answer.text);
     let pair = json!({"question": "Who?", "context": "Jane wrote it. ".repeat(20)});
     let together = json!({ "pairs": vec![pair; 3] });
     assert_error(&post(&server, &together.to_string()), 413, Some("pairs"));
@@ -541,8 +555,9 @@ impl Backend for Hooked {
         &self,
         options: &ExplainOptions,
         pairs: &[QaPair],
-    ) -> spangrad::Result<Vec<spangrad::Result<usize>>> {
-        self.inner.tokens(options, pairs)
+        budget: usize,
+    ) -> spangrad::Result<Vec<spangrad::Result<Cost>>> {
+        self.inner.tokens(options, pairs, budget)
     }
     fn explain(
         &self,

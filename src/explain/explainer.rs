@@ -204,6 +204,32 @@ impl Explainer {
         })
     }
 
+    /// At most [`Explainer::tokens`], from the text alone (no tokenising, so that a server
+    /// prices a pair far over its limit in microseconds): every whitespace-separated word
+    /// with a letter or digit is at least one token in every tokenizer, a split context's
+    /// windows each repeat the question and its special tokens, and all but the last share
+    /// `doc_stride` tokens with the next.
+    pub fn min_tokens(&self, pair: &QaPair) -> usize {
+        let words = |text: &str| {
+            text.split_whitespace()
+                .filter(|w| w.chars().any(char::is_alphanumeric))
+                .count()
+        };
+        let (question, context) = (words(&pair.question), words(&pair.context));
+        let one = (question + context).min(self.max_length);
+        let specials = self.tokenizer.pair_specials();
+        // The most context a window can hold: the question takes at least `question`.
+        let room = self.max_length.saturating_sub(question + specials);
+        let stride = self.doc_stride;
+        // A given answer is explained in one window; a stride that does not fit falls back to
+        // one cut window, or fails.
+        if pair.answer.is_some() || stride == 0 || room <= stride || context <= room {
+            return one;
+        }
+        let windows = 1 + (context - room).div_ceil(room - stride);
+        windows * (question + specials) + context + (windows - 2) * stride
+    }
+
     pub fn explain_one(&self, pair: &QaPair) -> Result<Explanation> {
         self.explain(std::slice::from_ref(pair))
             .map(|mut v| v.remove(0))

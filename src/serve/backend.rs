@@ -15,9 +15,16 @@ pub trait Backend: Send + Sync + 'static {
     /// The server's default options.
     fn options(&self) -> &ExplainOptions;
 
-    /// Per pair, the tokens it takes (every window), or why it cannot be explained; the outer
-    /// error: `options` are invalid for this model.
-    fn tokens(&self, options: &ExplainOptions, pairs: &[QaPair]) -> Result<Vec<Result<usize>>>;
+    /// Per pair in order, the tokens it takes (every window), or why it cannot be explained;
+    /// the outer error: `options` are invalid for this model. A pair over `budget` by its text
+    /// alone is not tokenised. Stops after the pair that brings the sum of the pairs within
+    /// `budget` over it: the request is refused whole.
+    fn tokens(
+        &self,
+        options: &ExplainOptions,
+        pairs: &[QaPair],
+        budget: usize,
+    ) -> Result<Vec<Result<Cost>>>;
 
     /// Per pair, its explanation or why it has none; the outer error: the computation as a
     /// whole failed.
@@ -26,6 +33,44 @@ pub trait Backend: Send + Sync + 'static {
         options: &ExplainOptions,
         pairs: &[QaPair],
     ) -> Result<Vec<Result<Explanation>>>;
+}
+
+/// What a pair takes, in tokens of all its windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cost {
+    Tokens(usize),
+    /// Over the budget by a bound from its text ([`Explainer::min_tokens`]): not tokenised.
+    AtLeast(usize),
+}
+
+impl Cost {
+    pub fn tokens(self) -> usize {
+        match self {
+            Self::Tokens(n) | Self::AtLeast(n) => n,
+        }
+    }
+}
+
+/// [`Backend::tokens`] for `explainer`.
+pub fn price(explainer: &Explainer, pairs: &[QaPair], budget: usize) -> Vec<Result<Cost>> {
+    let mut costs = Vec::with_capacity(pairs.len());
+    let mut sum: usize = 0;
+    for pair in pairs {
+        let least = explainer.min_tokens(pair);
+        if least > budget {
+            costs.push(Ok(Cost::AtLeast(least)));
+            continue;
+        }
+        let tokens = explainer.tokens(pair);
+        if let Ok(&n) = tokens.as_ref() {
+            sum += if n <= budget { n } else { 0 };
+        }
+        costs.push(tokens.map(Cost::Tokens));
+        if sum > budget {
+            break;
+        }
+    }
+    costs
 }
 
 /// An [`Explainer`]: the model and tokenizer loaded once, shared by every set of options.
@@ -80,9 +125,13 @@ impl Backend for ExplainerBackend {
         self.explainer.engine().options()
     }
 
-    fn tokens(&self, options: &ExplainOptions, pairs: &[QaPair]) -> Result<Vec<Result<usize>>> {
-        let explainer = self.under(options)?;
-        Ok(pairs.iter().map(|p| explainer.tokens(p)).collect())
+    fn tokens(
+        &self,
+        options: &ExplainOptions,
+        pairs: &[QaPair],
+        budget: usize,
+    ) -> Result<Vec<Result<Cost>>> {
+        Ok(price(&self.under(options)?, pairs, budget))
     }
 
     fn explain(

@@ -22,7 +22,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use tokio::sync::Notify;
 
-pub use backend::{Backend, ExplainerBackend};
+pub use backend::{price, Backend, Cost, ExplainerBackend};
 use batcher::Batcher;
 use error::ApiError;
 use metrics::Metrics;

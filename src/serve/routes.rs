@@ -19,6 +19,7 @@ use super::api::{
     self, ErrorBody, ExplainRequest, ExplainResponse, Health, ModelInfo, PairFailure, PairResult,
     PairsResponse,
 };
+use super::backend::Cost;
 use super::batcher::{Job, Outcome, Refused};
 use super::error::ApiError;
 use super::AppState;
@@ -181,10 +182,13 @@ async fn answer(
         .filter_map(|(i, p)| Some((i, p.as_ref().ok()?.clone())))
         .collect();
     let backend = ready.backend.clone();
+    let passes = passes(&options);
+    // A pair's tokens times the passes must fit the batch.
+    let budget = config.max_batch_tokens / passes.max(1);
     let counted = {
         let options = options.clone();
         let pairs: Vec<crate::QaPair> = valid.iter().map(|(_, p)| p.clone()).collect();
-        tokio::task::spawn_blocking(move || backend.tokens(&options, &pairs))
+        tokio::task::spawn_blocking(move || backend.tokens(&options, &pairs, budget))
             .await
             .map_err(|e| ApiError::internal(format!("tokenisation failed: {e}")))?
     };
@@ -198,18 +202,24 @@ async fn answer(
         .iter()
         .map(|p| p.as_ref().err().map(|e| Err(e.error.clone())))
         .collect();
-    let passes = passes(&options);
     let mut queued: Vec<usize> = Vec::new();
     let mut job_pairs = Vec::new();
     let mut work: usize = 0;
-    for ((i, pair), tokens) in valid.into_iter().zip(tokens) {
-        match tokens.map(|t| (t, t.saturating_mul(passes))) {
+    // Pricing stopped early: the pairs priced are over the budget already.
+    let over = tokens.len() < valid.len();
+    for ((i, pair), priced) in valid.into_iter().zip(tokens) {
+        match priced.map(|c| (c, c.tokens().saturating_mul(passes))) {
             Err(e) => outcomes[i] = Some(Err(ApiError::from_pair(&e).at(&at(i)))),
-            Ok((t, cost)) if cost > config.max_batch_tokens => {
+            Ok((priced, cost)) if cost > config.max_batch_tokens => {
+                let (least, t) = match priced {
+                    Cost::Tokens(t) => ("", t),
+                    Cost::AtLeast(t) => ("at least ", t),
+                };
                 let error = ApiError::too_large(
                     format!(
-                        "the pair takes {cost} tokens ({t} in its windows x {passes} passes of \
-                         the method and spans), over the limit of {} (--max-batch-tokens)",
+                        "the pair takes {least}{cost} tokens ({least}{t} in its windows x \
+                         {passes} passes of the method and spans), over the limit of {} \
+                         (--max-batch-tokens)",
                         config.max_batch_tokens
                     ),
                     Some("context".into()),
@@ -223,11 +233,12 @@ async fn answer(
             }
         }
     }
-    if work > config.max_batch_tokens {
+    if over || work > config.max_batch_tokens {
         return Err(ApiError::too_large(
             format!(
-                "the pairs take {work} tokens (windows x the method's passes), over the limit of \
-                 {} per request (--max-batch-tokens): send them in several requests",
+                "the pairs take {}{work} tokens (windows x the method's passes), over the limit \
+                 of {} per request (--max-batch-tokens): send them in several requests",
+                if over { "at least " } else { "" },
                 config.max_batch_tokens
             ),
             Some("pairs".into()),

@@ -163,10 +163,7 @@ impl QaTokenizer {
         let question_enc = self.encode_text(question, "question")?;
         let mut context_enc = self.encode_text(context, "context")?;
         let question_len = question_enc.len();
-        let specials = self
-            .inner
-            .get_post_processor()
-            .map_or(0, |p| p.added_tokens(true));
+        let specials = self.pair_specials();
         let room = max_length
             .checked_sub(question_enc.len() + specials)
             .filter(|&room| room > 0)
@@ -211,6 +208,13 @@ impl QaTokenizer {
                 Ok(encoded)
             })
             .collect()
+    }
+
+    /// The special tokens of a pair's template (`[CLS] q [SEP] c [SEP]`: 3).
+    pub fn pair_specials(&self) -> usize {
+        self.inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(true))
     }
 
     fn encode_text(&self, text: &str, what: &'static str) -> Result<Encoding> {
