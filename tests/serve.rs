@@ -629,6 +629,44 @@ fn a_full_queue_answers_429_and_a_slow_answer_504() {
     );
 }
 
+/// A flood where the queue would outlast the timeout: what cannot finish in time is refused
+/// at once (429), so that what is admitted is answered; nothing waits in the queue to die.
+#[test]
+fn a_flood_is_admitted_by_the_wait_it_would_have() {
+    let server = start(
+        Hooked::new(Duration::from_millis(300), None),
+        ServeConfig {
+            // One request per batch, each 300 ms; a queue with room for all.
+            max_batch_tokens: 16,
+            max_pairs_per_request: 1,
+            request_timeout: Duration::from_millis(1000),
+            ..ServeConfig::default()
+        },
+    );
+    // The first batch times the device.
+    assert_eq!(post(&server, PAIR).status, 200);
+    const CLIENTS: usize = 12;
+    const ROUNDS: usize = 3;
+    let statuses: Vec<u16> = (0..CLIENTS)
+        .map(|_| {
+            let url = format!("{}/v1/explain", server.url());
+            std::thread::spawn(move || {
+                (0..ROUNDS)
+                    .map(|_| call(agent().post(&url), Some(PAIR.as_bytes())).status)
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let count = |s: u16| statuses.iter().filter(|&&x| x == s).count();
+    assert_eq!(count(504), 0, "{statuses:?}");
+    assert!(count(200) >= 3, "{statuses:?}");
+    assert!(count(429) >= CLIENTS, "{statuses:?}");
+    assert_eq!(count(200) + count(429), CLIENTS * ROUNDS, "{statuses:?}");
+}
+
 /// `spangrad explain --input` on `pairs` in batches of `batch`: its JSON lines without the line
 /// numbers.
 fn cli_json_lines(dir: &str, pairs: &[Value], batch: usize) -> Vec<Value> {

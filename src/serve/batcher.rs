@@ -3,7 +3,7 @@
 //! with its own results. The async runtime never waits on the model.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,14 +32,56 @@ pub struct Batcher {
     sender: Mutex<Option<mpsc::Sender<Job>>>,
     /// Pairs sent and not yet taken into a batch.
     queued: Arc<AtomicUsize>,
+    load: Arc<Load>,
     max_queue: usize,
+    max_wait: Duration,
     metrics: Arc<Metrics>,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The work ahead of a new job, and how fast the device gets through it: what admission
+/// needs to tell whether a job can finish within its deadline.
+#[derive(Default)]
+struct Load {
+    /// Work sent and not yet taken into a batch.
+    queued: AtomicUsize,
+    /// Work of the batch computing now.
+    running: AtomicUsize,
+    /// Nanoseconds per unit of work, smoothed over the batches (0: none measured yet).
+    nanos_per_work: AtomicU64,
+}
+
+impl Load {
+    /// How long the work ahead of a job of `work`, and the job, take (`None` before the
+    /// first batch has been timed).
+    fn expected(&self, work: usize) -> Option<Duration> {
+        let per = self.nanos_per_work.load(Ordering::SeqCst);
+        let ahead = self.queued.load(Ordering::SeqCst) + self.running.load(Ordering::SeqCst);
+        (per > 0).then(|| Duration::from_nanos(per.saturating_mul((ahead + work) as u64)))
+    }
+
+    fn timed(&self, work: usize, took: Duration) {
+        if work == 0 {
+            return;
+        }
+        let now = (took.as_nanos() / work as u128).clamp(1, u64::MAX as u128) as u64;
+        let before = self.nanos_per_work.load(Ordering::SeqCst);
+        // The last batches weigh most: the device's speed moves with the batch's shape.
+        let smoothed = if before == 0 {
+            now
+        } else {
+            (before as f64 * 0.7 + now as f64 * 0.3) as u64
+        };
+        self.nanos_per_work.store(smoothed.max(1), Ordering::SeqCst);
+    }
 }
 
 pub enum Refused {
     /// The queue holds `max_queue` pairs.
     Full,
+    /// The work queued ahead would take the job past its deadline: it would time out in the
+    /// queue, so it is refused now (and the device spends no time on it).
+    Late { expected: Duration },
     /// The server is stopping.
     Closed,
 }
@@ -56,11 +98,13 @@ impl Batcher {
     ) -> Self {
         let (sender, receiver) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
+        let load = Arc::new(Load::default());
         let gather = Gather {
             receiver,
             budget: max_batch_tokens,
             max_wait,
             queued: queued.clone(),
+            load: load.clone(),
             metrics: metrics.clone(),
             carried: None,
         };
@@ -71,25 +115,36 @@ impl Batcher {
         Self {
             sender: Mutex::new(Some(sender)),
             queued,
+            load,
             max_queue,
+            max_wait,
             metrics,
             thread: Mutex::new(Some(thread)),
         }
     }
 
-    pub fn submit(&self, job: Job) -> Result<(), Refused> {
-        let n = job.pairs.len();
+    /// Queues `job`, unless the queue is full or the work ahead of it would take it past
+    /// `deadline`.
+    pub fn submit(&self, job: Job, deadline: Instant) -> Result<(), Refused> {
+        if let Some(expected) = self.load.expected(job.work) {
+            if Instant::now() + expected + self.max_wait > deadline {
+                return Err(Refused::Late { expected });
+            }
+        }
+        let (n, work) = (job.pairs.len(), job.work);
         let before = self.queued.fetch_add(n, Ordering::SeqCst);
         if before + n > self.max_queue {
             self.queued.fetch_sub(n, Ordering::SeqCst);
             return Err(Refused::Full);
         }
+        self.load.queued.fetch_add(work, Ordering::SeqCst);
         self.metrics.set_queued(before + n);
         let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
         match sender.as_ref().map(|s| s.send(job).is_ok()) {
             Some(true) => Ok(()),
             _ => {
                 self.queued.fetch_sub(n, Ordering::SeqCst);
+                self.load.queued.fetch_sub(work, Ordering::SeqCst);
                 Err(Refused::Closed)
             }
         }
@@ -116,6 +171,7 @@ struct Gather {
     budget: usize,
     max_wait: Duration,
     queued: Arc<AtomicUsize>,
+    load: Arc<Load>,
     metrics: Arc<Metrics>,
     /// A job that did not fit the last batch: the first of the next.
     carried: Option<Job>,
@@ -151,6 +207,10 @@ impl Gather {
         let taken: usize = jobs.iter().map(|j| j.pairs.len()).sum();
         let left = self.queued.fetch_sub(taken, Ordering::SeqCst) - taken;
         self.metrics.set_queued(left);
+        // The job carried over is still queued: it is counted when it is taken.
+        let work: usize = jobs.iter().map(|j| j.work).sum();
+        self.load.queued.fetch_sub(work, Ordering::SeqCst);
+        self.load.running.store(work, Ordering::SeqCst);
         Some(jobs)
     }
 }
@@ -159,9 +219,12 @@ fn compute_loop(mut gather: Gather, backend: &dyn Backend) {
     while let Some(jobs) = gather.next() {
         // A request that timed out is no longer waited for.
         let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
+        let (start, work) = (Instant::now(), jobs.iter().map(|j| j.work).sum());
         for group in by_options(jobs) {
             run(group, backend, &gather.metrics);
         }
+        gather.load.timed(work, start.elapsed());
+        gather.load.running.store(0, Ordering::SeqCst);
     }
 }
 

@@ -94,7 +94,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         (status = 408, description = "The body did not arrive within the request timeout", body = ErrorBody),
         (status = 415, description = "The body is not declared `application/json`", body = ErrorBody),
         (status = 421, description = "The Host is not answered here (--allowed-hosts)", body = ErrorBody),
-        (status = 429, description = "The queue is full (see Retry-After)", body = ErrorBody),
+        (status = 429, description = "The queue is full, or the work queued ahead would not let this request finish within its timeout (see Retry-After)", body = ErrorBody),
         (status = 500, description = "The computation failed", body = ErrorBody),
         (status = 503, description = "The model is loading", body = ErrorBody),
         (status = 504, description = "No answer within the request timeout", body = ErrorBody),
@@ -254,30 +254,45 @@ async fn answer(
             enqueued: Instant::now(),
             reply,
         };
-        ready.batcher.submit(job).map_err(|refused| match refused {
-            Refused::Full => {
-                let rate = state.metrics.pairs_per_second();
-                let wait = if rate > 0.0 {
-                    (ready.batcher.queued() as f64 / rate).ceil() as u64
-                } else {
-                    1
-                };
-                ApiError::new(
+        let deadline = arrived + config.request_timeout;
+        ready
+            .batcher
+            .submit(job, deadline)
+            .map_err(|refused| match refused {
+                Refused::Full => {
+                    let rate = state.metrics.pairs_per_second();
+                    let wait = if rate > 0.0 {
+                        (ready.batcher.queued() as f64 / rate).ceil() as u64
+                    } else {
+                        1
+                    };
+                    ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        format!(
+                            "the queue is full ({} pairs waiting, --max-queue); retry later",
+                            ready.batcher.queued()
+                        ),
+                        None,
+                    )
+                    .with_retry_after(wait.clamp(1, 60))
+                }
+                Refused::Late { expected } => ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     format!(
-                        "the queue is full ({} pairs waiting, --max-queue); retry later",
-                        ready.batcher.queued()
+                        "the server is busy: the work queued ahead would take ~{} ms, past this \
+                     request's timeout ({} ms, --request-timeout-ms); retry later",
+                        expected.as_millis(),
+                        config.request_timeout.as_millis()
                     ),
                     None,
                 )
-                .with_retry_after(wait.clamp(1, 60))
-            }
-            Refused::Closed => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server is stopping",
-                None,
-            ),
-        })?;
+                .with_retry_after(expected.as_secs_f64().ceil().clamp(1.0, 60.0) as u64),
+                Refused::Closed => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the server is stopping",
+                    None,
+                ),
+            })?;
         let left = config.request_timeout.saturating_sub(arrived.elapsed());
         let explained = match tokio::time::timeout(left, receive).await {
             Ok(Ok(explained)) => explained,
