@@ -447,36 +447,86 @@ fn an_api_key_is_required_when_set() {
     }
 }
 
-/// The request timeout runs from arrival: a body sent slowly past it gets 408, at the
-/// timeout, not after the body is in.
+/// A body sent slowly gets 408 at the body timeout, or at the request timeout (which runs
+/// from arrival) if that is shorter: not after the body is in.
 #[test]
 fn a_slow_body_times_out_from_arrival() {
     use std::io::{Read, Write};
+    let short = Duration::from_millis(800);
+    let long = Duration::from_secs(60);
+    for (request_timeout, body_timeout, flag) in [
+        (short, long, "--request-timeout-ms"),
+        (long, short, "--body-timeout-ms"),
+    ] {
+        let server = fixture_server(ServeConfig {
+            request_timeout,
+            body_timeout,
+            ..ServeConfig::default()
+        });
+        let mut stream = raw_post(&server.url(), "Connection: close\r\n", PAIR.len(), "");
+        let start = std::time::Instant::now();
+        // One byte every 100 ms: the whole body would take seconds.
+        let writer = {
+            let mut stream = stream.try_clone().unwrap();
+            std::thread::spawn(move || {
+                for b in PAIR.bytes() {
+                    if stream.write_all(&[b]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        let waited = start.elapsed();
+        assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+        assert!(response.contains(flag), "{response}");
+        assert!(waited < Duration::from_secs(3), "{waited:?}");
+        drop(stream);
+        writer.join().unwrap();
+    }
+}
+
+/// The idle clock and the header clock are two: a connection that sends nothing is closed at
+/// the idle timeout, one that has begun a request has the header timeout to finish its
+/// headers.
+#[test]
+fn idle_and_header_timeouts_are_apart() {
+    use std::io::{Read, Write};
     let server = fixture_server(ServeConfig {
-        request_timeout: Duration::from_millis(800),
+        idle_timeout: Duration::from_millis(500),
+        header_timeout: Duration::from_secs(20),
         ..ServeConfig::default()
     });
-    let mut stream = raw_post(&server.url(), "Connection: close\r\n", PAIR.len(), "");
-    let start = std::time::Instant::now();
-    // One byte every 100 ms: the whole body would take seconds.
-    let writer = {
-        let mut stream = stream.try_clone().unwrap();
-        std::thread::spawn(move || {
-            for b in PAIR.bytes() {
-                if stream.write_all(&[b]).is_err() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
+    let address = server.url().trim_start_matches("http://").to_string();
+    let read_all = |stream: &mut std::net::TcpStream| {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut all = Vec::new();
+        let _ = stream.read_to_end(&mut all);
+        String::from_utf8_lossy(&all).into_owned()
     };
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let waited = start.elapsed();
-    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
-    assert!(waited < Duration::from_secs(3), "{waited:?}");
-    drop(stream);
-    writer.join().unwrap();
+    let start = Instant::now();
+    let mut silent = std::net::TcpStream::connect(&address).unwrap();
+    assert_eq!(read_all(&mut silent), "");
+    let held = start.elapsed();
+    assert!(
+        held < Duration::from_secs(5),
+        "a silent client was held {held:?}"
+    );
+
+    // Headers a byte every 50 ms: 2 s in all, four idle timeouts, within the header timeout.
+    let mut trickle = std::net::TcpStream::connect(&address).unwrap();
+    let request =
+        "GET /health HTTP/1.1\r\nHost: localhost\r\nX-Pad: aaaaaaaa\r\nConnection: close\r\n\r\n";
+    for b in request.bytes() {
+        trickle.write_all(&[b]).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let answer = read_all(&mut trickle);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
 }
 
 /// A page in the user's browser can post `text/plain` without a CORS preflight, and reach a
@@ -907,6 +957,7 @@ fn slow_and_idle_clients_are_closed_while_others_are_answered() {
     use std::io::{Read, Write};
     let server = fixture_server(ServeConfig {
         header_timeout: Duration::from_millis(1000),
+        idle_timeout: Duration::from_millis(1000),
         ..ServeConfig::default()
     });
     let address = server.url().trim_start_matches("http://").to_string();

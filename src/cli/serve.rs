@@ -41,7 +41,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = ServeConfig::default().max_batch_tokens)]
     max_batch_tokens: usize,
     /// How long a request waits for others to share its batch, in milliseconds.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = ServeConfig::default().max_wait.as_millis() as u64)]
     max_wait_ms: u64,
     /// Pairs waiting for the device before requests get 429.
     #[arg(long, default_value_t = ServeConfig::default().max_queue)]
@@ -51,16 +51,23 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = ServeConfig::default().max_body_bytes)]
     max_body_bytes: usize,
     /// From a request's arrival to its answer; past it, 504.
-    #[arg(long, default_value_t = 120_000)]
+    #[arg(long, default_value_t = ServeConfig::default().request_timeout.as_millis() as u64)]
     request_timeout_ms: u64,
     /// Requests (all but /health and /openapi.json) must send `Authorization: Bearer KEY`.
     /// Prefer the environment variable: a flag shows in the process list.
     #[arg(long, env = "SPANGRAD_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
-    /// How long a client may take to send a request's headers, and a kept-alive connection
-    /// may stay idle, in milliseconds; then the connection is closed.
+    /// From a request's first byte to the end of its headers, in milliseconds; then the
+    /// connection is closed.
     #[arg(long, default_value_t = ServeConfig::default().header_timeout.as_millis() as u64)]
     header_timeout_ms: u64,
+    /// From the end of a request's headers to the end of its body, in milliseconds; then 408.
+    #[arg(long, default_value_t = ServeConfig::default().body_timeout.as_millis() as u64)]
+    body_timeout_ms: u64,
+    /// How long a connection may wait for its first request, or a kept-alive one for its
+    /// next, in milliseconds; then it is closed.
+    #[arg(long, default_value_t = ServeConfig::default().idle_timeout.as_millis() as u64)]
+    idle_timeout_ms: u64,
     /// After SIGTERM or Ctrl-C, how long connections still open are waited for, in
     /// milliseconds; a second signal stops at once.
     #[arg(long, default_value_t = ServeConfig::default().drain_timeout.as_millis() as u64)]
@@ -93,6 +100,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         allowed_hosts: args.allowed_hosts.clone(),
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),
         header_timeout: Duration::from_millis(args.header_timeout_ms),
+        body_timeout: Duration::from_millis(args.body_timeout_ms),
+        idle_timeout: Duration::from_millis(args.idle_timeout_ms),
     };
     config.validate()?;
     let options = ExplainOptions {

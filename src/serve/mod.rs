@@ -4,12 +4,14 @@
 //! - [`api`]: the request and response bodies, and reading a body;
 //! - [`routes`]: the axum router, authorisation and the OpenAPI document;
 //! - [`batcher`]: the queue and the compute thread;
+//! - [`connection`]: the accept loop, and each connection's idle and header clocks;
 //! - [`backend`]: what the server drives (an [`crate::Explainer`]);
 //! - [`metrics`]: Prometheus counters and histograms.
 
 pub mod api;
 pub mod backend;
 mod batcher;
+mod connection;
 pub mod error;
 mod metrics;
 pub mod routes;
@@ -44,9 +46,15 @@ pub struct ServeConfig {
     /// Requests to everything but `/health` and `/openapi.json` must carry
     /// `Authorization: Bearer KEY`.
     pub api_key: Option<String>,
-    /// How long a client may take to send a request's headers, and a kept-alive connection
-    /// may stay idle before its next request (slow or idle clients hold no socket forever).
+    /// From a request's first byte to the end of its headers (a client trickling its headers
+    /// holds no socket forever).
     pub header_timeout: Duration,
+    /// From the end of the headers to the end of the body (and never past the request
+    /// timeout): 408 past it.
+    pub body_timeout: Duration,
+    /// How long a connection may wait for its first request, or a kept-alive one for its
+    /// next, before it is closed.
+    pub idle_timeout: Duration,
     /// After a stop is asked for, how long connections still open (a request half sent, a
     /// client that never reads) are waited for before they are dropped.
     pub drain_timeout: Duration,
@@ -67,6 +75,8 @@ impl Default for ServeConfig {
             api_key: None,
             drain_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
             allowed_hosts: Vec::new(),
         }
     }
@@ -75,26 +85,33 @@ impl Default for ServeConfig {
 impl ServeConfig {
     pub fn validate(&self) -> crate::Result<()> {
         let invalid = |m: &str| Err(crate::Error::InvalidOption(m.into()));
+        let timeouts = [
+            self.request_timeout,
+            self.header_timeout,
+            self.body_timeout,
+            self.idle_timeout,
+        ];
         if self.max_batch_tokens == 0
             || self.max_queue == 0
             || self.max_pairs_per_request == 0
             || self.max_body_bytes == 0
-            || self.request_timeout.is_zero()
-            || self.header_timeout.is_zero()
+            || timeouts.iter().any(Duration::is_zero)
         {
             return invalid(
                 "--max-batch-tokens, --max-queue, --max-pairs-per-request, --max-body-bytes, \
-                 --request-timeout-ms and --header-timeout-ms must be positive",
+                 --request-timeout-ms, --header-timeout-ms, --body-timeout-ms and \
+                 --idle-timeout-ms must be positive",
             );
         }
+        let week = Duration::from_secs(7 * 24 * 3600);
         if self.max_wait > Duration::from_secs(3600)
-            || self.request_timeout > Duration::from_secs(7 * 24 * 3600)
-            || self.drain_timeout > Duration::from_secs(7 * 24 * 3600)
-            || self.header_timeout > Duration::from_secs(7 * 24 * 3600)
+            || self.drain_timeout > week
+            || timeouts.iter().any(|t| *t > week)
         {
             return invalid(
-                "--max-wait-ms is at most an hour, --request-timeout-ms, --drain-timeout-ms \
-                 and --header-timeout-ms a week",
+                "--max-wait-ms is at most an hour, the timeouts (--request-timeout-ms, \
+                 --header-timeout-ms, --body-timeout-ms, --idle-timeout-ms, \
+                 --drain-timeout-ms) a week",
             );
         }
         if self.max_pairs_per_request > self.max_queue {
@@ -219,8 +236,11 @@ pub async fn serve(
     let app = routes::router(state.clone());
     let load_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = load_failed.clone();
-    let header_timeout = state.config.header_timeout;
-    accept(listener, app, header_timeout, drain, async move {
+    let clocks = connection::Clocks {
+        idle: state.config.idle_timeout,
+        header: state.config.header_timeout,
+    };
+    connection::accept(listener, app, clocks, drain, async move {
         tokio::select! {
             () = shutdown => {}
             () = failed.notified() => flag.store(true, std::sync::atomic::Ordering::SeqCst),
@@ -238,61 +258,6 @@ pub async fn serve(
             .map_err(ServeError::Load)?;
     }
     Ok(())
-}
-
-/// Serves `app` on `listener`'s connections until `stop`, then answers what is in flight and
-/// drops the connections still open after `drain`. Each connection must send a request's
-/// headers within `header_timeout` (and a kept-alive one its next request: hyper starts that
-/// clock when it waits for a head), and may half-close after its request and still read the
-/// answer.
-async fn accept(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    header_timeout: Duration,
-    drain: Duration,
-    stop: impl Future<Output = ()>,
-) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .half_close(true);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut stop = std::pin::pin!(stop);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    // Out of descriptors, say: wait rather than spin.
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                // Answers are small writes: no Nagle delay waiting for an ACK.
-                let _ = stream.set_nodelay(true);
-                let service = hyper_util::service::TowerToHyperService::new(app.clone());
-                let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-            }
-            () = &mut stop => break,
-        }
-    }
-    drop(listener);
-    // Graceful shutdown waits for every connection to close; a client holding a request half
-    // sent would hold the server forever. Past the drain timeout, what is left is dropped.
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(drain) => {}
-    }
 }
 
 /// A server on its own thread and runtime, for embedding and tests.

@@ -91,7 +91,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         (status = 401, description = "No or a wrong API key", body = ErrorBody),
         (status = 413, description = "Body, pairs or tokens over the limits", body = ErrorBody),
         (status = 422, description = "A field that is missing, of the wrong type, unknown or invalid; or what the schema cannot judge: an answer that is not in its context, a text with no tokens, options that do not go together or do not fit the model", body = ErrorBody),
-        (status = 408, description = "The body did not arrive within the request timeout", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the body timeout (or the request timeout, if shorter)", body = ErrorBody),
         (status = 415, description = "The body is not declared `application/json`", body = ErrorBody),
         (status = 421, description = "The Host is not answered here (--allowed-hosts)", body = ErrorBody),
         (status = 429, description = "The queue is full, or the work queued ahead would not let this request finish within its timeout (see Retry-After)", body = ErrorBody),
@@ -121,13 +121,18 @@ async fn explain(State(state): State<Shared>, request: Request) -> Response {
     }
     let config = &state.config;
     let reading = axum::body::to_bytes(request.into_body(), config.max_body_bytes);
-    let Ok(body) = tokio::time::timeout(config.request_timeout, reading).await else {
+    let (limit, flag) = if config.body_timeout < config.request_timeout {
+        (config.body_timeout, "--body-timeout-ms")
+    } else {
+        (config.request_timeout, "--request-timeout-ms")
+    };
+    let left = limit.saturating_sub(arrived.elapsed());
+    let Ok(body) = tokio::time::timeout(left, reading).await else {
         return ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             format!(
-                "the body did not arrive within the request timeout ({} ms, \
-                 --request-timeout-ms)",
-                config.request_timeout.as_millis()
+                "the body did not arrive within {} ms ({flag})",
+                limit.as_millis()
             ),
             None,
         )
