@@ -1016,6 +1016,53 @@ fn slow_and_idle_clients_are_closed_while_others_are_answered() {
     );
 }
 
+/// Every answer is counted by status, those hyper gives itself (a head it cannot parse, or too
+/// large) too; a declared body over the limit is refused before it is waited for.
+#[test]
+fn metrics_count_every_answer() {
+    use std::io::{Read, Write};
+    let server = fixture_server(ServeConfig {
+        max_body_bytes: 1000,
+        ..ServeConfig::default()
+    });
+    let address = server.url().trim_start_matches("http://").to_string();
+    let send = |head: &[u8]| {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // The server may answer and close before all of a large head is sent.
+        let _ = stream.write_all(head);
+        let mut answer = vec![0; 12];
+        stream.read_exact(&mut answer).unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let declared = b"POST /v1/explain HTTP/1.1\r\nHost: localhost\r\n\
+                     Content-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n{}";
+    let mut large = b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Big: ".to_vec();
+    large.extend(vec![b'a'; 600_000]);
+    large.extend(b"\r\n\r\n");
+    let mut sent = std::collections::HashMap::new();
+    for (head, status) in [
+        (&declared[..], "413"),
+        (&large[..], "431"),
+        (&b"GARBAGE\r\n\r\n"[..], "400"),
+    ] {
+        for _ in 0..3 {
+            let answer = send(head);
+            assert_eq!(answer, format!("HTTP/1.1 {status}"), "{status}");
+            *sent.entry(status).or_insert(0.0) += 1.0;
+        }
+    }
+    let big = json!({"question": "q", "context": "word ".repeat(500)}).to_string();
+    assert_error(&post(&server, &big), 413, None);
+    *sent.get_mut("413").unwrap() += 1.0;
+    for (status, count) in sent {
+        let name = format!("spangrad_requests_total{{status=\"{status}\"}}");
+        assert_eq!(metric(&server, &name), count, "{status}");
+    }
+}
+
 /// A client that half-closes its side after sending the request still gets the answer.
 #[test]
 fn a_half_closed_client_gets_its_answer() {

@@ -19,6 +19,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::metrics::Metrics;
+
 /// How long a connection may wait in each phase before it is closed.
 #[derive(Debug, Clone, Copy)]
 pub struct Clocks {
@@ -149,14 +151,29 @@ impl Drop for Answering {
     }
 }
 
+/// The status hyper answered a connection's error with, if it answered (its `on_error`: a
+/// head it could not parse, or too large).
+fn answered(error: &hyper::Error) -> Option<u16> {
+    if error.is_parse_version_h2() || !error.is_parse() {
+        return None;
+    }
+    if error.is_parse_too_large() {
+        let uri = error.to_string().to_ascii_lowercase().contains("uri");
+        return Some(if uri { 414 } else { 431 });
+    }
+    Some(400)
+}
+
 /// Serves `app` on `listener`'s connections until `stop`, then answers what is in flight and
 /// drops the connections still open after `drain`. A client may half-close its side after
-/// its request and still read the answer.
+/// its request and still read the answer. Every answer is counted in `metrics`: the router's
+/// by its layer, hyper's own here.
 pub async fn accept(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     clocks: Clocks,
     drain: Duration,
+    metrics: Arc<Metrics>,
     stop: impl Future<Output = ()>,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -206,8 +223,14 @@ pub async fn accept(
                     .serve_connection_with_upgrades(TokioIo::new(io), service)
                     .into_owned();
                 let connection = graceful.watch(connection);
+                let metrics = metrics.clone();
                 tokio::spawn(async move {
-                    let _ = connection.await;
+                    // hyper answers a request it cannot parse itself: count that answer too.
+                    if let Err(e) = connection.await {
+                        if let Some(status) = e.downcast_ref::<hyper::Error>().and_then(answered) {
+                            metrics.request(status);
+                        }
+                    }
                 });
             }
             () = &mut stop => break,

@@ -240,7 +240,8 @@ pub async fn serve(
         idle: state.config.idle_timeout,
         header: state.config.header_timeout,
     };
-    connection::accept(listener, app, clocks, drain, async move {
+    let metrics = state.metrics.clone();
+    connection::accept(listener, app, clocks, drain, metrics, async move {
         tokio::select! {
             () = shutdown => {}
             () = failed.notified() => flag.store(true, std::sync::atomic::Ordering::SeqCst),

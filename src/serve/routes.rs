@@ -120,6 +120,14 @@ async fn explain(State(state): State<Shared>, request: Request) -> Response {
         .into_response();
     }
     let config = &state.config;
+    // A declared length over the limit is refused before any of the body is waited for.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
+        return body_too_large(config.max_body_bytes).into_response();
+    }
     let reading = axum::body::to_bytes(request.into_body(), config.max_body_bytes);
     let (limit, flag) = if config.body_timeout < config.request_timeout {
         (config.body_timeout, "--body-timeout-ms")
@@ -158,13 +166,7 @@ async fn answer(
             })
             .any(|e| e.to_string().contains("length limit exceeded"));
         if over_limit {
-            ApiError::too_large(
-                format!(
-                    "the body is over {} bytes (--max-body-bytes)",
-                    config.max_body_bytes
-                ),
-                None,
-            )
+            body_too_large(config.max_body_bytes)
         } else {
             ApiError::bad_request(format!("cannot read the body: {e}"))
         }
@@ -348,6 +350,13 @@ async fn answer(
         })
         .collect();
     Ok(ExplainResponse::Many(PairsResponse { results }))
+}
+
+fn body_too_large(limit: usize) -> ApiError {
+    ApiError::too_large(
+        format!("the body is over {limit} bytes (--max-body-bytes)"),
+        None,
+    )
 }
 
 /// Passes per pair: what a pair's tokens cost relative to one plain gradient (each of the
