@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from test_spangrad import FIXTURES, REPO, cli, fixture_pairs, run_cli  # noqa: F401 (fixture)
+from test_spangrad import FIXTURES, REPO, fixture_pairs, run_cli
 
 
 @pytest.fixture(scope="module")
