@@ -9,6 +9,39 @@ fn main() {
     println!("cargo::rerun-if-env-changed=CUDA_COMPUTE_CAP");
     #[cfg(feature = "cuda")]
     cuda::build();
+    #[cfg(feature = "cudnn")]
+    cudnn::build();
+}
+
+/// `cuda/cudnn/attention.cpp` against cudnn-frontend's headers, in its dynamic-loading mode:
+/// nothing of cuDNN is linked, `libcudnn.so.9` is opened when the engine first asks for it.
+#[cfg(feature = "cudnn")]
+mod cudnn {
+    pub fn build() {
+        println!("cargo::rerun-if-env-changed=CUDNN_FRONTEND_INCLUDE");
+        println!("cargo::rerun-if-env-changed=CUDNN_INCLUDE");
+        println!("cargo::rerun-if-env-changed=CUDA_HOME");
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!(
+                    "the cudnn feature needs {name}: `source scripts/cuda-env.sh`, which fetches \
+                     cuDNN's headers (see the README)"
+                )
+            })
+        };
+        let cuda = var("CUDA_HOME");
+        cc::Build::new()
+            .cpp(true)
+            .std("c++17")
+            .file("cuda/cudnn/attention.cpp")
+            .include(var("CUDNN_FRONTEND_INCLUDE"))
+            .include(var("CUDNN_INCLUDE"))
+            .include(format!("{cuda}/include"))
+            .define("NV_CUDNN_FRONTEND_USE_DYNAMIC_LOADING", None)
+            .flag_if_supported("-Wno-unused-parameter")
+            .compile("spangrad_cudnn");
+        println!("cargo::rustc-link-lib=dl");
+    }
 }
 
 #[cfg(feature = "cuda")]

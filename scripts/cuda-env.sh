@@ -2,7 +2,7 @@
 # wheels and exports what `cargo build --features cuda` needs on a machine without a GPU or a
 # CUDA install. With a normal CUDA toolkit on the PATH none of this is needed.
 #
-#   source scripts/cuda-env.sh && cargo build --release --features cuda
+#   source scripts/cuda-env.sh && cargo build --release --features cuda[,cudnn]
 #
 # SPANGRAD_CUDA_ENV (default ~/.cache/spangrad/cuda-13.0.2) holds the venv; CUDA_COMPUTE_CAP
 # defaults to 90 (H100/H200). nvcc stays at 13.0: the target GPUs' driver 580 rejects PTX from
@@ -41,6 +41,34 @@ spangrad_cuda_env() {
         gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$root/lib64/stubs/libcuda.so" \
             "$root/lib64/stubs/cuda_stub.c" || return 1
     fi
+
+    # cuDNN's headers for the `cudnn` feature: the frontend (header-only) and cudnn.h, taken
+    # from their wheels (the libraries are not kept: libcudnn.so.9 is opened at run time, from
+    # the GPU machine's PyTorch or CUDA install).
+    local cudnn="$env_dir/cudnn"
+    if [ ! -f "$cudnn/frontend/include/cudnn_frontend.h" ] || [ ! -f "$cudnn/include/cudnn.h" ]; then
+        echo "cuda-env: fetching cuDNN headers (nvidia-cudnn-frontend 1.32.0, nvidia-cudnn-cu13 9.28.1.4)" >&2
+        local wheels="$cudnn/wheels"
+        mkdir -p "$wheels" "$cudnn/frontend" "$cudnn/include" || return 1
+        "$env_dir/venv/bin/pip" download -q --no-deps -d "$wheels" \
+            'nvidia-cudnn-frontend==1.32.0' 'nvidia-cudnn-cu13==9.28.1.4' || return 1
+        "$env_dir/venv/bin/python" - "$wheels" "$cudnn" <<'PY' || return 1
+import pathlib, sys, zipfile
+wheels, out = map(pathlib.Path, sys.argv[1:])
+for wheel in wheels.glob("*.whl"):
+    with zipfile.ZipFile(wheel) as z:
+        for name in z.namelist():
+            if name.startswith("include/"):
+                z.extract(name, out / "frontend")
+            elif name.startswith("nvidia/cudnn/include/"):
+                target = out / "include" / name[len("nvidia/cudnn/include/"):]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(z.read(name))
+PY
+        rm -rf "$wheels"
+    fi
+    export CUDNN_FRONTEND_INCLUDE="$cudnn/frontend/include"
+    export CUDNN_INCLUDE="$cudnn/include"
 
     export CUDA_HOME="$root"
     export CUDA_PATH="$root"
