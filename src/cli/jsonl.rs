@@ -199,24 +199,31 @@ fn parse(bytes: &[u8]) -> Result<QaPair, (Option<PairId>, String)> {
         return Err((None, "blank line: no pair".into()));
     }
     let text = text.trim_end_matches('\r');
-    // Read as raw fields first: the id keeps its JSON text, and a bad pair still has it.
-    let fields: BTreeMap<String, &RawValue> = serde_json::from_str(text).map_err(|e| {
-        if let Ok(value) = serde_json::from_str::<Value>(text) {
-            return (
+    // Only an object: serde would read a struct from an array of its fields in order too.
+    if text.trim_start().starts_with('{') {
+        if let Ok(pair) = serde_json::from_str::<QaPair>(text) {
+            return Ok(pair);
+        }
+    }
+    // Why it failed, off the common path: a bad pair still echoes its id, as its JSON text.
+    let Ok(fields) = serde_json::from_str::<BTreeMap<String, &RawValue>>(text) else {
+        return Err(match serde_json::from_str::<Value>(text) {
+            Ok(value) => (
                 None,
                 format!(
                     "invalid pair: expected a JSON object with \"question\" and \"context\", \
                      found {}",
                     kind(&value)
                 ),
-            );
-        }
-        (None, format!("invalid JSON: {}", explained(&e)))
-    })?;
+            ),
+            Err(e) => (None, format!("invalid JSON: {}", explained(&e))),
+        });
+    };
     let id = fields
         .get("id")
         .and_then(|raw| PairId::from_json(raw.get()).ok().flatten());
-    serde_json::from_str(text).map_err(|e| (id, format!("invalid pair: {}", explained(&e))))
+    let error = serde_json::from_str::<QaPair>(text).expect_err("an object that failed above");
+    Err((id, format!("invalid pair: {}", explained(&error))))
 }
 
 /// A JSON error, with a hint where its message is obscure.
