@@ -34,9 +34,10 @@ mod cudnn {
             .cpp(true)
             .std("c++17")
             .file("cuda/cudnn/attention.cpp")
-            .include(var("CUDNN_FRONTEND_INCLUDE"))
-            .include(var("CUDNN_INCLUDE"))
-            .include(format!("{cuda}/include"))
+            // System headers: their own warnings are not ours to print on every build.
+            .flag(format!("-isystem{}", var("CUDNN_FRONTEND_INCLUDE")))
+            .flag(format!("-isystem{}", var("CUDNN_INCLUDE")))
+            .flag(format!("-isystem{cuda}/include"))
             .define("NV_CUDNN_FRONTEND_USE_DYNAMIC_LOADING", None)
             .flag_if_supported("-Wno-unused-parameter")
             .compile("spangrad_cudnn");

@@ -108,9 +108,19 @@ std::shared_ptr<fe::graph::Tensor_attributes> lengths(fe::graph::Graph &g, const
                         .set_data_type(fe::DataType_t::INT32));
 }
 
+int build(bool backward, const spangrad_attention_desc &d, Built **out, double *built_ms);
+
 // The graph for this call's shapes, built on first use. `built_ms` gets the time building
-// took (0 when it came from the cache).
+// took (0 when it came from the cache). The frontend may throw: that is a failure too.
 int graph_for(bool backward, const spangrad_attention_desc &d, Built **out, double *built_ms) {
+    try {
+        return build(backward, d, out, built_ms);
+    } catch (const std::exception &e) {
+        return fail(std::string("building the attention graph threw: ") + e.what());
+    }
+}
+
+int build(bool backward, const spangrad_attention_desc &d, Built **out, double *built_ms) {
     *built_ms = 0;
     Key key = key_of(backward, d);
     auto found = cache.find(key);
@@ -182,6 +192,20 @@ int graph_for(bool backward, const spangrad_attention_desc &d, Built **out, doub
     return 0;
 }
 
+// Runs the graph of `desc` (built on first use) on `stream` with the tensors of `pack`.
+int execute(bool backward, void *stream, const spangrad_attention_desc &desc,
+            std::unordered_map<int64_t, void *> pack, void *workspace) {
+    std::lock_guard<std::mutex> guard(lock);
+    if (!handle) return fail("cuDNN is not loaded");
+    Built *built = nullptr;
+    double built_ms = 0;
+    if (graph_for(backward, desc, &built, &built_ms)) return 1;
+    if (fe::detail::set_stream(handle, static_cast<cudaStream_t>(stream)) != CUDNN_STATUS_SUCCESS)
+        return fail("cudnnSetStream failed");
+    auto e = built->graph->execute(handle, pack, workspace);
+    return e.is_good() ? 0 : fail(std::string(backward ? "backward: " : "forward: ") + e.err_msg);
+}
+
 }  // namespace
 
 extern "C" {
@@ -222,11 +246,7 @@ int spangrad_cudnn_attention_prepare(int32_t backward, const spangrad_attention_
     std::lock_guard<std::mutex> guard(lock);
     if (!handle) return fail("cuDNN is not loaded");
     Built *built = nullptr;
-    try {
-        if (graph_for(backward != 0, *desc, &built, built_ms)) return 1;
-    } catch (const std::exception &e) {
-        return fail(std::string("building the attention graph threw: ") + e.what());
-    }
+    if (graph_for(backward != 0, *desc, &built, built_ms)) return 1;
     *workspace = built->workspace;
     return 0;
 }
@@ -236,20 +256,15 @@ int spangrad_cudnn_attention_prepare(int32_t backward, const spangrad_attention_
 int spangrad_cudnn_attention_forward(void *stream, const spangrad_attention_desc *desc, const void *q,
                                      const void *k, const void *v, const int32_t *seq_q,
                                      const int32_t *seq_kv, void *o, float *stats, void *workspace) {
-    std::lock_guard<std::mutex> guard(lock);
-    if (!handle) return fail("cuDNN is not loaded");
-    Built *built = nullptr;
-    double built_ms = 0;
-    if (graph_for(false, *desc, &built, &built_ms)) return 1;
-    std::unordered_map<int64_t, void *> pack = {
-        {Q, const_cast<void *>(q)},         {K, const_cast<void *>(k)},
-        {V, const_cast<void *>(v)},         {O, o},
-        {STATS, stats},                     {SEQ_Q, const_cast<int32_t *>(seq_q)},
-        {SEQ_KV, const_cast<int32_t *>(seq_kv)}};
-    cudnnStatus_t status = fe::detail::set_stream(handle, static_cast<cudaStream_t>(stream));
-    if (status != CUDNN_STATUS_SUCCESS) return fail("cudnnSetStream failed");
-    auto e = built->graph->execute(handle, pack, workspace);
-    return e.is_good() ? 0 : fail("forward: " + e.err_msg);
+    return execute(false, stream, *desc,
+                   {{Q, const_cast<void *>(q)},
+                    {K, const_cast<void *>(k)},
+                    {V, const_cast<void *>(v)},
+                    {SEQ_Q, const_cast<int32_t *>(seq_q)},
+                    {SEQ_KV, const_cast<int32_t *>(seq_kv)},
+                    {O, o},
+                    {STATS, stats}},
+                   workspace);
 }
 
 // The backward: dQ, dK, dV from Q, K, V, O, dO and the forward's statistics.
@@ -257,22 +272,19 @@ int spangrad_cudnn_attention_backward(void *stream, const spangrad_attention_des
                                       const void *k, const void *v, const void *o, const void *d_o,
                                       const float *stats, const int32_t *seq_q, const int32_t *seq_kv,
                                       void *d_q, void *d_k, void *d_v, void *workspace) {
-    std::lock_guard<std::mutex> guard(lock);
-    if (!handle) return fail("cuDNN is not loaded");
-    Built *built = nullptr;
-    double built_ms = 0;
-    if (graph_for(true, *desc, &built, &built_ms)) return 1;
-    std::unordered_map<int64_t, void *> pack = {
-        {Q, const_cast<void *>(q)},        {K, const_cast<void *>(k)},
-        {V, const_cast<void *>(v)},        {O, const_cast<void *>(o)},
-        {DO, const_cast<void *>(d_o)},     {STATS, const_cast<float *>(stats)},
-        {SEQ_Q, const_cast<int32_t *>(seq_q)}, {SEQ_KV, const_cast<int32_t *>(seq_kv)},
-        {DQ, d_q},                         {DK, d_k},
-        {DV, d_v}};
-    cudnnStatus_t status = fe::detail::set_stream(handle, static_cast<cudaStream_t>(stream));
-    if (status != CUDNN_STATUS_SUCCESS) return fail("cudnnSetStream failed");
-    auto e = built->graph->execute(handle, pack, workspace);
-    return e.is_good() ? 0 : fail("backward: " + e.err_msg);
+    return execute(true, stream, *desc,
+                   {{Q, const_cast<void *>(q)},
+                    {K, const_cast<void *>(k)},
+                    {V, const_cast<void *>(v)},
+                    {SEQ_Q, const_cast<int32_t *>(seq_q)},
+                    {SEQ_KV, const_cast<int32_t *>(seq_kv)},
+                    {O, const_cast<void *>(o)},
+                    {DO, const_cast<void *>(d_o)},
+                    {STATS, const_cast<float *>(stats)},
+                    {DQ, d_q},
+                    {DK, d_k},
+                    {DV, d_v}},
+                   workspace);
 }
 
 }  // extern "C"
