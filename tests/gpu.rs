@@ -462,3 +462,103 @@ gpu_test!(head_layout_kernels_match_their_cpu_twins, |gpu| {
         }
     }
 });
+
+/// cuDNN's fused attention (feature `cudnn`) against attention of candle ops and its autograd,
+/// reading Q, K, V from one `[b·t, 3h]` product and writing token layout, as the encoder
+/// calls it: padded pairs, a pair of one token, odd head counts, head sizes 16 to 128. Without
+/// cuDNN it says so, and fails where `SPANGRAD_REQUIRE_CUDNN=1` (the GPU check).
+#[cfg(feature = "cudnn")]
+gpu_test!(cudnn_attention_matches_autograd, |gpu| {
+    use candle_core::Var;
+    use spangrad::kernels::cudnn;
+    use spangrad::model::attention::switch;
+
+    let setting = std::env::var(switch::VARIABLE).ok();
+    if let Err(why) = cudnn::load(switch::requested(setting.as_deref()).flatten()) {
+        assert!(
+            std::env::var_os("SPANGRAD_REQUIRE_CUDNN").is_none(),
+            "cuDNN is required here: {why}"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED cudnn_attention_matches_autograd: {why}"
+        );
+        return;
+    }
+    // (pairs, heads, tokens, head_dim, lengths)
+    let cases: [(usize, usize, usize, usize, &[u32]); 5] = [
+        (3, 3, 37, 64, &[37, 20, 1]),
+        (2, 12, 384, 64, &[384, 150]),
+        (1, 2, 1, 32, &[1]),
+        (4, 5, 130, 128, &[130, 129, 64, 2]),
+        (2, 2, 64, 16, &[64, 3]),
+    ];
+    for (b, a, t, d, lengths) in cases {
+        for (dtype, tol) in [(DType::BF16, 2e-2), (DType::F16, 1e-2)] {
+            let what = format!("cuDNN attention {dtype:?} b={b} a={a} t={t} d={d} {lengths:?}");
+            let h = a * d;
+            let scale = 1.0 / (d as f64).sqrt();
+            let lengths_c = Tensor::new(lengths, &Device::Cpu).unwrap();
+            let lengths_g = lengths_c.to_device(&gpu).unwrap();
+            // Padded rows carry no gradient in the engine (their outputs reach nothing real).
+            let real: Vec<f32> = (0..b * t)
+                .map(|r| f32::from((r % t) < lengths[r / t] as usize))
+                .collect();
+            let real = Tensor::from_vec(real, (b * t, 1), &Device::Cpu).unwrap();
+            let (qkv_g, qkv_c) = random((b * t, 3 * h), dtype, &gpu);
+            let dout_c = random((b * t, h), dtype, &gpu)
+                .1
+                .broadcast_mul(&real)
+                .unwrap();
+            let dout_g = dout_c.to_dtype(dtype).unwrap().to_device(&gpu).unwrap();
+
+            let (o, stats) = cudnn::attention_forward(&qkv_g, &lengths_g, t, a, scale).unwrap();
+            let dqkv =
+                cudnn::attention_backward(&qkv_g, &o, &stats, &dout_g, &lengths_g, t, a, scale)
+                    .unwrap();
+
+            let heads = qkv_c
+                .reshape((b, t, 3, a, d))
+                .unwrap()
+                .permute((2, 0, 3, 1, 4))
+                .unwrap()
+                .contiguous()
+                .unwrap();
+            let [q, k, v] = [0, 1, 2].map(|i| Var::from_tensor(&heads.get(i).unwrap()).unwrap());
+            let context = ops::attention_slow(
+                q.as_tensor(),
+                k.as_tensor(),
+                v.as_tensor(),
+                &lengths_c,
+                scale,
+            )
+            .unwrap()
+            .permute((0, 2, 1, 3))
+            .unwrap()
+            .reshape((b * t, h))
+            .unwrap();
+            // cuDNN writes zeros past each pair's length; the twin's padded rows are unused.
+            let context = context.broadcast_mul(&real).unwrap();
+            assert_close(&o, &context, tol, format!("{what}: context"));
+            let grads = (&context * &dout_c)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let [dq, dk, dv] = [&q, &k, &v].map(|x| grads.get(x.as_tensor()).unwrap().clone());
+            let want = Tensor::stack(&[dq, dk, dv], 0)
+                .unwrap()
+                .permute((1, 3, 0, 2, 4))
+                .unwrap()
+                .reshape((b * t, 3 * h))
+                .unwrap();
+            assert_close(&dqkv, &want, tol, format!("{what}: dQ, dK, dV"));
+        }
+    }
+    let (graphs, ms) = cudnn::graphs_built();
+    let _ = writeln!(
+        std::io::stderr(),
+        "cuDNN attention: {graphs} graphs built in {ms:.0} ms"
+    );
+});

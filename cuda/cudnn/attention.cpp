@@ -60,8 +60,11 @@ namespace {
 enum Uid : int64_t { Q = 1, K, V, O, STATS, DO, DQ, DK, DV, SEQ_Q, SEQ_KV };
 
 std::mutex lock;
-cudnnHandle_t handle = nullptr;
-std::string last_error;
+bool opened = false;
+// One handle per device: a handle belongs to the device current when it was created (the
+// caller makes the tensors' device current before each call).
+std::map<int32_t, cudnnHandle_t> handles;
+thread_local std::string last_error;
 
 int fail(const std::string &message) {
     last_error = message;
@@ -72,8 +75,8 @@ std::vector<int64_t> vec(const int64_t (&a)[4]) { return {a[0], a[1], a[2], a[3]
 
 using Key = std::vector<int64_t>;
 
-Key key_of(bool backward, const spangrad_attention_desc &d) {
-    Key key = {backward, d.dtype};
+Key key_of(int32_t device, bool backward, const spangrad_attention_desc &d) {
+    Key key = {device, backward, d.dtype};
     const spangrad_tensor_desc *all[] = {&d.q, &d.k, &d.v, &d.o, &d.d_o, &d.d_q, &d.d_k, &d.d_v};
     for (const auto *t : all) {
         key.insert(key.end(), t->dims, t->dims + 4);
@@ -108,21 +111,43 @@ std::shared_ptr<fe::graph::Tensor_attributes> lengths(fe::graph::Graph &g, const
                         .set_data_type(fe::DataType_t::INT32));
 }
 
-int build(bool backward, const spangrad_attention_desc &d, Built **out, double *built_ms);
+// The device's handle, created on first use. Called with `lock` held.
+int handle_for(int32_t device, cudnnHandle_t *out) {
+    if (!opened) return fail("cuDNN is not loaded");
+    auto found = handles.find(device);
+    if (found != handles.end()) {
+        *out = found->second;
+        return 0;
+    }
+    cudnnHandle_t handle = nullptr;
+    cudnnStatus_t status = fe::detail::create_handle(&handle);
+    if (status != CUDNN_STATUS_SUCCESS)
+        return fail(std::string("cudnnCreate failed: ") + fe::detail::get_error_string(status));
+    handles.emplace(device, handle);
+    *out = handle;
+    return 0;
+}
 
-// The graph for this call's shapes, built on first use. `built_ms` gets the time building
-// took (0 when it came from the cache). The frontend may throw: that is a failure too.
-int graph_for(bool backward, const spangrad_attention_desc &d, Built **out, double *built_ms) {
+int build(cudnnHandle_t handle, int32_t device, bool backward, const spangrad_attention_desc &d,
+          Built **out, double *built_ms);
+
+// The graph for this call's device and shapes, built on first use. `built_ms` gets the time
+// building took (0 when it came from the cache). The frontend may throw: that is a failure too.
+// Called with `lock` held.
+int graph_for(int32_t device, bool backward, const spangrad_attention_desc &d, cudnnHandle_t *handle,
+              Built **out, double *built_ms) {
+    *built_ms = 0;
+    if (handle_for(device, handle)) return 1;
     try {
-        return build(backward, d, out, built_ms);
+        return build(*handle, device, backward, d, out, built_ms);
     } catch (const std::exception &e) {
         return fail(std::string("building the attention graph threw: ") + e.what());
     }
 }
 
-int build(bool backward, const spangrad_attention_desc &d, Built **out, double *built_ms) {
-    *built_ms = 0;
-    Key key = key_of(backward, d);
+int build(cudnnHandle_t handle, int32_t device, bool backward, const spangrad_attention_desc &d,
+          Built **out, double *built_ms) {
+    Key key = key_of(device, backward, d);
     auto found = cache.find(key);
     if (found != cache.end()) {
         *out = &found->second;
@@ -193,13 +218,13 @@ int build(bool backward, const spangrad_attention_desc &d, Built **out, double *
 }
 
 // Runs the graph of `desc` (built on first use) on `stream` with the tensors of `pack`.
-int execute(bool backward, void *stream, const spangrad_attention_desc &desc,
+int execute(int32_t device, bool backward, void *stream, const spangrad_attention_desc &desc,
             std::unordered_map<int64_t, void *> pack, void *workspace) {
     std::lock_guard<std::mutex> guard(lock);
-    if (!handle) return fail("cuDNN is not loaded");
+    cudnnHandle_t handle = nullptr;
     Built *built = nullptr;
     double built_ms = 0;
-    if (graph_for(backward, desc, &built, &built_ms)) return 1;
+    if (graph_for(device, backward, desc, &handle, &built, &built_ms)) return 1;
     if (fe::detail::set_stream(handle, static_cast<cudaStream_t>(stream)) != CUDNN_STATUS_SUCCESS)
         return fail("cudnnSetStream failed");
     auto e = built->graph->execute(handle, pack, workspace);
@@ -210,11 +235,11 @@ int execute(bool backward, void *stream, const spangrad_attention_desc &desc,
 
 extern "C" {
 
-// Opens cuDNN (`path`, or libcudnn.so.9 from the loader's search path) and creates a handle.
-// 0 on success; else the reason is in spangrad_cudnn_error().
+// Opens cuDNN: `path`, or libcudnn.so.9 from the loader's search path. 0 on success; else the
+// reason is in spangrad_cudnn_error().
 int spangrad_cudnn_load(const char *path) {
     std::lock_guard<std::mutex> guard(lock);
-    if (handle) return 0;
+    if (opened) return 0;
     const char *name = (path && *path) ? path : "libcudnn.so.9";
     void *library = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
     if (!library) {
@@ -222,41 +247,39 @@ int spangrad_cudnn_load(const char *path) {
         return fail(std::string("cannot open ") + name + ": " + (why ? why : "unknown error"));
     }
     fe::cudnn_dlhandle = library;
-    cudnnStatus_t status = fe::detail::create_handle(&handle);
-    if (status != CUDNN_STATUS_SUCCESS) {
-        handle = nullptr;
-        return fail(std::string("cudnnCreate failed: ") + fe::detail::get_error_string(status));
-    }
+    opened = true;
     return 0;
 }
 
 // cuDNN's version at run time (e.g. 91301 for 9.13.1); 0 before a successful load.
 int64_t spangrad_cudnn_version(void) {
     std::lock_guard<std::mutex> guard(lock);
-    return handle ? static_cast<int64_t>(fe::detail::get_backend_version()) : 0;
+    return opened ? static_cast<int64_t>(fe::detail::get_backend_version()) : 0;
 }
 
-// The last failure's message (valid until the next call).
+// The calling thread's last failure (valid until its next call).
 const char *spangrad_cudnn_error(void) { return last_error.c_str(); }
 
-// Builds (or finds) the graph of a forward (`backward` 0) or backward (1) and says how much
-// workspace its execution needs and how long building took.
-int spangrad_cudnn_attention_prepare(int32_t backward, const spangrad_attention_desc *desc,
-                                     int64_t *workspace, double *built_ms) {
+// Builds (or finds) the graph of a forward (`backward` 0) or backward (1) on `device` (which
+// must be current) and says how much workspace its execution needs and how long building took.
+int spangrad_cudnn_attention_prepare(int32_t device, int32_t backward,
+                                     const spangrad_attention_desc *desc, int64_t *workspace,
+                                     double *built_ms) {
     std::lock_guard<std::mutex> guard(lock);
-    if (!handle) return fail("cuDNN is not loaded");
+    cudnnHandle_t handle = nullptr;
     Built *built = nullptr;
-    if (graph_for(backward != 0, *desc, &built, built_ms)) return 1;
+    if (graph_for(device, backward != 0, *desc, &handle, &built, built_ms)) return 1;
     *workspace = built->workspace;
     return 0;
 }
 
-// The forward: O and the statistics from Q, K, V on `stream`. Pointers are device pointers
+// The forward: O and the statistics from Q, K, V on `stream` of `device` (current). Pointers are device pointers
 // laid out as `desc` says; `seq_q`/`seq_kv` int32 [b]; `workspace` as prepare said.
-int spangrad_cudnn_attention_forward(void *stream, const spangrad_attention_desc *desc, const void *q,
+int spangrad_cudnn_attention_forward(int32_t device, void *stream, const spangrad_attention_desc *desc,
+                                     const void *q,
                                      const void *k, const void *v, const int32_t *seq_q,
                                      const int32_t *seq_kv, void *o, float *stats, void *workspace) {
-    return execute(false, stream, *desc,
+    return execute(device, false, stream, *desc,
                    {{Q, const_cast<void *>(q)},
                     {K, const_cast<void *>(k)},
                     {V, const_cast<void *>(v)},
@@ -268,11 +291,12 @@ int spangrad_cudnn_attention_forward(void *stream, const spangrad_attention_desc
 }
 
 // The backward: dQ, dK, dV from Q, K, V, O, dO and the forward's statistics.
-int spangrad_cudnn_attention_backward(void *stream, const spangrad_attention_desc *desc, const void *q,
+int spangrad_cudnn_attention_backward(int32_t device, void *stream, const spangrad_attention_desc *desc,
+                                      const void *q,
                                       const void *k, const void *v, const void *o, const void *d_o,
                                       const float *stats, const int32_t *seq_q, const int32_t *seq_kv,
                                       void *d_q, void *d_k, void *d_v, void *workspace) {
-    return execute(true, stream, *desc,
+    return execute(device, true, stream, *desc,
                    {{Q, const_cast<void *>(q)},
                     {K, const_cast<void *>(k)},
                     {V, const_cast<void *>(v)},

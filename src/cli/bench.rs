@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use spangrad::explain::{Engine, StageTimes};
+use spangrad::model::attention;
 use spangrad::model::preset::Preset;
 use spangrad::text::{Encoded, Segment};
 use spangrad::{memory, BatchTokens, ExplainOptions, Precision, SaliencyKind};
@@ -145,6 +146,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         precision.name(),
         mib(shape.saved_bytes(precision.dtype(), &device)),
         mib(shape.peak_bytes(precision.dtype(), &device)),
+    );
+    table += &format!(
+        "Attention: {}.\n",
+        attention::kind(precision.dtype(), &device).describe()
     );
     table.extend(profiles);
     print!("{table}");

@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::cuda_backend::{CudaDevice, CudaStorage, CudaStorageSlice, WrapErr};
 use candle_core::op::BackpropOp;
 use candle_core::{DType, Device, Layout, Result, Shape, Storage, StorageRef, Tensor};
-use cudarc::driver::{CudaSlice, CudaView, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaSlice, CudaStream, CudaView, DevicePtr, DevicePtrMut, DeviceRepr, LaunchArgs, LaunchConfig,
+    PushKernelArg, SyncOnDrop,
+};
 
 static POISON: AtomicBool = AtomicBool::new(false);
 
@@ -59,6 +62,19 @@ impl Read<'_> {
             CudaStorageSlice::U32(s) => View::U32(s.slice(start..end)),
             _ => candle_core::bail!("CUDA kernels take f32, f16, bf16 or u32 tensors"),
         })
+    }
+}
+
+impl View<'_> {
+    /// The raw device address, for a library that takes pointers (cuDNN). `stream` waits for
+    /// the memory's last write; the guard must outlive the call that reads it.
+    pub fn device_ptr<'a>(&'a self, stream: &'a CudaStream) -> (u64, SyncOnDrop<'a>) {
+        match self {
+            View::F32(v) => v.device_ptr(stream),
+            View::F16(v) => v.device_ptr(stream),
+            View::BF16(v) => v.device_ptr(stream),
+            View::U32(v) => v.device_ptr(stream),
+        }
     }
 }
 
@@ -152,6 +168,17 @@ impl Output {
             BackpropOp::none(),
             false,
         ))
+    }
+}
+
+impl Output {
+    /// The raw device address to write through (see [`View::device_ptr`]).
+    pub fn device_ptr_mut<'a>(&'a mut self, stream: &'a CudaStream) -> (u64, SyncOnDrop<'a>) {
+        match self {
+            Output::F32(s) => s.device_ptr_mut(stream),
+            Output::F16(s) => s.device_ptr_mut(stream),
+            Output::BF16(s) => s.device_ptr_mut(stream),
+        }
     }
 }
 

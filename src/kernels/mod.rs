@@ -4,6 +4,8 @@
 //! kernels' CPU twins.
 
 mod activation;
+#[cfg(feature = "cudnn")]
+pub mod cudnn;
 mod heads;
 mod launch;
 mod layer_norm;

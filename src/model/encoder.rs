@@ -3,8 +3,8 @@
 //!
 //! Forward (one block, `x` `[n, h]`):
 //! ```text
-//! Q, K, V = split_heads(x Wqkvᵀ + bqkv)          saved
-//! C, P    = attention(Q, K, V, mask)               P saved
+//! Q, K, V = x Wqkvᵀ + bqkv                       saved
+//! C       = attention(Q, K, V, mask)               P or its statistics saved
 //! x1      = LN1(C Woᵀ + bo + x)                    x̂, rstd saved
 //! u       = x1 W1ᵀ + b1                            saved
 //! y       = LN2(act(u) W2ᵀ + b2 + x1)              x̂, rstd saved
@@ -14,14 +14,14 @@
 //! ds2 = LN2_backward(dy)                 the gradient of act(u) W2ᵀ + b2 + x1
 //! du  = act_backward(ds2 W2, u)
 //! ds1 = LN1_backward(du W1 + ds2)        x1's gradient from both of its uses
-//! dQ, dK, dV = attention_backward(split_heads(ds1 Wo))
+//! dQ, dK, dV = attention_backward(ds1 Wo)
 //! dx  = [dQ dK dV] Wqkv + ds1            returned as the two terms
 //! ```
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::attention::{self, merge_heads, merge_heads_slow, split_heads, split_heads_slow};
+use super::attention::{self, merge_heads_slow, split_heads_slow};
 use super::config::{Activation, ModelConfig};
 use super::layers::{Grad, LayerNorm, Linear};
 use super::saved::{BatchShape, LayerSaved};
@@ -93,15 +93,13 @@ impl EncoderLayer {
         lengths: &Tensor,
         shape: &BatchShape,
     ) -> Result<(Tensor, LayerSaved)> {
-        let qkv = split_heads(
+        let (context, attention) = attention::forward(
             &self.qkv.product(x)?,
-            Some(&self.qkv.bias),
+            &self.qkv.bias,
+            lengths,
             shape,
-            shape.tokens,
+            self.scale,
         )?;
-        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let (context, attention) = attention::forward(&q, &k, &v, lengths, self.scale)?;
-        let context = merge_heads(&[context])?;
         let (attended, attention_norm) = self.attention_norm.forward(
             &self.attention_out.product(&context)?,
             Some(x),
@@ -118,7 +116,6 @@ impl EncoderLayer {
             Some(&self.ffn_out.bias),
         )?;
         let saved = LayerSaved {
-            qkv,
             attention,
             attention_norm,
             ffn_pre,
@@ -148,18 +145,15 @@ impl EncoderLayer {
             },
             &saved.attention_norm,
         )?;
-        let dcontext = split_heads(
+        let dqkv = attention::backward(
             &self.attention_out.input_grad(&ds1)?,
-            None,
+            &saved.attention,
+            lengths,
             shape,
-            shape.tokens,
-        )?
-        .squeeze(0)?;
-        let (q, k, v) = saved.qkv()?;
-        let (dq, dk, dv) =
-            attention::backward(&dcontext, &q, &k, &v, &saved.attention, lengths, self.scale)?;
+            self.scale,
+        )?;
         Ok(Grad {
-            main: self.qkv.input_grad(&merge_heads(&[dq, dk, dv])?)?,
+            main: self.qkv.input_grad(&dqkv)?,
             residual: Some(ds1),
         })
     }
@@ -175,7 +169,6 @@ impl EncoderLayer {
         lengths: &Tensor,
         shape: &BatchShape,
     ) -> Result<Grad> {
-        let slots = 2;
         let ffn_norm = saved.ffn_norm.select(&target.rows)?;
         let attention_norm = saved.attention_norm.select(&target.rows)?;
         let ds2 = ops::layer_norm_backward(&target.dy, None, &ffn_norm, &self.ffn_norm.gamma)?;
@@ -190,23 +183,17 @@ impl EncoderLayer {
             &attention_norm,
             &self.attention_norm.gamma,
         )?;
-        let dcontext =
-            split_heads(&self.attention_out.input_grad(&ds1)?, None, shape, slots)?.squeeze(0)?;
-        let (q, k, v) = saved.qkv()?;
-        let (b, a, t, d) = q.dims4()?;
-        let q_rows = q
-            .reshape((b * a * t, d))?
-            .index_select(&target.head_rows, 0)?
-            .reshape((b, a, slots, d))?;
-        let rows_saved = saved.attention.select(&target.head_rows, b, a, slots)?;
-        let (dq, dk, dv) =
-            attention::backward(&dcontext, &q_rows, &k, &v, &rows_saved, lengths, self.scale)?;
+        let (dq, dkv) = attention::backward_rows(
+            &self.attention_out.input_grad(&ds1)?,
+            &saved.attention,
+            &target.head_rows,
+            lengths,
+            shape,
+            self.scale,
+        )?;
         let h = shape.hidden;
-        let main = self
-            .qkv
-            .outputs(h, 2 * h)?
-            .input_grad(&merge_heads(&[dk, dv])?)?;
-        let at_rows = (self.qkv.outputs(0, h)?.input_grad(&merge_heads(&[dq])?)? + ds1)?;
+        let main = self.qkv.outputs(h, 2 * h)?.input_grad(&dkv)?;
+        let at_rows = (self.qkv.outputs(0, h)?.input_grad(&dq)? + ds1)?;
         let residual = Tensor::zeros((shape.rows(), h), at_rows.dtype(), at_rows.device())?
             .index_add(&target.rows, &at_rows, 0)?;
         Ok(Grad {

@@ -1,8 +1,8 @@
 //! What the forward keeps for the input-gradient backward, and how big it is.
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Tensor};
 
-use super::attention::AttentionSaved;
+use super::attention::{self, AttentionSaved, Kind};
 use crate::ops::{self, LayerNormSaved};
 
 /// The sizes of one padded batch; every saved tensor's shape is written in these.
@@ -35,21 +35,23 @@ impl BatchShape {
     }
 
     /// Bytes [`Saved`] holds for this shape on `device`, activations in `dtype` (`s` bytes
-    /// each), statistics in f32:
+    /// each), statistics in f32, by the attention that runs ([`attention::kind`]):
     ///
-    /// - GPU: `l · (s·(5nh + n·i + b·a·t²) + 8n) + s·ne + 4n`
+    /// - GPU, spangrad's kernels: `l · (s·(5nh + n·i + b·a·t²) + 8n) + s·ne + 4n`
+    /// - GPU, cuDNN: `l · (s·(6nh + n·i) + 4n·a + 8n) + s·ne + 4n`
     /// - CPU: `l · (s·(5nh + n·i) + 4n·a + 8n) + s·ne + 4n`
     ///
     /// Per layer: two LayerNorms' `x̂` (`2nh`) and `rstd` (`2n` f32), Q, K, V (`3nh`), the
-    /// activation's input (`n·i`), and the attention's probabilities (`b·a·t²`, GPU) or
-    /// row log-sum-exps (`n·a` f32, CPU). Then the embedding LayerNorm's `x̂` and `rstd`.
+    /// activation's input (`n·i`), and the attention's probabilities (`b·a·t²`), or its row
+    /// statistics (`n·a` f32) and, with cuDNN, its context (`nh`). Then the embedding
+    /// LayerNorm's `x̂` and `rstd`.
     pub fn saved_bytes(&self, dtype: DType, device: &Device) -> usize {
         let s = dtype.size_in_bytes();
         let (n, h, i, t) = (self.rows(), self.hidden, self.intermediate, self.tokens);
-        let attention = if device.is_cpu() {
-            4 * n * self.heads
-        } else {
-            s * self.pairs * self.heads * t * t
+        let attention = match attention::kind(dtype, device) {
+            Kind::PerHead => 4 * n * self.heads,
+            Kind::Cudnn => 4 * n * self.heads + s * n * h,
+            Kind::Kernels => s * self.pairs * self.heads * t * t,
         };
         let per_layer = s * (5 * n * h + n * i) + attention + 8 * n;
         self.layers * per_layer + s * n * self.embedding + 4 * n
@@ -59,19 +61,20 @@ impl BatchShape {
 impl BatchShape {
     /// An estimate of the most bytes a pass holds at once: [`BatchShape::saved_bytes`] plus
     /// the largest set of temporaries alive beside them, the feed-forward's three `[n, i]`
-    /// (product, `u`, `act(u)`) or, on a GPU, attention's scores and probabilities
-    /// (`2·b·a·t²`), plus six `[n, h]`:
+    /// (product, `u`, `act(u)`) or attention's: with spangrad's GPU kernels the scores and
+    /// probabilities (`2·b·a·t²`), with cuDNN the backward's `[n, 3h]` gradient and its f32
+    /// workspace for dQ (`3nh + 2nh`); plus six `[n, h]`:
     ///
-    /// `saved + s·(max(3n·i, 2b·a·t² on a GPU) + 6nh)`
+    /// `saved + s·(max(3n·i, attention's) + 6nh)`
     pub fn peak_bytes(&self, dtype: DType, device: &Device) -> usize {
         let s = dtype.size_in_bytes();
-        let (n, t) = (self.rows(), self.tokens);
-        let attention = if device.is_cpu() {
-            0
-        } else {
-            2 * self.pairs * self.heads * t * t
+        let (n, h, t) = (self.rows(), self.hidden, self.tokens);
+        let attention = match attention::kind(dtype, device) {
+            Kind::PerHead => 0,
+            Kind::Cudnn => 3 * n * h + 4 * n * h / s,
+            Kind::Kernels => 2 * self.pairs * self.heads * t * t,
         };
-        let working = (3 * n * self.intermediate).max(attention) + 6 * n * self.hidden;
+        let working = (3 * n * self.intermediate).max(attention) + 6 * n * h;
         self.saved_bytes(dtype, device) + s * working
     }
 }
@@ -79,10 +82,7 @@ impl BatchShape {
 /// One encoder layer's saved activations.
 #[derive(Debug, Clone)]
 pub struct LayerSaved {
-    /// Q, K, V in head layout, `[3, b, a, t, d]`.
-    pub qkv: Tensor,
-    /// The attention's probabilities `[b, a, t, t]` (GPU) or row log-sum-exps `[b, a, t]`
-    /// f32 (CPU).
+    /// Q, K, V and what the attention's backward needs besides them.
     pub attention: AttentionSaved,
     /// The attention sublayer's LayerNorm: `x̂` `[n, h]`, `rstd` `[n]` f32.
     pub attention_norm: LayerNormSaved,
@@ -94,16 +94,10 @@ pub struct LayerSaved {
 
 impl LayerSaved {
     pub fn bytes(&self) -> usize {
-        ops::bytes(&self.qkv)
-            + self.attention.bytes()
+        self.attention.bytes()
             + self.attention_norm.bytes()
             + ops::bytes(&self.ffn_pre)
             + self.ffn_norm.bytes()
-    }
-
-    /// Q, K and V, each `[b, a, t, d]`.
-    pub fn qkv(&self) -> Result<(Tensor, Tensor, Tensor)> {
-        Ok((self.qkv.get(0)?, self.qkv.get(1)?, self.qkv.get(2)?))
     }
 }
 
