@@ -3,15 +3,18 @@
 #
 #   scripts/gpu-check.sh pack        on the build machine (no GPU needed): builds the GPU test,
 #                                    the fused-op benchmark and the spangrad binary with
-#                                    --features cuda (release) and packs them, compressed, into
-#                                    .gpu-pack/ (git-ignored, well under 64 MiB).
+#                                    --features cuda,cudnn (release) and packs them, compressed,
+#                                    into .gpu-pack/ (git-ignored, well under 64 MiB).
 #   scripts/gpu-check.sh run [DIR]   on a machine with an NVIDIA GPU, the CUDA 13 libraries,
-#                                    PyTorch + transformers and no Rust, from the repository root:
-#                                    prints the GPU, runs the GPU tests, the fused-op benchmark,
-#                                    the CLI, and `spangrad bench` beside PyTorch
-#                                    (tools/reference/bench_pytorch.py) in f32 and bf16; writes
-#                                    DIR/gpu-check.md (default: $OUT, else .gpu-pack/).
-#                                    About 5 minutes on an H100.
+#                                    PyTorch + transformers (whose wheels bring libcudnn) and no
+#                                    Rust, from the repository root: prints the GPU and cuDNN,
+#                                    runs the GPU tests with cuDNN's attention and, for the half-
+#                                    precision model tests, without it; the fallback when cuDNN
+#                                    cannot be opened; the fused-op benchmark; the CLI; `spangrad
+#                                    bench` beside PyTorch (tools/reference/bench_pytorch.py) in
+#                                    bf16 and f32, at 64 x 384 and on mixed lengths; and `spangrad
+#                                    bench-serve` at 1, 8 and 64 clients. Writes DIR/gpu-check.md
+#                                    (default: $OUT, else .gpu-pack/). About 7 minutes on an H100.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACK=.gpu-pack
@@ -21,7 +24,7 @@ pack() {
     source scripts/cuda-env.sh
     local json
     json=$(mktemp)
-    cargo build --release --features cuda --bin spangrad --test gpu --bench ops \
+    cargo build --release --features cuda,cudnn --bin spangrad --test gpu --bench ops \
         --message-format=json-render-diagnostics >"$json"
     rm -rf "$PACK" && mkdir -p "$PACK/bin"
     # The executables cargo just built, by target name.
@@ -83,33 +86,60 @@ run() {
     } | tee "$report"
     # Each step runs whatever the one before gave; the exit code reports any failure.
     local failed=0
-    echo "## GPU tests" | tee -a "$report"
-    "$work/bin/gpu" --include-ignored --test-threads=1 >"$out/gpu-tests.log" 2>&1 || failed=1
-    grep -E '^test |test result|SKIPPED|panicked' "$out/gpu-tests.log" | tee -a "$report"
+    local cudnn
+    cudnn=$(python3 -c 'import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__))' 2>/dev/null || true)
+    echo "cuDNN: ${cudnn:-not found} $(ls "$cudnn"/lib/libcudnn.so.* 2>/dev/null | head -1 | xargs -r basename)" | tee -a "$report"
+    local bin="$work/bin/spangrad"
+    local cli=(explain --device cuda --model tests/fixtures/bert-tiny
+        --question "Who wrote the novel?"
+        --context "The novel was written by Jane Austen in 1813 and published in London.")
+    echo "## GPU tests, cuDNN's attention on (SPANGRAD_CUDNN=1, required)" | tee -a "$report"
+    SPANGRAD_CUDNN=1 SPANGRAD_REQUIRE_CUDNN=1 "$work/bin/gpu" --include-ignored --test-threads=1 \
+        >"$out/gpu-tests.log" 2>&1 || failed=1
+    grep -E '^test |test result|SKIPPED|panicked|cuDNN attention:' "$out/gpu-tests.log" | tee -a "$report"
+    echo "## The half-precision model tests on spangrad's attention kernels (SPANGRAD_CUDNN unset)" | tee -a "$report"
+    "$work/bin/gpu" --include-ignored --test-threads=1 backward_matches_autograd_on_the_gpu \
+        bf16_explanations_on_the_gpu_track_f32 >"$out/gpu-tests-kernels.log" 2>&1 || failed=1
+    grep -E '^test |test result|SKIPPED|panicked' "$out/gpu-tests-kernels.log" | tee -a "$report"
+    echo "## Fallback: SPANGRAD_CUDNN naming a library that is not there" | tee -a "$report"
+    local plain fallback warnings
+    plain=$("$bin" "${cli[@]}" 2>/dev/null) || failed=1
+    fallback=$(SPANGRAD_CUDNN=/nonexistent/libcudnn.so.9 "$bin" "${cli[@]}" 2>"$out/fallback.err") || failed=1
+    warnings=$(grep -c 'cannot be used' "$out/fallback.err" || true)
+    if [ "$plain" = "$fallback" ] && [ "$warnings" = 1 ]; then
+        echo "fallback: passed (same answer and scores, one warning: $(head -1 "$out/fallback.err"))" | tee -a "$report"
+    else
+        echo "fallback: FAILED ($warnings warnings; outputs equal: $([ "$plain" = "$fallback" ] && echo yes || echo no))" | tee -a "$report"
+        failed=1
+    fi
     echo "## Fused ops against their slow twins (criterion, bf16, 64 x 384 tokens)" | tee -a "$report"
     "$work/bin/ops" --bench --warm-up-time 1 --measurement-time 2 >"$out/ops-bench.log" 2>&1 || failed=1
     grep -E '^[a-z_]+/|time:|relative difference|panicked' "$out/ops-bench.log" | tee -a "$report"
-    echo "## The CLI on the GPU (bf16 by default)" | tee -a "$report"
-    "$work/bin/spangrad" explain --device cuda --model tests/fixtures/bert-tiny \
-        --question "Who wrote the novel?" \
-        --context "The novel was written by Jane Austen in 1813 and published in London." \
-        2>&1 | tee -a "$report" || failed=1
+    echo "## The CLI on the GPU (bf16 by default), cuDNN's attention on" | tee -a "$report"
+    SPANGRAD_CUDNN=1 "$bin" "${cli[@]}" 2>&1 | tee -a "$report" || failed=1
     echo "## End to end, beside PyTorch on the same GPU" | tee -a "$report"
     python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' \
         2>&1 | tee -a "$report"
-    for run in "bert-base bf16 seed,best-norm,best-gram" "distilbert-base bf16 seed,best-norm,best-gram" \
-        "xlm-roberta-base bf16 seed,best-norm,best-gram" "bert-base f32 seed,best-gram"; do
+    # (SPANGRAD_CUDNN, preset, dtype, PyTorch methods or -, extra flags)
+    for run in "1 bert-base bf16 seed,best-norm,best-gram" "0 bert-base bf16 -" \
+        "1 distilbert-base bf16 best-norm,best-gram" "1 bert-base bf16 best-norm,best-gram --mixed" \
+        "0 bert-base bf16 - --mixed" "1 xlm-roberta-base bf16 best-gram" "0 bert-base f32 best-gram"; do
         set -- $run
-        "$work/bin/spangrad" bench --device cuda --preset "$1" --batch 64 --seq-len 384 \
-            --dtype "$2" --iters 5 --saliency gram,dense --pytorch python3 \
-            --pytorch-methods "$3" 2>&1 | tee -a "$report" || failed=1
+        local pytorch=()
+        [ "$4" != - ] && pytorch=(--pytorch python3 --pytorch-methods "$4")
+        echo "### SPANGRAD_CUDNN=$1 $2 $3 ${5:-}" | tee -a "$report"
+        SPANGRAD_CUDNN=$1 "$bin" bench --device cuda --preset "$2" --batch 64 --seq-len 384 \
+            --dtype "$3" --iters 5 --saliency gram "${pytorch[@]}" ${5:-} 2>&1 | tee -a "$report" || failed=1
     done
-    echo "## Where the time goes (bert-base, 64 x 384, bf16)" | tee -a "$report"
-    SPANGRAD_PROFILE=1 "$work/bin/spangrad" bench --device cuda --preset bert-base --batch 64 \
+    echo "## Where the time goes (bert-base, 64 x 384, bf16, cuDNN's attention)" | tee -a "$report"
+    SPANGRAD_CUDNN=1 SPANGRAD_PROFILE=1 "$bin" bench --device cuda --preset bert-base --batch 64 \
         --seq-len 384 --dtype bf16 --iters 3 --saliency gram 2>&1 | tee -a "$report" || failed=1
-    echo "## bert-base 256 x 384 in one pass" | tee -a "$report"
-    "$work/bin/spangrad" bench --device cuda --preset bert-base --batch 256 --seq-len 384 \
+    echo "## bert-base 256 x 384 in one pass, cuDNN's attention" | tee -a "$report"
+    SPANGRAD_CUDNN=1 "$bin" bench --device cuda --preset bert-base --batch 256 --seq-len 384 \
         --dtype bf16 --iters 3 --saliency gram --max-batch-tokens all 2>&1 | tee -a "$report" || failed=1
+    echo "## The server under load (bert-base, 384 tokens, bf16, cuDNN's attention)" | tee -a "$report"
+    SPANGRAD_CUDNN=1 "$bin" bench-serve --preset bert-base --device cuda --dtype bf16 \
+        --clients 1,8,64 --duration 20s --offline-batch 64 2>&1 | tee -a "$report" || failed=1
     rm -rf "$work"
     echo "gpu-check: $([ $failed = 0 ] && echo passed || echo FAILED), report in $report"
     return $failed

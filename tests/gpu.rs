@@ -463,10 +463,10 @@ gpu_test!(head_layout_kernels_match_their_cpu_twins, |gpu| {
     }
 });
 
-/// cuDNN's fused attention (feature `cudnn`) against attention of candle ops and its autograd,
-/// reading Q, K, V from one `[b·t, 3h]` product and writing token layout, as the encoder
-/// calls it: padded pairs, a pair of one token, odd head counts, head sizes 16 to 128. Without
-/// cuDNN it says so, and fails where `SPANGRAD_REQUIRE_CUDNN=1` (the GPU check).
+// cuDNN's fused attention (feature `cudnn`) against attention of candle ops and its autograd,
+// reading Q, K, V from one `[b·t, 3h]` product and writing token layout, as the encoder
+// calls it: padded pairs, a pair of one token, odd head counts, head sizes 16 to 128. Without
+// cuDNN it says so, and fails where `SPANGRAD_REQUIRE_CUDNN=1` (the GPU check).
 #[cfg(feature = "cudnn")]
 gpu_test!(cudnn_attention_matches_autograd, |gpu| {
     use candle_core::Var;

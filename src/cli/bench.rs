@@ -25,6 +25,11 @@ pub struct BenchArgs {
     /// Tokens per pair (16 of them question, 3 special).
     #[arg(long, default_value_t = 128)]
     seq_len: usize,
+    /// Pairs of lengths spread evenly from 64 tokens to `--seq-len`, as SQuAD's are spread,
+    /// instead of all of `--seq-len`. Each side pads as it does in use: spangrad each pass to
+    /// its longest pair, PyTorch the batch to its longest with an attention mask, as HF does.
+    #[arg(long)]
+    mixed: bool,
     /// Methods to compare, comma-separated; the first is the baseline of the ratios.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "dense,gram")]
     saliency: Vec<SaliencyKind>,
@@ -89,8 +94,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| Precision::default_for(&device));
     let model = args.preset.random_model(&device, precision.dtype())?;
     let shape = model.batch_shape(args.batch, args.seq_len);
-    let batch: Vec<Encoded> = (0..args.batch)
-        .map(|b| synthetic_pair(b, args.seq_len, config.vocab_size))
+    let batch: Vec<Encoded> = lengths(&args)
+        .into_iter()
+        .enumerate()
+        .map(|(b, len)| synthetic_pair(b, len, config.vocab_size))
         .collect();
     let mut rows = Vec::new();
     let mut profiles = Vec::new();
@@ -220,6 +227,10 @@ fn pytorch_rows(
             &threads.to_string(),
         ])
         .args(["--methods", &args.pytorch_methods])
+        .args(args.mixed.then(|| {
+            let lengths: Vec<String> = lengths(args).iter().map(usize::to_string).collect();
+            format!("--lengths={}", lengths.join(","))
+        }))
         .output()
         .with_context(|| format!("cannot run {}", python.display()))?;
     if !output.status.success() {
@@ -261,6 +272,18 @@ fn pytorch_rows(
     Ok(rows)
 }
 
+/// The pairs' lengths: all `--seq-len`, or with `--mixed` spread evenly from 64 (or less
+/// where `--seq-len` is) to `--seq-len`.
+fn lengths(args: &BenchArgs) -> Vec<usize> {
+    if !args.mixed || args.batch == 1 {
+        return vec![args.seq_len; args.batch];
+    }
+    let shortest = 64.clamp(QUESTION_TOKENS + 4, args.seq_len);
+    (0..args.batch)
+        .map(|b| shortest + (args.seq_len - shortest) * b / (args.batch - 1))
+        .collect()
+}
+
 /// `[CLS]` 16 question tokens `[SEP]` context `[SEP]`, with ids spread over the vocabulary.
 fn synthetic_pair(b: usize, len: usize, vocab: usize) -> Encoded {
     let segments: Vec<Segment> = (0..len)
@@ -295,13 +318,18 @@ fn synthetic_pair(b: usize, len: usize, vocab: usize) -> Encoded {
 fn table(args: &BenchArgs, device: &str, precision: Precision, rows: &[Row]) -> String {
     let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut s = format!(
-        "spangrad bench: {} (random weights), batch {} x {} tokens, {}, {} timed batches, {device} \
-         ({threads} threads), passes: {:?}\n\n\
+        "spangrad bench: {} (random weights), batch {} x {}{} tokens, {}, {} timed batches, \
+         {device} ({threads} threads), passes: {:?}\n\n\
          | method | s / batch | explanations / s | forward (s) | backward (s) | saliency (s) | \
          peak extra memory (MiB) | peak extra RSS (MiB) | speed-up vs {} |\n\
          |---|---|---|---|---|---|---|---|---|\n",
         args.preset.name(),
         args.batch,
+        if args.mixed {
+            format!("{}..", lengths(args)[0])
+        } else {
+            String::new()
+        },
         args.seq_len,
         precision.name(),
         args.iters,

@@ -53,6 +53,8 @@ def parse():
     p.add_argument("--preset", default="distilbert-base", choices=PRESETS)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq-len", type=int, default=384)
+    p.add_argument("--lengths", help="each pair's length, comma-separated (at most --seq-len): the "
+                   "batch is padded to the longest, with an attention mask, as HF pads")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
@@ -111,18 +113,35 @@ def build(preset, device):
     return model, embeddings
 
 
-def batch(b, t, vocab, device):
+def lengths(args):
+    """Each pair's length: --lengths, else --batch pairs of --seq-len."""
+    if not args.lengths:
+        return [args.seq_len] * args.batch
+    lens = [int(x) for x in args.lengths.split(",")]
+    if len(lens) != args.batch or not all(QUESTION_TOKENS + 4 <= n <= args.seq_len for n in lens):
+        sys.exit(f"--lengths needs {args.batch} lengths between {QUESTION_TOKENS + 4} and {args.seq_len}")
+    return lens
+
+
+def batch(lens, vocab, device):
+    """The ids and token types padded to the longest pair, and the attention mask (None when no
+    pair is padded: HF passes none then)."""
     import torch
 
-    ids = [[1000 + (i * 7919 + k * 104729) % (vocab - 1000) for i in range(t)] for k in range(b)]
-    types = [[int(i > QUESTION_TOKENS + 1) for i in range(t)] for _ in range(b)]
-    return torch.tensor(ids, device=device), torch.tensor(types, device=device)
+    t = max(lens)
+    ids = [[1000 + (i * 7919 + k * 104729) % (vocab - 1000) for i in range(t)] for k in range(len(lens))]
+    types = [[int(i > QUESTION_TOKENS + 1) for i in range(t)] for _ in lens]
+    mask = torch.tensor([[int(i < n) for i in range(t)] for n in lens], device=device)
+    return (torch.tensor(ids, device=device), torch.tensor(types, device=device),
+            None if min(lens) == t else mask)
 
 
-def explain(method, model, embeddings, gram, ids, types, preset, autocast):
+def explain(method, model, embeddings, gram, ids, types, mask, preset, autocast):
     import torch
 
     kwargs = {"token_type_ids": types} if preset == "bert-base" else {}
+    if mask is not None:
+        kwargs["attention_mask"] = mask
     if method == "seed":
         leaf = torch.nn.functional.one_hot(ids, embeddings.shape[0]).to(embeddings.dtype).requires_grad_(True)
         inputs = leaf @ embeddings
@@ -132,6 +151,9 @@ def explain(method, model, embeddings, gram, ids, types, preset, autocast):
     with autocast():
         out = model(inputs_embeds=inputs, **kwargs)
     start, end = out.start_logits.float(), out.end_logits.float()
+    if mask is not None:
+        start = start.masked_fill(mask == 0, float("-inf"))
+        end = end.masked_fill(mask == 0, float("-inf"))
     s, e = start.argmax(-1), end.argmax(-1)
     rows = torch.arange(ids.shape[0], device=ids.device)
     target = start[rows, s].sum() + end[rows, e].sum()
@@ -143,6 +165,8 @@ def explain(method, model, embeddings, gram, ids, types, preset, autocast):
     else:
         g = grad.float()
         raw = ((g @ gram) * g).sum(-1).clamp_min(0).sqrt()
+    if mask is not None:
+        raw = raw * mask
     scores = raw / raw.amax(-1, keepdim=True)
     return scores.cpu()
 
@@ -244,7 +268,7 @@ def measure(args, method, device, needed):
     free = free_bytes(device)
     if needed > free:
         raise NotEnoughMemory(free)
-    ids, types = batch(args.batch, args.seq_len, embeddings.shape[0], device)
+    ids, types, mask = batch(lengths(args), embeddings.shape[0], device)
 
     def autocast():
         if args.dtype == "bf16":
@@ -252,7 +276,7 @@ def measure(args, method, device, needed):
         return contextlib.nullcontext()
 
     def once():
-        explain(method, model, embeddings, gram, ids, types, args.preset, autocast)
+        explain(method, model, embeddings, gram, ids, types, mask, args.preset, autocast)
         if cuda:
             torch.cuda.synchronize()
 
