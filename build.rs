@@ -1,5 +1,7 @@
 //! Without the `cuda` feature there is nothing to build. With it, every `cuda/*.cu` is compiled
-//! to PTX in `OUT_DIR` by nvcc (`NVCC`, else `nvcc` on the PATH) for the crate to embed, and
+//! by nvcc (`NVCC`, else `nvcc` on the PATH) to a fatbin in `OUT_DIR` for the crate to embed:
+//! machine code for sm_90 (H100, H200: no JIT at load) and PTX that the driver compiles for any
+//! other card of `CUDA_COMPUTE_CAP` (default 90) or newer. And
 //! bindgen turns `cuda/params.h` (parameter structs and tile sizes) into `params.rs`, so kernels
 //! and launchers share one definition.
 
@@ -53,8 +55,9 @@ mod cuda {
     pub fn build() {
         let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
         let nvcc = std::env::var_os("NVCC").unwrap_or_else(|| "nvcc".into());
-        // PTX for the target's virtual architecture; the driver compiles it at module load.
-        let arch = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".into());
+        let arch: u32 = std::env::var("CUDA_COMPUTE_CAP")
+            .map_or(Ok(90), |v| v.parse())
+            .expect("CUDA_COMPUTE_CAP is a compute capability such as 90");
         let mut sources: Vec<PathBuf> = std::fs::read_dir("cuda")
             .expect("cuda/ is part of the crate")
             .map(|e| e.expect("readable cuda/ entry").path())
@@ -62,7 +65,7 @@ mod cuda {
             .collect();
         sources.sort();
         for source in &sources {
-            compile(Path::new(&nvcc), source, &out_dir, &arch);
+            compile(Path::new(&nvcc), source, &out_dir, arch);
         }
         bindgen::Builder::default()
             .header("cuda/params.h")
@@ -73,15 +76,23 @@ mod cuda {
             .expect("OUT_DIR is writable");
     }
 
-    fn compile(nvcc: &Path, source: &Path, out_dir: &Path, arch: &str) {
+    /// PTX of `compute_{arch}`, and machine code for sm_90 (where `arch` allows) and `sm_{arch}`.
+    fn compile(nvcc: &Path, source: &Path, out_dir: &Path, arch: u32) {
         let stem = source.file_stem().expect("a .cu file has a name");
-        let ptx = out_dir.join(stem).with_extension("ptx");
+        let fatbin = out_dir.join(stem).with_extension("fatbin");
+        let mut codes = vec![format!("compute_{arch}"), format!("sm_{arch}")];
+        if arch < 90 {
+            codes.push("sm_90".into());
+        }
         let status = Command::new(nvcc)
-            .args(["--ptx", "-O3", "-std=c++17", "-Icuda"])
-            .arg(format!("--gpu-architecture=compute_{arch}"))
+            .args(["--fatbin", "-O3", "-std=c++17", "-Icuda"])
+            .arg(format!(
+                "--generate-code=arch=compute_{arch},code=[{}]",
+                codes.join(",")
+            ))
             .arg(source)
             .arg("-o")
-            .arg(&ptx)
+            .arg(&fatbin)
             .status()
             .unwrap_or_else(|e| {
                 panic!(

@@ -15,9 +15,29 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::{DType, Result, Tensor};
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtrMut, SyncOnDrop};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, SyncOnDrop};
 
-use super::launch::{device, output, output_of, read};
+use super::launch::{device, output, output_of, read, Output, View};
+
+/// A tensor's raw device address: `stream` waits for the memory's last write, and the guard
+/// must outlive the call that reads it.
+fn address<'a>(view: &'a View<'a>, stream: &'a CudaStream) -> (u64, SyncOnDrop<'a>) {
+    match view {
+        View::F32(v) => v.device_ptr(stream),
+        View::F16(v) => v.device_ptr(stream),
+        View::BF16(v) => v.device_ptr(stream),
+        View::U32(v) => v.device_ptr(stream),
+    }
+}
+
+/// An output's raw device address to write through (see [`address`]).
+fn address_mut<'a>(out: &'a mut Output, stream: &'a CudaStream) -> (u64, SyncOnDrop<'a>) {
+    match out {
+        Output::F32(s) => s.device_ptr_mut(stream),
+        Output::F16(s) => s.device_ptr_mut(stream),
+        Output::BF16(s) => s.device_ptr_mut(stream),
+    }
+}
 
 /// One tensor's (b, heads, s, d) dims and strides, in elements.
 #[repr(C)]
@@ -262,9 +282,9 @@ pub fn attention_forward(
     let s = qkv.dtype().size_in_bytes() as u64;
     {
         let stream = &call.stream;
-        let (base, _q) = qkv_view.device_ptr(stream);
-        let (seq, _l) = lengths_view.device_ptr(stream);
-        let (o_ptr, _o) = o.device_ptr_mut(stream);
+        let (base, _q) = address(&qkv_view, stream);
+        let (seq, _l) = address(&lengths_view, stream);
+        let (o_ptr, _o) = address_mut(&mut o, stream);
         let (stats_ptr, _s) = stats.device_ptr_mut(stream);
         let (ws, _w) = workspace_ptr(&mut workspace, stream);
         // SAFETY: every pointer is a live device allocation of the sizes `desc` describes,
@@ -327,12 +347,12 @@ pub fn attention_backward(
     let s = qkv.dtype().size_in_bytes() as u64;
     {
         let stream = &call.stream;
-        let (base, _q) = views.0.device_ptr(stream);
-        let (o_ptr, _o) = views.1.device_ptr(stream);
-        let (stats_ptr, _s) = views.2.device_ptr(stream);
-        let (do_ptr, _d) = views.3.device_ptr(stream);
-        let (seq, _l) = views.4.device_ptr(stream);
-        let (dbase, _dq) = dqkv.device_ptr_mut(stream);
+        let (base, _q) = address(&views.0, stream);
+        let (o_ptr, _o) = address(&views.1, stream);
+        let (stats_ptr, _s) = address(&views.2, stream);
+        let (do_ptr, _d) = address(&views.3, stream);
+        let (seq, _l) = address(&views.4, stream);
+        let (dbase, _dq) = address_mut(&mut dqkv, stream);
         let (ws, _w) = workspace_ptr(&mut workspace, stream);
         let at = |base: u64, part: u64| (base + part * h as u64 * s) as *mut c_void;
         // SAFETY: as in the forward; dQ, dK, dV are disjoint columns of one allocation.

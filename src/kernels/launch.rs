@@ -1,15 +1,18 @@
 //! What every launcher needs: device views of candle tensors, outputs wrapped back into
 //! tensors, modules loaded once per device, launch geometry.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use candle_core::cuda_backend::{CudaDevice, CudaStorage, CudaStorageSlice, WrapErr};
+use candle_core::cuda_backend::{CudaDevice, CudaStorage, CudaStorageSlice, DeviceId, WrapErr};
 use candle_core::op::BackpropOp;
 use candle_core::{DType, Device, Layout, Result, Shape, Storage, StorageRef, Tensor};
 use cudarc::driver::{
-    CudaSlice, CudaStream, CudaView, DevicePtr, DevicePtrMut, DeviceRepr, LaunchArgs, LaunchConfig,
-    PushKernelArg, SyncOnDrop,
+    CudaFunction, CudaModule, CudaSlice, CudaView, DeviceRepr, LaunchArgs, LaunchConfig,
+    PushKernelArg,
 };
+use cudarc::nvrtc::Ptx;
 
 static POISON: AtomicBool = AtomicBool::new(false);
 
@@ -62,19 +65,6 @@ impl Read<'_> {
             CudaStorageSlice::U32(s) => View::U32(s.slice(start..end)),
             _ => candle_core::bail!("CUDA kernels take f32, f16, bf16 or u32 tensors"),
         })
-    }
-}
-
-impl View<'_> {
-    /// The raw device address, for a library that takes pointers (cuDNN). `stream` waits for
-    /// the memory's last write; the guard must outlive the call that reads it.
-    pub fn device_ptr<'a>(&'a self, stream: &'a CudaStream) -> (u64, SyncOnDrop<'a>) {
-        match self {
-            View::F32(v) => v.device_ptr(stream),
-            View::F16(v) => v.device_ptr(stream),
-            View::BF16(v) => v.device_ptr(stream),
-            View::U32(v) => v.device_ptr(stream),
-        }
     }
 }
 
@@ -171,17 +161,6 @@ impl Output {
     }
 }
 
-impl Output {
-    /// The raw device address to write through (see [`View::device_ptr`]).
-    pub fn device_ptr_mut<'a>(&'a mut self, stream: &'a CudaStream) -> (u64, SyncOnDrop<'a>) {
-        match self {
-            Output::F32(s) => s.device_ptr_mut(stream),
-            Output::F16(s) => s.device_ptr_mut(stream),
-            Output::BF16(s) => s.device_ptr_mut(stream),
-        }
-    }
-}
-
 impl KernelArg for Output {
     fn push<'a>(&'a self, args: &mut LaunchArgs<'a>) {
         match self {
@@ -234,13 +213,44 @@ pub fn run(mut args: LaunchArgs<'_>, blocks: (usize, usize), threads: u32) -> Re
     Ok(())
 }
 
-/// `launch!(device, MODULE, name, blocks, threads; args...)`: loads the kernel (once per device,
-/// by candle's module cache) and launches it on candle's stream.
+/// The kernel `name` of `module` on `dev`: each module is loaded once per device (the
+/// driver picks its sm_90 code or compiles its PTX), each function looked up once.
+pub fn function(dev: &CudaDevice, module: super::Module, name: &str) -> Result<CudaFunction> {
+    type Modules = HashMap<(DeviceId, &'static str), Arc<CudaModule>>;
+    static MODULES: Mutex<Option<Modules>> = Mutex::new(None);
+    static FUNCTIONS: Mutex<Option<HashMap<(DeviceId, String), CudaFunction>>> = Mutex::new(None);
+    let key = (dev.id(), name.to_string());
+    let mut functions = FUNCTIONS.lock().unwrap_or_else(|e| e.into_inner());
+    let functions = functions.get_or_insert_with(HashMap::new);
+    if let Some(f) = functions.get(&key) {
+        return Ok(f.clone());
+    }
+    let (module_name, image) = module;
+    let loaded = {
+        let mut modules = MODULES.lock().unwrap_or_else(|e| e.into_inner());
+        let modules = modules.get_or_insert_with(HashMap::new);
+        match modules.get(&(dev.id(), module_name)) {
+            Some(m) => m.clone(),
+            None => {
+                let context = dev.cuda_stream().context().clone();
+                let m = context.load_module(Ptx::from_binary(image.to_vec())).w()?;
+                modules.insert((dev.id(), module_name), m.clone());
+                m
+            }
+        }
+    };
+    let f = loaded.load_function(name).w()?;
+    functions.insert(key, f.clone());
+    Ok(f)
+}
+
+/// `launch!(device, MODULE, name, blocks, threads; args...)`: finds the kernel (loaded once per
+/// device) and launches it on candle's stream.
 macro_rules! launch {
     ($dev:expr, $module:expr, $name:expr, $blocks:expr, $threads:expr; $($arg:expr),+ $(,)?) => {{
-        let (module, ptx) = $module;
-        let func = $dev.get_or_load_custom_func(&$name, &format!("spangrad::{module}"), ptx)?;
-        let mut args = func.builder();
+        let func = $crate::kernels::launch::function(&$dev, $module, &$name)?;
+        let stream = $dev.cuda_stream();
+        let mut args = stream.launch_builder(&func);
         $( $crate::kernels::launch::KernelArg::push($arg, &mut args); )+
         $crate::kernels::launch::run(args, $blocks, $threads)
     }};

@@ -53,28 +53,31 @@ impl Params for ActivationParams {}
 impl Params for SoftmaxParams {}
 impl Params for HeadsParams {}
 
-macro_rules! ptx {
+/// A kernel file's module: its name and its fatbin (see build.rs).
+type Module = (&'static str, &'static [u8]);
+
+macro_rules! fatbin {
     ($name:literal) => {
         (
             $name,
-            include_str!(concat!(env!("OUT_DIR"), "/", $name, ".ptx")),
+            include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".fatbin")),
         )
     };
 }
 
-const STREAMING: (&str, &str) = ptx!("streaming_norms");
-const GRAM: (&str, &str) = ptx!("gram_norms");
-const GATHER: (&str, &str) = ptx!("gather_dot");
-const SCATTER: (&str, &str) = ptx!("scatter_rows");
-const NORMALISE: (&str, &str) = ptx!("normalise");
-const LAYER_NORM_FORWARD: (&str, &str) = ptx!("layer_norm_forward");
-const LAYER_NORM_BACKWARD: (&str, &str) = ptx!("layer_norm_backward");
-const BIAS_ACTIVATION: (&str, &str) = ptx!("bias_activation");
-const ACTIVATION_BACKWARD: (&str, &str) = ptx!("activation_backward");
-const SOFTMAX_FORWARD: (&str, &str) = ptx!("softmax_forward");
-const SOFTMAX_BACKWARD: (&str, &str) = ptx!("softmax_backward");
-const SPLIT_HEADS: (&str, &str) = ptx!("split_heads");
-const MERGE_HEADS: (&str, &str) = ptx!("merge_heads");
+const STREAMING: Module = fatbin!("streaming_norms");
+const GRAM: Module = fatbin!("gram_norms");
+const GATHER: Module = fatbin!("gather_dot");
+const SCATTER: Module = fatbin!("scatter_rows");
+const NORMALISE: Module = fatbin!("normalise");
+const LAYER_NORM_FORWARD: Module = fatbin!("layer_norm_forward");
+const LAYER_NORM_BACKWARD: Module = fatbin!("layer_norm_backward");
+const BIAS_ACTIVATION: Module = fatbin!("bias_activation");
+const ACTIVATION_BACKWARD: Module = fatbin!("activation_backward");
+const SOFTMAX_FORWARD: Module = fatbin!("softmax_forward");
+const SOFTMAX_BACKWARD: Module = fatbin!("softmax_backward");
+const SPLIT_HEADS: Module = fatbin!("split_heads");
+const MERGE_HEADS: Module = fatbin!("merge_heads");
 
 const ROW_THREADS: u32 = params::ROW_THREADS;
 const WARPS_PER_BLOCK: usize = ROW_THREADS as usize / 32;
