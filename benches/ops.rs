@@ -1,13 +1,20 @@
 //! The fused ops against their `*_slow` twins (candle's composed ops, what the autograd path
 //! ran) at bert-base shapes: LayerNorm forward and backward, bias + GELU forward and backward,
-//! masked softmax forward and backward, and on the CPU the per-(pair, head) attention against
-//! candle's matmul + softmax + matmul. CPU: 8 x 384 tokens, f32; GPU (cuda feature, a device
-//! present, SPANGRAD_BENCH_DEVICE not `cpu`): 64 x 384 tokens, bf16. Each pair of versions is
-//! validated against the other before it is timed.
+//! masked softmax forward and backward, the head split and merge, the linear products, and
+//! attention: on the CPU the per-(pair, head) attention against candle's matmul + softmax +
+//! matmul, on a GPU cuDNN's (feature `cudnn`, where it opens). CPU: 8 x 384 tokens, f32; GPU
+//! (cuda feature, a device present, SPANGRAD_BENCH_DEVICE not `cpu`): 64 x 384 tokens, bf16.
+//! Each pair of versions is validated against the other before it is timed.
+//!
+//! Memory-bound kernels report bytes per second (criterion's `thrpt`, each kernel's reads and
+//! writes counted once: set it beside the card's bandwidth); products report FLOP/s as
+//! elements per second (`Gelem/s` = GFLOP/s).
 
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::{criterion_group, Criterion, Throughput};
-use spangrad::model::Activation;
+#[cfg(feature = "cudnn")]
+use spangrad::model::attention::switch;
+use spangrad::model::{Activation, BatchShape};
 use spangrad::ops;
 
 const HIDDEN: usize = 768;
@@ -54,6 +61,11 @@ impl Setup {
         self.pairs * TOKENS
     }
 
+    /// Bytes of `elements` activations.
+    fn bytes(&self, elements: usize) -> u64 {
+        (elements * self.dtype.size_in_bytes()) as u64
+    }
+
     fn sync<T>(&self, value: T) -> T {
         self.device.synchronize().unwrap();
         value
@@ -91,7 +103,8 @@ fn layer_norm(c: &mut Criterion) {
     let slow = ops::layer_norm_slow(&x, Some(&r), Some(&bias), &gamma, &beta, 1e-12).unwrap();
     validate("layer_norm_forward", &y, &slow, s.dtype);
     let mut group = c.benchmark_group(format!("layer_norm/{n}x{HIDDEN}"));
-    group.throughput(Throughput::Elements((n * HIDDEN) as u64));
+    // Reads x and the residual, writes y and x̂ (rstd is 1/h of a row).
+    group.throughput(Throughput::Bytes(s.bytes(4 * n * HIDDEN) + 4 * n as u64));
     group.bench_function("forward (fused)", |b| {
         b.iter(|| {
             s.sync(
@@ -104,6 +117,8 @@ fn layer_norm(c: &mut Criterion) {
             s.sync(ops::layer_norm_slow(&x, Some(&r), Some(&bias), &gamma, &beta, 1e-12).unwrap())
         })
     });
+    // Reads both gradient terms and x̂, writes dx.
+    group.throughput(Throughput::Bytes(s.bytes(4 * n * HIDDEN) + 4 * n as u64));
     group.bench_function("backward (fused, residual gradient added)", |b| {
         b.iter(|| s.sync(ops::layer_norm_backward(&d, Some(&r), &saved, &gamma).unwrap()))
     });
@@ -141,7 +156,8 @@ fn activation(c: &mut Criterion) {
         s.dtype,
     );
     let mut group = c.benchmark_group(format!("bias_gelu/{n}x{INTERMEDIATE}"));
-    group.throughput(Throughput::Elements((n * INTERMEDIATE) as u64));
+    // Forward: reads x, writes u and act(u); backward: reads dy and u, writes du.
+    group.throughput(Throughput::Bytes(s.bytes(3 * n * INTERMEDIATE)));
     group.bench_function("forward (fused)", |b| {
         b.iter(|| s.sync(ops::bias_activation_forward(&x, &bias, act).unwrap()))
     });
@@ -169,13 +185,16 @@ fn softmax(c: &mut Criterion) {
         s.dtype,
     );
     let mut group = c.benchmark_group(format!("masked_softmax/{shape:?}"));
-    group.throughput(Throughput::Elements(scores.elem_count() as u64));
+    // Forward: reads S, writes P.
+    group.throughput(Throughput::Bytes(s.bytes(2 * scores.elem_count())));
     group.bench_function("forward (fused)", |b| {
         b.iter(|| s.sync(ops::masked_softmax_forward(&scores, &lengths, scale).unwrap()))
     });
     group.bench_function("forward (slow twin)", |b| {
         b.iter(|| s.sync(ops::masked_softmax_slow(&scores, &lengths, scale).unwrap()))
     });
+    // Backward: reads dP and P, writes dS.
+    group.throughput(Throughput::Bytes(s.bytes(3 * scores.elem_count())));
     group.bench_function("backward (fused)", |b| {
         b.iter(|| s.sync(ops::masked_softmax_backward(&dp, &p, scale).unwrap()))
     });
@@ -213,7 +232,146 @@ fn cpu_attention(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, layer_norm, activation, softmax, cpu_attention);
+/// The QKV product into head layout (bias added) and the context back, as the encoder runs
+/// them on spangrad's kernels.
+fn heads(c: &mut Criterion) {
+    use spangrad::model::attention::{
+        merge_heads, merge_heads_slow, split_heads, split_heads_slow,
+    };
+    let s = Setup::new();
+    let n = s.rows();
+    let shape = BatchShape {
+        pairs: s.pairs,
+        tokens: TOKENS,
+        hidden: HIDDEN,
+        embedding: HIDDEN,
+        heads: HEADS,
+        intermediate: INTERMEDIATE,
+        layers: 1,
+    };
+    let qkv = s.randn(&[n, 3 * HIDDEN]);
+    let bias = s.randn(&[3 * HIDDEN]);
+    let split = split_heads(&qkv, Some(&bias), &shape, TOKENS).unwrap();
+    validate(
+        "split_heads",
+        &split,
+        &split_heads_slow(&qkv, Some(&bias), &shape, TOKENS).unwrap(),
+        s.dtype,
+    );
+    let context = split.get(0).unwrap();
+    validate(
+        "merge_heads",
+        &merge_heads(std::slice::from_ref(&context)).unwrap(),
+        &merge_heads_slow(std::slice::from_ref(&context)).unwrap(),
+        s.dtype,
+    );
+    let mut group = c.benchmark_group(format!("heads/{n}x{HIDDEN}"));
+    // Reads and writes the three projections.
+    group.throughput(Throughput::Bytes(s.bytes(2 * 3 * n * HIDDEN)));
+    group.bench_function("split Q, K, V + bias (fused)", |b| {
+        b.iter(|| s.sync(split_heads(&qkv, Some(&bias), &shape, TOKENS).unwrap()))
+    });
+    group.bench_function("split Q, K, V + bias (slow twin)", |b| {
+        b.iter(|| s.sync(split_heads_slow(&qkv, Some(&bias), &shape, TOKENS).unwrap()))
+    });
+    group.throughput(Throughput::Bytes(s.bytes(2 * n * HIDDEN)));
+    group.bench_function("merge the context (fused)", |b| {
+        b.iter(|| s.sync(merge_heads(std::slice::from_ref(&context)).unwrap()))
+    });
+    group.finish();
+}
+
+/// The encoder's four products and their input gradients at the model's shapes (x Wᵀ with
+/// the weight's layout as the engine keeps it), in FLOP/s.
+fn linear(c: &mut Criterion) {
+    let s = Setup::new();
+    let n = s.rows();
+    let mut group = c.benchmark_group(format!("linear/{n} rows (elements = FLOPs)"));
+    group.sample_size(10);
+    for (name, inputs, outputs) in [
+        ("QKV", HIDDEN, 3 * HIDDEN),
+        ("attention out", HIDDEN, HIDDEN),
+        ("FFN in", HIDDEN, INTERMEDIATE),
+        ("FFN out", INTERMEDIATE, HIDDEN),
+    ] {
+        let x = s.randn(&[n, inputs]);
+        let w = s.randn(&[outputs, inputs]);
+        let dy = s.randn(&[n, outputs]);
+        // The engine keeps Wᵀ contiguous on the CPU (see `model::layers::Linear`).
+        let wt = if s.device.is_cpu() {
+            w.t().unwrap().contiguous().unwrap()
+        } else {
+            w.t().unwrap()
+        };
+        group.throughput(Throughput::Elements((2 * n * inputs * outputs) as u64));
+        group.bench_function(format!("{name} {inputs}->{outputs}: x·Wᵀ"), |b| {
+            b.iter(|| s.sync(ops::matmul(&x, &wt).unwrap()))
+        });
+        group.bench_function(format!("{name} {inputs}->{outputs}: dy·W"), |b| {
+            b.iter(|| s.sync(ops::matmul(&dy, &w).unwrap()))
+        });
+    }
+    group.finish();
+}
+
+/// cuDNN's fused attention, forward and backward, on the fused QKV product, as the encoder
+/// calls it (feature `cudnn`; skipped where cuDNN does not open).
+#[cfg(feature = "cudnn")]
+fn cudnn_attention(c: &mut Criterion) {
+    use spangrad::kernels::cudnn;
+    let s = Setup::new();
+    if s.device.is_cpu() {
+        return;
+    }
+    let setting = std::env::var(switch::VARIABLE).ok();
+    if let Err(why) = cudnn::load(switch::requested(setting.as_deref()).flatten()) {
+        println!("cudnn_attention: skipped, {why}");
+        return;
+    }
+    let n = s.rows();
+    let d = HIDDEN / HEADS;
+    let scale = 1.0 / (d as f64).sqrt();
+    let qkv = s.randn(&[n, 3 * HIDDEN]);
+    let dout = s.randn(&[n, HIDDEN]);
+    let lengths = Tensor::new(vec![TOKENS as u32; s.pairs], &s.device).unwrap();
+    let (o, stats) = cudnn::attention_forward(&qkv, &lengths, TOKENS, HEADS, scale).unwrap();
+    // Q Kᵀ and P V: 4·b·a·t²·d; the backward's five products 2.5 times that.
+    let flops = 4 * s.pairs * HEADS * TOKENS * TOKENS * d;
+    let mut group = c.benchmark_group(format!(
+        "cudnn_attention/{}x{HEADS}x{TOKENS}x{d} (elements = FLOPs)",
+        s.pairs
+    ));
+    group.throughput(Throughput::Elements(flops as u64));
+    group.bench_function("forward", |b| {
+        b.iter(|| s.sync(cudnn::attention_forward(&qkv, &lengths, TOKENS, HEADS, scale).unwrap()))
+    });
+    group.throughput(Throughput::Elements((flops * 5 / 2) as u64));
+    group.bench_function("backward", |b| {
+        b.iter(|| {
+            s.sync(
+                cudnn::attention_backward(&qkv, &o, &stats, &dout, &lengths, TOKENS, HEADS, scale)
+                    .unwrap(),
+            )
+        })
+    });
+    group.finish();
+    let (graphs, ms) = cudnn::graphs_built();
+    println!("cudnn_attention: {graphs} graphs built in {ms:.0} ms");
+}
+
+#[cfg(not(feature = "cudnn"))]
+fn cudnn_attention(_: &mut Criterion) {}
+
+criterion_group!(
+    benches,
+    layer_norm,
+    activation,
+    softmax,
+    heads,
+    linear,
+    cpu_attention,
+    cudnn_attention
+);
 
 fn main() {
     // As the binary does: freed buffers stay mapped, so each iteration does not fault its
