@@ -310,6 +310,18 @@ fn linear(c: &mut Criterion) {
         group.bench_function(format!("{name} {inputs}->{outputs}: dy·W"), |b| {
             b.iter(|| s.sync(ops::matmul(&dy, &w).unwrap()))
         });
+        #[cfg(feature = "cuda")]
+        if s.device.is_cuda() {
+            use spangrad::kernels::gemm::linear_bias;
+            let bias = s.randn(&[outputs]);
+            let fused = linear_bias(&x, &w, &bias).unwrap();
+            let twin = ops::matmul(&x, &wt).unwrap().broadcast_add(&bias).unwrap();
+            validate(&format!("linear_bias {name}"), &fused, &twin, s.dtype);
+            group.bench_function(
+                format!("{name} {inputs}->{outputs}: x·Wᵀ + b (cuBLASLt)"),
+                |b| b.iter(|| s.sync(linear_bias(&x, &w, &bias).unwrap())),
+            );
+        }
     }
     group.finish();
 }

@@ -463,6 +463,32 @@ gpu_test!(head_layout_kernels_match_their_cpu_twins, |gpu| {
     }
 });
 
+gpu_test!(cublaslt_linear_with_bias_matches_its_cpu_twin, |gpu| {
+    use spangrad::kernels::gemm::linear_bias;
+    // (rows, inputs, outputs): one row, sizes off every tile and off 8-element alignment.
+    for (m, k, n) in [
+        (1, 64, 96),
+        (37, 100, 300),
+        (130, 768, 2304),
+        (257, 3072, 768),
+    ] {
+        for (dtype, tol) in [(DType::BF16, 1e-2), (DType::F16, 5e-3)] {
+            let what = format!("x·Wᵀ + b {dtype:?} [{m}, {k}] x [{n}, {k}]");
+            let (x_g, x_c) = random((m, k), dtype, &gpu);
+            let (w_g, w_c) = random((n, k), dtype, &gpu);
+            let (b_g, b_c) = random(n, dtype, &gpu);
+            let got = linear_bias(&x_g, &w_g, &b_g).unwrap();
+            assert_eq!(got.dtype(), dtype);
+            let want = x_c
+                .matmul(&w_c.t().unwrap())
+                .unwrap()
+                .broadcast_add(&b_c)
+                .unwrap();
+            assert_close(&got, &want, tol, what);
+        }
+    }
+});
+
 // cuDNN's fused attention (feature `cudnn`) against attention of candle ops and its autograd,
 // reading Q, K, V from one `[b·t, 3h]` product and writing token layout, as the encoder
 // calls it: padded pairs, a pair of one token, odd head counts, head sizes 16 to 128. Without

@@ -6,6 +6,7 @@
 mod activation;
 #[cfg(feature = "cudnn")]
 pub mod cudnn;
+pub mod gemm;
 mod heads;
 mod launch;
 mod layer_norm;

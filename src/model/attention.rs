@@ -18,6 +18,7 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
+use super::layers::Linear;
 use super::saved::BatchShape;
 use crate::{ops, profile};
 
@@ -164,24 +165,24 @@ pub fn merge_heads_slow(parts: &[Tensor]) -> Result<Tensor> {
         .reshape((pairs * queries, parts.len() * heads * head_dim))
 }
 
-/// The context `[n, h]` of the QKV product `[n, 3h]` (`x Wqkvᵀ`, without its bias), and what
-/// the backward needs.
+/// The context `[n, h]` of `x` `[n, h]` under the fused query, key and value projection
+/// `qkv` (`[3h, h]`), and what the backward needs.
 pub fn forward(
-    product: &Tensor,
-    bias: &Tensor,
+    x: &Tensor,
+    qkv: &Linear,
     lengths: &Tensor,
     shape: &BatchShape,
     scale: f64,
 ) -> Result<(Tensor, AttentionSaved)> {
-    if kind(product.dtype(), product.device()) == Kind::Cudnn {
-        match cudnn::forward(product, bias, lengths, shape, scale) {
+    if kind(x.dtype(), x.device()) == Kind::Cudnn {
+        match cudnn::forward(x, qkv, lengths, shape, scale) {
             Ok(done) => return Ok(done),
             Err(e) => switch::cudnn_failed(&e, shape),
         }
     }
-    let qkv = split_heads(product, Some(bias), shape, shape.tokens)?;
+    let qkv = split_heads(&qkv.product(x)?, Some(&qkv.bias), shape, shape.tokens)?;
     let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-    let device = product.device();
+    let device = x.device();
     if device.is_cpu() {
         let (context, lse) = profile::time(device, "attention forward (fused)", || {
             let dtype = q.dtype();
@@ -319,15 +320,15 @@ mod cudnn {
 
     #[cfg(feature = "cudnn")]
     pub fn forward(
-        product: &Tensor,
-        bias: &Tensor,
+        x: &Tensor,
+        qkv: &Linear,
         lengths: &Tensor,
         shape: &BatchShape,
         scale: f64,
     ) -> Result<(Tensor, AttentionSaved)> {
         use crate::kernels::cudnn;
-        let device = product.device();
-        let qkv = profile::time(device, "QKV bias", || product.broadcast_add(bias))?;
+        let device = x.device();
+        let qkv = qkv.forward(x)?;
         // Both graphs first: a shape cuDNN refuses is found before anything is saved.
         cudnn::attention_prepare(&qkv, shape.tokens, shape.heads, scale)?;
         let (context, stats) = profile::time(device, "attention forward (cuDNN)", || {
@@ -368,7 +369,7 @@ mod cudnn {
     #[cfg(not(feature = "cudnn"))]
     pub fn forward(
         _: &Tensor,
-        _: &Tensor,
+        _: &Linear,
         _: &Tensor,
         _: &BatchShape,
         _: f64,

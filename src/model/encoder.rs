@@ -93,13 +93,7 @@ impl EncoderLayer {
         lengths: &Tensor,
         shape: &BatchShape,
     ) -> Result<(Tensor, LayerSaved)> {
-        let (context, attention) = attention::forward(
-            &self.qkv.product(x)?,
-            &self.qkv.bias,
-            lengths,
-            shape,
-            self.scale,
-        )?;
+        let (context, attention) = attention::forward(x, &self.qkv, lengths, shape, self.scale)?;
         let (attended, attention_norm) = self.attention_norm.forward(
             &self.attention_out.product(&context)?,
             Some(x),

@@ -66,6 +66,18 @@ impl Linear {
         })
     }
 
+    /// `x Wᵀ + b` for `x` `[rows, in]`: on a GPU in half precision one cuBLASLt product whose
+    /// epilogue adds the bias ([`crate::kernels::gemm`]), elsewhere the product, then the bias.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() && crate::kernels::gemm::takes(x.dtype()) {
+            return profile::time(x.device(), "linear forward x·Wᵀ + b (cuBLASLt)", || {
+                crate::kernels::gemm::linear_bias(x, &self.weight, &self.bias)
+            });
+        }
+        self.product(x)?.broadcast_add(&self.bias)
+    }
+
     /// The input gradient `dy W`, `[rows, out]` → `[rows, in]`.
     pub fn input_grad(&self, dy: &Tensor) -> Result<Tensor> {
         profile::time(dy.device(), "linear backward dy·W", || {
