@@ -39,6 +39,10 @@ for line in open(sys.argv[1]):
 PY
     rm -f "$json"
     strip "$PACK"/bin/*
+    # The Python package with the same features, its wheel abi3 (any Python from 3.9).
+    local pyenv="$HOME/.cache/spangrad/pyenv"
+    [ -x "$pyenv/bin/maturin" ] || { python3 -m venv "$pyenv" && "$pyenv/bin/pip" install -q "maturin>=1.9,<2"; }
+    "$pyenv/bin/maturin" build -q --release --strip -m python/Cargo.toml --features cudnn -o "$PACK/bin"
     ls -la "$PACK/bin"
     tar -C "$PACK" -cJf "$PACK/bin.tar.xz" bin && rm -rf "$PACK/bin"
     du -h "$PACK/bin.tar.xz"
@@ -117,6 +121,24 @@ run() {
     grep -E '^[a-z_]+/|time:|thrpt:|relative difference|cudnn_attention|panicked' "$out/ops-bench.log" | tee -a "$report"
     echo "## The CLI on the GPU (bf16 by default), cuDNN's attention on" | tee -a "$report"
     SPANGRAD_CUDNN=1 "$bin" "${cli[@]}" 2>&1 | tee -a "$report" || failed=1
+    echo "## The Python package on the GPU (its wheel, built with cuda and cudnn)" | tee -a "$report"
+    python3 -m pip install -q --no-deps --target "$work/python" "$work"/bin/spangrad-*.whl 2>&1 | tail -2
+    SPANGRAD_CUDNN=1 PYTHONPATH="$work/python" python3 - <<'PY' 2>&1 | tee -a "$report" || failed=1
+import spangrad
+
+pairs = [{"question": "Who wrote the novel?",
+          "context": "The novel was written by Jane Austen in 1813 and published in London. " * k}
+         for k in (1, 2, 5)]
+model = "tests/fixtures/bert-tiny"
+cpu = spangrad.Explainer(model).explain(pairs)
+for dtype, tol in (("f32", 1e-4), ("bf16", 5e-2)):
+    gpu = spangrad.Explainer(model, device="cuda", dtype=dtype).explain(pairs)
+    assert [g["answer"]["text"] for g in gpu] == [c["answer"]["text"] for c in cpu], dtype
+    worst = max(abs(a["score"] - b["score"]) for g, c in zip(gpu, cpu)
+                for a, b in zip(g["tokens"], c["tokens"]))
+    print(f"python, device='cuda', {dtype}: answers equal the CPU's, largest score difference {worst:.2e}")
+    assert worst < tol, (dtype, worst)
+PY
     echo "## End to end, beside PyTorch on the same GPU" | tee -a "$report"
     python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' \
         2>&1 | tee -a "$report"
