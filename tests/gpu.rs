@@ -463,6 +463,7 @@ gpu_test!(head_layout_kernels_match_their_cpu_twins, |gpu| {
     }
 });
 
+#[cfg(feature = "cuda")]
 gpu_test!(cublaslt_linear_with_bias_matches_its_cpu_twin, |gpu| {
     use spangrad::kernels::gemm::linear_bias;
     // (rows, inputs, outputs): one row, sizes off every tile and off 8-element alignment.
