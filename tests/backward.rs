@@ -1,7 +1,7 @@
 //! The hand-written input-gradient backward against candle's autograd on the CPU: every fused
 //! op, the CPU's fused attention, and the whole model on random models of awkward sizes (odd
-//! head size, one layer, a single token, padding); half precision against f32. The same bodies
-//! run on a GPU in tests/gpu.rs.
+//! head size, one layer, a single token, padding); half precision against f32. Each body runs
+//! once per device (`*_cpu`, `*_gpu`).
 
 mod common;
 
@@ -10,30 +10,31 @@ use common::backward::{self, assert_close, randn, TOL};
 use common::fixture;
 use spangrad::ops;
 
-#[test]
-fn layer_norm_matches_autograd() {
-    backward::layer_norm_matches_autograd(&Device::Cpu);
-}
-
-#[test]
-fn activations_match_autograd() {
-    backward::activations_match_autograd(&Device::Cpu);
-}
-
-#[test]
-fn softmax_matches_autograd() {
-    backward::softmax_matches_autograd(&Device::Cpu);
-}
-
-#[test]
-fn model_gradient_matches_autograd() {
-    backward::model_gradient_matches_autograd(&Device::Cpu);
-}
-
-#[test]
-fn half_precision_tracks_f32() {
-    backward::half_precision_tracks_f32(&fixture("bert-tiny"), &Device::Cpu);
-}
+test_device!(
+    backward::layer_norm_matches_autograd,
+    layer_norm_matches_autograd_cpu,
+    layer_norm_matches_autograd_gpu
+);
+test_device!(
+    backward::activations_match_autograd,
+    activations_match_autograd_cpu,
+    activations_match_autograd_gpu
+);
+test_device!(
+    backward::softmax_matches_autograd,
+    softmax_matches_autograd_cpu,
+    softmax_matches_autograd_gpu
+);
+test_device!(
+    backward::model_gradient_matches_autograd,
+    model_gradient_matches_autograd_cpu,
+    model_gradient_matches_autograd_gpu
+);
+test_device!(
+    |dev| backward::half_precision_tracks_f32(&fixture("bert-tiny"), dev),
+    half_precision_tracks_f32_cpu,
+    half_precision_tracks_f32_gpu
+);
 
 /// The CPU's per-(pair, head) attention against candle ops and their autograd, over all query
 /// rows and over a subset (the first and last rows, as the sparse last layer asks).

@@ -128,7 +128,9 @@ fn make_report(dir: &Path) -> (PathBuf, Vec<Explanation>) {
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     std::fs::write(&input, text).unwrap();
     let page = dir.join("report.html");
+    // From the checkout, given the fixture's absolute path: the title shows it relative.
     let out = Command::new(env!("CARGO_BIN_EXE_spangrad"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["explain", "--model", fixture("bert-tiny").to_str().unwrap()])
         .args(["--input", input.to_str().unwrap(), "--quiet"])
         .args([
@@ -271,6 +273,12 @@ fn html_report_in_a_real_browser() {
         session.run("return document.querySelectorAll('section.pair').length;"),
         json!(2)
     );
+    if std::env::var_os("SPANGRAD_FIXTURES").is_none() {
+        assert_eq!(
+            session.run("return document.title;"),
+            json!("spangrad: tests/fixtures/bert-tiny")
+        );
+    }
 
     // No console errors.
     let log = driver.call(

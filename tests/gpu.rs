@@ -1,8 +1,9 @@
 //! Every CUDA kernel against its CPU twin on fresh random inputs of awkward sizes, with kernel
 //! outputs poisoned (NaN) before each run so an unwritten element fails; the ops and the whole
-//! input-gradient backward against candle's autograd on the GPU (the bodies of
-//! tests/backward.rs); then the fixture explanations on the GPU against the CPU. Without the `cuda` feature or a GPU each test prints
-//! why it is skipped.
+//! input-gradient backward against candle's autograd run on the GPU by tests/backward.rs (one
+//! test per body and device); here the fixture explanations on the GPU against the CPU. Without
+//! the `cuda` feature or a GPU each test prints why it is skipped, or fails where
+//! `SPANGRAD_REQUIRE_GPU=1`.
 
 mod common;
 
@@ -17,27 +18,10 @@ use spangrad::model::Activation;
 use spangrad::ops;
 use spangrad::{ExplainOptions, Explainer, Precision, SaliencyKind, SpanMode};
 
-fn gpu(test: &str) -> Option<Device> {
-    match spangrad::device::parse("cuda") {
-        Ok(device) => {
-            #[cfg(feature = "cuda")]
-            spangrad::kernels::poison_outputs(true);
-            Some(device)
-        }
-        Err(e) => {
-            // Written past libtest's output capture, so the skip shows in every run.
-            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: no GPU to test on ({e})");
-            None
-        }
-    }
-}
-
-/// A test that runs on the GPU: ignored (with the reason) without the `cuda` feature; with it
-/// but without a device, it says loudly why it did nothing.
+/// A test of one body on the GPU, as [`common::gpu`] says.
 macro_rules! gpu_test {
     ($name:ident, |$gpu:ident| $body:block) => {
         #[test]
-        #[cfg_attr(not(feature = "cuda"), ignore = "needs the cuda feature and a GPU")]
         fn $name() {
             let Some($gpu) = gpu(stringify!($name)) else {
                 return;
@@ -370,14 +354,6 @@ gpu_test!(softmax_kernels_match_their_cpu_twins, |gpu| {
             assert_close(&ds_g, &ds_c, tol, format!("{what}: ds"));
         }
     }
-});
-
-gpu_test!(backward_matches_autograd_on_the_gpu, |gpu| {
-    backward::layer_norm_matches_autograd(&gpu);
-    backward::activations_match_autograd(&gpu);
-    backward::softmax_matches_autograd(&gpu);
-    backward::model_gradient_matches_autograd(&gpu);
-    backward::half_precision_tracks_f32(&fixture("bert-tiny"), &gpu);
 });
 
 gpu_test!(bf16_explanations_on_the_gpu_track_f32, |gpu| {

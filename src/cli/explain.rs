@@ -191,7 +191,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         .map(|&m| explainer.with_method(m))
         .collect();
     let report = Report {
-        title: format!("spangrad: {}", args.model),
+        title: format!("spangrad: {}", shown_model(&args.model)),
         to_stdout: args.format == Format::Html,
         file: args.html.clone(),
     };
@@ -288,4 +288,16 @@ impl Report {
         }
         Ok(())
     }
+}
+
+/// The model as the user named it, relative to the working directory when it is a path under
+/// it (a report names `tests/fixtures/bert-tiny`, not the machine's absolute path to it).
+fn shown_model(model: &str) -> String {
+    let path = std::path::Path::new(model);
+    std::env::current_dir()
+        .ok()
+        .filter(|_| path.is_absolute())
+        .and_then(|cwd| Some(path.strip_prefix(cwd).ok()?.display().to_string()))
+        .filter(|relative| !relative.is_empty())
+        .unwrap_or_else(|| model.to_string())
 }

@@ -9,6 +9,46 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use spangrad::{ExplainOptions, Explainer, QaPair};
 
+/// The GPU to test on, with kernel outputs poisoned (NaN) so an unwritten element fails. Without
+/// one (no GPU answers, or a build without the `cuda` feature) the test says so past libtest's
+/// capture and does nothing, unless `SPANGRAD_REQUIRE_GPU=1` (the GPU check), where it fails.
+pub fn gpu(test: &str) -> Option<candle_core::Device> {
+    use std::io::Write;
+    match spangrad::device::parse("cuda") {
+        Ok(device) => {
+            #[cfg(feature = "cuda")]
+            spangrad::kernels::poison_outputs(true);
+            Some(device)
+        }
+        Err(e) if std::env::var_os("SPANGRAD_REQUIRE_GPU").is_some_and(|v| v != "0") => {
+            panic!("{test}: SPANGRAD_REQUIRE_GPU is set and no GPU answers: {e}")
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: no GPU to test on ({e})");
+            None
+        }
+    }
+}
+
+/// One test per device for a body that takes the device, as candle's `test_device!`:
+/// `test_device!(body, cpu_test, gpu_test)`; the GPU one as [`gpu`] says.
+#[macro_export]
+macro_rules! test_device {
+    ($body:expr, $cpu:ident, $gpu:ident) => {
+        #[test]
+        fn $cpu() {
+            $body(&candle_core::Device::Cpu);
+        }
+
+        #[test]
+        fn $gpu() {
+            if let Some(device) = common::gpu(stringify!($gpu)) {
+                $body(&device);
+            }
+        }
+    };
+}
+
 /// `SPANGRAD_FIXTURES` (for test binaries run away from the source tree, as on the GPU machine),
 /// else `tests/fixtures` of this checkout.
 pub fn fixture(name: &str) -> PathBuf {
