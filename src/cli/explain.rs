@@ -294,10 +294,13 @@ impl Report {
 /// it (a report names `tests/fixtures/bert-tiny`, not the machine's absolute path to it).
 fn shown_model(model: &str) -> String {
     let path = std::path::Path::new(model);
-    std::env::current_dir()
-        .ok()
-        .filter(|_| path.is_absolute())
-        .and_then(|cwd| Some(path.strip_prefix(cwd).ok()?.display().to_string()))
-        .filter(|relative| !relative.is_empty())
+    let relative = || {
+        let (path, cwd) = (path.canonicalize().ok()?, std::env::current_dir().ok()?);
+        let relative = path.strip_prefix(cwd.canonicalize().ok()?).ok()?;
+        Some(relative.display().to_string()).filter(|r| !r.is_empty())
+    };
+    path.is_absolute()
+        .then(relative)
+        .flatten()
         .unwrap_or_else(|| model.to_string())
 }
