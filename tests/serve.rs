@@ -881,7 +881,7 @@ fn sixty_four_concurrent_clients_share_batches_and_get_their_own_answers() {
         "mean batch {} pairs: requests were not batched together",
         pairs_in_batches / batches
     );
-    assert!(metric(&server, "spangrad_batch_pairs_bucket{le=\"1\"}") < batches);
+    assert!(metric(&server, "spangrad_batch_pairs_bucket{le=\"1.0\"}") < batches);
     assert_eq!(
         metric(&server, "spangrad_pairs_total{result=\"explained\"}"),
         (CLIENTS * ROUNDS) as f64

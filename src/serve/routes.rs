@@ -407,32 +407,28 @@ async fn model(State(state): State<Shared>) -> Result<Json<ModelInfo>, ApiError>
     Ok(Json(state.ready()?.info.clone()))
 }
 
-/// Prometheus metrics (text exposition format).
+/// Prometheus metrics (OpenMetrics text exposition).
 #[utoipa::path(
     get,
     path = "/metrics",
     security((), ("api_key" = [])),
-    responses((status = 200, content_type = "text/plain", body = String))
+    responses((status = 200, content_type = "application/openmetrics-text", body = String))
 )]
 async fn metrics(State(state): State<Shared>) -> Response {
-    let mut info = Vec::new();
+    let mut info = None;
     let mut memory = None;
     if let Ok(ready) = state.ready() {
-        info = vec![
-            ("model", ready.info.model.clone()),
-            ("architecture", ready.info.architecture.clone()),
-            ("device", ready.info.device.clone()),
-            ("dtype", ready.info.dtype.clone()),
-        ];
+        let i = &ready.info;
+        info = Some([&i.model, &i.architecture, &i.device, &i.dtype].map(String::clone));
         memory = crate::memory::usage_now(ready.backend.device()).ok();
     }
     let text = state
         .metrics
-        .render(&info, memory, crate::memory::rss_bytes().0);
+        .render(info, memory, crate::memory::rss_bytes().0);
     (
         [(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            HeaderValue::from_static(super::metrics::CONTENT_TYPE),
         )],
         text,
     )
