@@ -43,7 +43,9 @@ PY
     # flags as above, so that cargo reuses what it built (--strip would rebuild everything).
     local pyenv="$HOME/.cache/spangrad/pyenv"
     [ -x "$pyenv/bin/maturin" ] || { python3 -m venv "$pyenv" && "$pyenv/bin/pip" install -q "maturin>=1.9,<2"; }
-    "$pyenv/bin/maturin" build -q --release -m python/Cargo.toml --features cudnn -o "$PACK/bin"
+    # The CUDA libraries are the GPU machine's (LD_LIBRARY_PATH below), not copied into the wheel.
+    "$pyenv/bin/maturin" build -q --release --auditwheel skip -m python/Cargo.toml --features cudnn \
+        -o "$PACK/bin"
     ls -la "$PACK/bin"
     tar -C "$PACK" -cJf "$PACK/bin.tar.xz" bin && rm -rf "$PACK/bin"
     du -h "$PACK/bin.tar.xz"
