@@ -6,7 +6,7 @@
 //! one page with a list of its pairs. The colours keep black text at a contrast of at least 7:1
 //! (WCAG AAA), and a legend gives the scale.
 
-use std::fmt::Write;
+use maud::{html as markup, Markup, PreEscaped, DOCTYPE};
 
 use crate::explain::{Explanation, Method, TokenExplanation};
 use crate::text::Segment;
@@ -18,7 +18,8 @@ pub struct ReportPair<'a> {
     pub explanations: &'a [Explanation],
 }
 
-/// The page for `pairs` (`title` in its heading).
+/// The page for `pairs` (`title` in its heading). Built by maud's templates, which escape
+/// every text they are given.
 pub fn html(title: &str, pairs: &[ReportPair]) -> String {
     let mut methods: Vec<Method> = Vec::new();
     for e in pairs.iter().flat_map(|p| p.explanations) {
@@ -26,179 +27,203 @@ pub fn html(title: &str, pairs: &[ReportPair]) -> String {
             methods.push(e.method);
         }
     }
-    let mut page = String::new();
-    let _ = write!(
-        page,
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<header>\n<h1>{}</h1>\n",
-        escape(title),
-        escape(title)
-    );
-    page += &controls(&methods);
-    page += LEGEND;
-    page += "</header>\n";
-    if pairs.len() > 1 {
-        page += "<nav aria-label=\"pairs\"><ol>\n";
-        for (i, p) in pairs.iter().enumerate() {
-            let _ = writeln!(
-                page,
-                "<li><a href=\"#pair-{}\">{}</a></li>",
-                i + 1,
-                escape(p.question)
-            );
-        }
-        page += "</ol></nav>\n";
-    }
-    page += "<main>\n";
-    for (i, p) in pairs.iter().enumerate() {
-        page += &pair_section(i + 1, p, methods.first().copied());
-    }
-    page += "</main>\n<script>";
-    page += SCRIPT;
-    page += "</script>\n</body>\n</html>\n";
-    page
-}
-
-fn controls(methods: &[Method]) -> String {
-    let mut s = String::from(
-        "<div class=\"controls\"><fieldset><legend>Show</legend>\
-         <label><input type=\"radio\" name=\"unit\" value=\"word\" checked> words</label>\
-         <label><input type=\"radio\" name=\"unit\" value=\"token\"> tokens</label></fieldset>",
-    );
-    if methods.len() > 1 {
-        s += "<fieldset><legend>Method</legend>";
-        for (i, m) in methods.iter().enumerate() {
-            let _ = write!(
-                s,
-                "<label><input type=\"radio\" name=\"method\" value=\"{m}\"{}> {m}</label>",
-                if i == 0 { " checked" } else { "" }
-            );
-        }
-        s += "</fieldset>";
-    }
-    s + "</div>\n"
-}
-
-fn pair_section(n: usize, p: &ReportPair, shown: Option<Method>) -> String {
-    let mut s = format!(
-        "<section class=\"pair\" id=\"pair-{n}\">\n<h2>{n}. {}</h2>\n",
-        escape(p.question)
-    );
-    for e in p.explanations {
-        let hidden = if Some(e.method) == shown {
-            ""
-        } else {
-            " hidden"
-        };
-        let _ = writeln!(
-            s,
-            "<div class=\"method\" data-method=\"{}\"{hidden}>",
-            e.method
-        );
-        s += &summary(e);
-        s += &views(p, e);
-        if !e.windows.is_empty() {
-            s += "<details><summary>Every window, each for its own best span</summary>\n";
-            for w in &e.windows {
-                s += &summary(w);
-                s += &views(p, w);
+    let title = clean(title);
+    markup! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
             }
-            s += "</details>\n";
+            body {
+                header {
+                    h1 { (title) }
+                    (controls(&methods))
+                    (legend())
+                }
+                @if pairs.len() > 1 {
+                    nav aria-label="pairs" {
+                        ol {
+                            @for (i, p) in pairs.iter().enumerate() {
+                                li { a href={ "#pair-" (i + 1) } { (clean(p.question)) } }
+                            }
+                        }
+                    }
+                }
+                main {
+                    @for (i, p) in pairs.iter().enumerate() {
+                        (pair_section(i + 1, p, methods.first().copied()))
+                    }
+                }
+                script { (PreEscaped(SCRIPT)) }
+            }
         }
-        s += "</div>\n";
     }
-    s + "</section>\n"
+    .into_string()
 }
 
-fn summary(e: &Explanation) -> String {
+fn controls(methods: &[Method]) -> Markup {
+    markup! {
+        div class="controls" {
+            fieldset {
+                legend { "Show" }
+                label { input type="radio" name="unit" value="word" checked; " words" }
+                label { input type="radio" name="unit" value="token"; " tokens" }
+            }
+            @if methods.len() > 1 {
+                fieldset {
+                    legend { "Method" }
+                    @for (i, m) in methods.iter().enumerate() {
+                        label {
+                            input type="radio" name="method" value=(m) checked[i == 0];
+                            " " (m)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn legend() -> Markup {
+    markup! {
+        div class="legend" role="img"
+            aria-label="colour scale: white for a score of 0, red for 1; blue for −1 with signed methods" {
+            span { "−1" }
+            span class="bar" {}
+            span { "1" }
+            " "
+            span class="note" {
+                "score (a token's attribution over the largest in its pair); blue only for signed methods"
+            }
+        }
+    }
+}
+
+fn pair_section(n: usize, p: &ReportPair, shown: Option<Method>) -> Markup {
+    markup! {
+        section class="pair" id={ "pair-" (n) } {
+            h2 { (n) ". " (clean(p.question)) }
+            @for e in p.explanations {
+                div class="method" data-method=(e.method) hidden[Some(e.method) != shown] {
+                    (summary(e))
+                    (views(p, e))
+                    @if !e.windows.is_empty() {
+                        details {
+                            summary { "Every window, each for its own best span" }
+                            @for w in &e.windows {
+                                (summary(w))
+                                (views(p, w))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn summary(e: &Explanation) -> Markup {
     let a = &e.answer;
-    let answer = if a.impossible {
-        "<span class=\"answer-text\">no answer</span>".to_string()
-    } else {
-        format!("<q class=\"answer-text\">{}</q>", escape(&a.text))
-    };
-    let mut s = format!(
-        "<p class=\"summary\">Answer: {answer} (tokens {}–{}, score {:.3}; {} method, {} target",
-        a.token_start, a.token_end, a.score, e.method, e.target.kind,
-    );
-    if let Some(w) = &e.window {
-        let _ = write!(
-            s,
-            "; window {} of {}, context characters {}–{}",
-            w.index + 1,
-            w.count,
-            w.char_start,
-            w.char_end
-        );
+    markup! {
+        p class="summary" {
+            "Answer: "
+            @if a.impossible {
+                span class="answer-text" { "no answer" }
+            } @else {
+                q class="answer-text" { (clean(&a.text)) }
+            }
+            (format!(
+                " (tokens {}–{}, score {:.3}; {} method, {} target",
+                a.token_start, a.token_end, a.score, e.method, e.target.kind
+            ))
+            @if let Some(w) = &e.window {
+                (format!(
+                    "; window {} of {}, context characters {}–{}",
+                    w.index + 1,
+                    w.count,
+                    w.char_start,
+                    w.char_end
+                ))
+            }
+            @if let Some(err) = e.completeness_error {
+                (format!("; completeness error {err:.2e}"))
+            }
+            @if let Some(null) = a.null_score {
+                (format!(
+                    "; null score {null:.4} against the best span's {}",
+                    a.best_span_probability
+                        .map_or("none".into(), |p| format!("{p:.4}"))
+                ))
+            }
+            @if let Some(m) = &e.model_answer {
+                "; the model's own answer: " q { (clean(&m.text)) }
+            }
+            ")"
+        }
     }
-    if let Some(err) = e.completeness_error {
-        let _ = write!(s, "; completeness error {err:.2e}");
-    }
-    if let Some(null) = a.null_score {
-        let span = a
-            .best_span_probability
-            .map_or("none".into(), |p| format!("{p:.4}"));
-        let _ = write!(s, "; null score {null:.4} against the best span's {span}");
-    }
-    if let Some(m) = &e.model_answer {
-        let _ = write!(s, "; the model's own answer: <q>{}</q>", escape(&m.text));
-    }
-    s + ")</p>\n"
 }
 
 /// The word and token views of one explanation.
-fn views(p: &ReportPair, e: &Explanation) -> String {
-    let mut s = String::new();
-    for (unit, hidden) in [("word", ""), ("token", " hidden")] {
-        let _ = writeln!(s, "<div class=\"view\" data-unit=\"{unit}\"{hidden}>");
-        for (segment, label, source) in [
-            (Segment::Question, "Question", p.question),
-            (Segment::Context, "Context", p.context),
-        ] {
-            let (from, to) = match (&e.window, segment) {
-                (Some(w), Segment::Context) => (w.char_start, w.char_end),
-                _ => (0, source.chars().count()),
-            };
-            let _ = write!(
-                s,
-                "<p class=\"{}\"><span class=\"label\">{label}</span> ",
-                label.to_lowercase()
-            );
-            if from > 0 {
-                s += "… ";
+fn views(p: &ReportPair, e: &Explanation) -> Markup {
+    markup! {
+        @for unit in ["word", "token"] {
+            div class="view" data-unit=(unit) hidden[unit == "token"] {
+                @for (segment, label, source) in [
+                    (Segment::Question, "Question", p.question),
+                    (Segment::Context, "Context", p.context),
+                ] {
+                    (segment_text(e, unit, segment, label, source))
+                }
             }
-            let pieces: Vec<Piece> = if unit == "word" {
-                e.words
-                    .iter()
-                    .filter(|w| w.segment == segment)
-                    .map(|w| Piece {
-                        chars: w.char_start..w.char_end,
-                        score: w.score,
-                        tip: format!("score {:.3}", w.score),
-                        answer: segment == Segment::Context
-                            && overlaps_answer(e, w.char_start, w.char_end),
-                    })
-                    .collect()
-            } else {
-                e.tokens
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, t)| t.segment == segment)
-                    .map(|(i, t)| token_piece(e, i, t))
-                    .collect()
-            };
-            s += &running_text(source, from, to, &pieces, e.method.signed());
-            let cut = matches!((&e.window, segment), (Some(w), Segment::Context) if w.index + 1 < w.count)
-                || (segment == Segment::Context && e.truncated);
-            if cut {
-                s += " …";
-            }
-            s += "</p>\n";
         }
-        s += "</div>\n";
     }
-    s
+}
+
+/// One segment (the question or the context) of one view, its words or tokens shaded.
+fn segment_text(
+    e: &Explanation,
+    unit: &str,
+    segment: Segment,
+    label: &str,
+    source: &str,
+) -> Markup {
+    let (from, to) = match (&e.window, segment) {
+        (Some(w), Segment::Context) => (w.char_start, w.char_end),
+        _ => (0, source.chars().count()),
+    };
+    let pieces: Vec<Piece> = if unit == "word" {
+        e.words
+            .iter()
+            .filter(|w| w.segment == segment)
+            .map(|w| Piece {
+                chars: w.char_start..w.char_end,
+                score: w.score,
+                tip: format!("score {:.3}", w.score),
+                answer: segment == Segment::Context && overlaps_answer(e, w.char_start, w.char_end),
+            })
+            .collect()
+    } else {
+        e.tokens
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.segment == segment)
+            .map(|(i, t)| token_piece(e, i, t))
+            .collect()
+    };
+    let cut = matches!((&e.window, segment), (Some(w), Segment::Context) if w.index + 1 < w.count)
+        || (segment == Segment::Context && e.truncated);
+    markup! {
+        p class=(label.to_lowercase()) {
+            span class="label" { (label) }
+            " "
+            @if from > 0 { "… " }
+            (running_text(source, from, to, &pieces, e.method.signed()))
+            @if cut { " …" }
+        }
+    }
 }
 
 struct Piece {
@@ -229,36 +254,32 @@ fn overlaps_answer(e: &Explanation, a: usize, b: usize) -> bool {
 }
 
 /// `source[from..to]` with each piece a shaded, focusable span; the text between pieces as is.
-fn running_text(source: &str, from: usize, to: usize, pieces: &[Piece], signed: bool) -> String {
+fn running_text(source: &str, from: usize, to: usize, pieces: &[Piece], signed: bool) -> Markup {
     let chars: Vec<char> = source.chars().collect();
     let text = |a: usize, b: usize| -> String {
-        escape(
-            &chars[a.min(chars.len())..b.min(chars.len()).max(a.min(chars.len()))]
-                .iter()
-                .collect::<String>(),
-        )
+        let (a, b) = (a.min(chars.len()), b.min(chars.len()));
+        clean(&chars[a..b.max(a)].iter().collect::<String>())
     };
-    let mut s = String::new();
-    let mut at = from;
-    for p in pieces
+    let shown = pieces
         .iter()
-        .filter(|p| p.chars.start >= from && p.chars.end <= to)
-    {
-        if p.chars.start > at {
-            s += &text(at, p.chars.start);
-        }
-        let _ = write!(
-            s,
-            "<span class=\"t{}\" tabindex=\"0\" data-score=\"{}\" data-tip=\"{}\" style=\"background-color: {}\">{}</span>",
-            if p.answer { " answer" } else { "" },
-            p.score,
-            escape(&p.tip),
-            colour(p.score, signed),
-            text(p.chars.start, p.chars.end)
-        );
+        .filter(|p| p.chars.start >= from && p.chars.end <= to);
+    let mut at = from;
+    let mut parts = Vec::new();
+    for p in shown {
+        let before = (p.chars.start > at).then(|| text(at, p.chars.start));
+        parts.push((before, p));
         at = p.chars.end.max(at);
     }
-    s + &text(at, to)
+    markup! {
+        @for (before, p) in &parts {
+            @if let Some(before) = before { (before) }
+            span class={ "t" @if p.answer { " answer" } } tabindex="0" data-score=(p.score)
+                data-tip=(clean(&p.tip)) style={ "background-color: " (colour(p.score, signed)) } {
+                (text(p.chars.start, p.chars.end))
+            }
+        }
+        (text(at, to))
+    }
 }
 
 /// White at 0, to red at 1 (and, for signed methods, to blue at −1); the darkest ends keep
@@ -277,28 +298,19 @@ pub fn colour(score: f32, signed: bool) -> String {
     }
 }
 
-fn escape(text: &str) -> String {
-    let mut s = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => s += "&amp;",
-            '<' => s += "&lt;",
-            '>' => s += "&gt;",
-            '"' => s += "&quot;",
-            '\'' => s += "&#39;",
-            c if c.is_control() && c != '\n' && c != '\t' => {
-                let _ = write!(s, "&#xfffd;");
+/// Text with its control characters (other than newlines and tabs) replaced by U+FFFD, which no
+/// page should carry; escaping is the templates'.
+fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
             }
-            c => s.push(c),
-        }
-    }
-    s
+        })
+        .collect()
 }
-
-const LEGEND: &str = "<div class=\"legend\" role=\"img\" aria-label=\"colour scale: white for a \
-score of 0, red for 1; blue for −1 with signed methods\"><span>−1</span>\
-<span class=\"bar\"></span><span>1</span> <span class=\"note\">score (a token's attribution \
-over the largest in its pair); blue only for signed methods</span></div>\n";
 
 const STYLE: &str = "
 body { font: 16px/1.7 system-ui, sans-serif; color: #111; background: #fff; margin: 0 auto;
@@ -338,7 +350,7 @@ document.querySelectorAll('input[name=method]').forEach(function (input) {
 
 #[cfg(test)]
 mod tests {
-    use super::{colour, escape};
+    use super::{clean, colour, html, ReportPair};
 
     #[test]
     fn colours_keep_black_text_readable() {
@@ -364,9 +376,28 @@ mod tests {
             assert!(contrast >= 7.0, "{score}: {contrast}");
         }
         assert!(luminance(&colour(0.9, false)) < luminance(&colour(0.1, false)));
-        assert_eq!(
-            escape("<a href=\"x\">&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
+    }
+
+    #[test]
+    fn every_text_is_escaped_and_cleaned() {
+        let page = html(
+            "<b>x</b> & \"y\"",
+            &[ReportPair {
+                question: "<script>alert(1)</script>\u{7}?",
+                context: "'quoted' <i>",
+                explanations: &[],
+            }],
         );
+        assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+        assert!(
+            page.contains("<title>&lt;b&gt;x&lt;/b&gt; &amp; &quot;y&quot;</title>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("&lt;script&gt;alert(1)&lt;/script&gt;\u{fffd}?"),
+            "{page}"
+        );
+        assert!(!page.contains("<script>alert"));
+        assert_eq!(clean("a\u{0}b\nc"), "a\u{fffd}b\nc");
     }
 }
