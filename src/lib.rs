@@ -32,6 +32,7 @@ pub mod model;
 pub mod ops;
 pub mod profile;
 pub mod report;
+#[cfg(feature = "serve")]
 pub mod serve;
 pub mod text;
 

@@ -9,11 +9,12 @@ use super::span::SpanMode;
 use crate::model::Objective;
 use crate::text::{Segment, Window};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "serve", derive(utoipa::ToSchema))]
 pub struct Explanation {
     /// The pair's id as it was given (any JSON value), if one was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<serde_json::Value>)]
+    #[cfg_attr(feature = "serve", schema(value_type = Option<serde_json::Value>))]
     pub id: Option<super::PairId>,
     pub answer: Answer,
     /// The tokens whose start and end logits were differentiated.
@@ -48,16 +49,17 @@ pub struct Explanation {
     pub warnings: Vec<String>,
     /// With `top_k`: the next best spans, each explained the same way, best first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(no_recursion)]
+    #[cfg_attr(feature = "serve", schema(no_recursion))]
     pub alternatives: Vec<Explanation>,
     /// With `explain_windows: all`: every window of a split context, each for its own best
     /// span.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(no_recursion)]
+    #[cfg_attr(feature = "serve", schema(no_recursion))]
     pub windows: Vec<Explanation>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "serve", derive(utoipa::ToSchema))]
 pub struct Answer {
     /// Cut from the original context by character offsets; empty when the span holds no context
     /// token (possible with `argmax` spans).
@@ -92,7 +94,8 @@ pub struct Answer {
 
 /// The logits whose gradient is explained: the start logit at `start_token` plus the end logit
 /// at `end_token`, or one of them alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "serve", derive(utoipa::ToSchema))]
 pub struct Target {
     pub kind: TargetKind,
     pub start_token: Option<usize>,
@@ -128,18 +131,9 @@ impl std::fmt::Display for TargetKind {
 }
 
 /// Which logits of the chosen span are differentiated.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "serve", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum TargetKind {
     /// `start[s] + end[e]`, NeuralQA's target.
@@ -151,7 +145,8 @@ pub enum TargetKind {
     End,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "serve", derive(utoipa::ToSchema))]
 pub struct TokenExplanation {
     pub text: String,
     pub token_type: u32,
@@ -169,7 +164,8 @@ pub struct TokenExplanation {
     pub grad_x_input: f32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "serve", derive(utoipa::ToSchema))]
 pub struct WordExplanation {
     pub text: String,
     pub segment: Segment,

@@ -17,18 +17,9 @@
 use serde::{Deserialize, Serialize};
 
 /// How tokens are scored.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "serve", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// The L2 norm over the vocabulary of the gradient with respect to the one-hot input.
@@ -70,18 +61,9 @@ impl std::fmt::Display for Method {
 /// The integrated-gradients baseline `x'`, for every token but the special ones, which keep
 /// their own embedding (so their attribution is 0), as in Captum's BERT tutorial; `zero` is
 /// the zero vector everywhere.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "serve", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Baseline {
     /// The padding token's embedding.

@@ -130,17 +130,9 @@ impl ExplainOptions {
 
 /// The dtype of the weights and activations (weights are converted once, at load). LayerNorm
 /// statistics, softmax sums, matmul accumulation and the saliency are f32 in every case.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "serve", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     F32,
@@ -212,18 +204,9 @@ impl Default for ExplainOptions {
 }
 
 /// Which windows of a context split by `doc_stride` are explained.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "serve", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ExplainWindows {
     /// The window of the answer (the pipeline's best span over all windows).
@@ -264,16 +247,17 @@ impl std::str::FromStr for BatchTokens {
 
 /// One pair to explain, as read from JSON lines (`id` optional: any JSON value, echoed back as
 /// given; `null` is no id).
-#[derive(Debug, Clone, PartialEq, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[cfg_attr(feature = "serve", derive(utoipa::ToSchema))]
 pub struct QaPair {
     #[serde(default)]
-    #[schema(value_type = Option<serde_json::Value>)]
+    #[cfg_attr(feature = "serve", schema(value_type = Option<serde_json::Value>))]
     pub id: Option<super::PairId>,
     /// Not empty, nor only whitespace.
-    #[schema(min_length = 1, pattern = r"\S")]
+    #[cfg_attr(feature = "serve", schema(min_length = 1, pattern = r"\S"))]
     pub question: String,
     /// Not empty, nor only whitespace.
-    #[schema(min_length = 1, pattern = r"\S")]
+    #[cfg_attr(feature = "serve", schema(min_length = 1, pattern = r"\S"))]
     pub context: String,
     /// An answer to explain instead of the model's: why would it, or would it not, pick this?
     #[serde(default)]

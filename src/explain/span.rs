@@ -5,17 +5,9 @@ use std::fmt;
 use crate::error::{Error, Result};
 use crate::text::Segment;
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "serve", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SpanMode {
     /// Maximise `start[i] + end[j]` over context tokens with `i ≤ j < i + max_answer_len`, as the

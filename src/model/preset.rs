@@ -7,19 +7,20 @@ use candle_nn::{Init, VarBuilder};
 use super::{Activation, Architecture, ModelConfig, QaModel};
 use crate::error::Result;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Preset {
     /// distilbert-base: 6 layers, hidden 768, 12 heads, vocabulary 30,522.
-    #[value(name = "distilbert-base")]
+    #[cfg_attr(feature = "cli", value(name = "distilbert-base"))]
     DistilBertBase,
     /// bert-base: 12 layers, hidden 768, 12 heads, vocabulary 30,522.
-    #[value(name = "bert-base")]
+    #[cfg_attr(feature = "cli", value(name = "bert-base"))]
     BertBase,
     /// roberta-base: bert-base's encoder, vocabulary 50,265, positions from 2, one token type.
-    #[value(name = "roberta-base")]
+    #[cfg_attr(feature = "cli", value(name = "roberta-base"))]
     RobertaBase,
     /// xlm-roberta-base: roberta-base with a vocabulary of 250,002.
-    #[value(name = "xlm-roberta-base")]
+    #[cfg_attr(feature = "cli", value(name = "xlm-roberta-base"))]
     XlmRobertaBase,
 }
 

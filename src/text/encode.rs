@@ -7,9 +7,8 @@ use super::QaTokenizer;
 use crate::error::{Error, Result};
 
 /// Which input string a token comes from.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "serve", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Segment {
     Special,
@@ -45,9 +44,8 @@ pub struct Encoded {
 
 /// One window of a context split into overlapping windows, as the transformers
 /// question-answering pipeline splits it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "serve", derive(utoipa::ToSchema))]
 pub struct Window {
     /// 0-based, of `count`.
     pub index: usize,
