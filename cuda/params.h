@@ -17,10 +17,6 @@
 
 /* Threads per block of the row kernels (one warp per row or per example chunk). */
 #define ROW_THREADS 256
-/* scatter_rows: tokens whose ids one block stages in shared memory at a time, and the most
- * hidden elements each of its threads accumulates (so hidden <= ROW_THREADS * SCATTER_MAX_H). */
-#define SCATTER_CHUNK 256
-#define SCATTER_MAX_H 8
 
 typedef struct StreamingParams {
     unsigned int tokens;
@@ -32,7 +28,7 @@ typedef struct StreamingParams {
 typedef struct RowsParams {
     unsigned int tokens;
     unsigned int hidden;
-    /* gather_dot: embedding rows per token; scatter_rows: chunks of SCATTER_CHUNK tokens. */
+    /* gather_dot: embedding rows per token. */
     unsigned int per_token;
     unsigned int vocab;
 } RowsParams;

@@ -1,6 +1,5 @@
-//! The sparse embedding-row terms of the one-hot gradient: gradient x input at chosen rows, and
-//! the gradient of the embedding matrix restricted to the rows the tokens use. CUDA tensors go
-//! to the kernels; CPU tensors take these plain versions, the kernels' twins.
+//! The sparse embedding-row term of the one-hot gradient: gradient x input at chosen rows. CUDA
+//! tensors go to the kernel; CPU tensors take this plain version, the kernel's twin.
 
 use candle_core::{DType, Tensor, D};
 
@@ -20,27 +19,6 @@ pub fn gather_dot(grads: &Tensor, embeddings: &Tensor, ids: &Tensor) -> Result<T
         .reshape((n, k, ()))?;
     let grads = grads.to_dtype(DType::F32)?.unsqueeze(1)?;
     Ok(rows.broadcast_mul(&grads)?.sum(D::Minus1)?)
-}
-
-/// `dE[v] = Σ_{n: ids[n] = v} G[n]`, `[vocab, hidden]` f32, each row summed in token order (so
-/// every run gives the same bits); rows of unused ids are zero.
-pub fn scatter_rows(grads: &Tensor, ids: &Tensor, vocab: usize) -> Result<Tensor> {
-    #[cfg(feature = "cuda")]
-    if grads.device().is_cuda() {
-        return Ok(crate::kernels::scatter_rows(grads, ids, vocab)?);
-    }
-    let (_, hidden) = grads.dims2()?;
-    let g = grads.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-    let mut de = vec![0f32; vocab * hidden];
-    for (row, &id) in g.iter().zip(&ids.to_vec1::<u32>()?) {
-        let target = de
-            .get_mut(id as usize * hidden..(id as usize + 1) * hidden)
-            .ok_or_else(|| candle_core::Error::Msg(format!("id {id} outside the vocabulary")))?;
-        for (d, x) in target.iter_mut().zip(row) {
-            *d += x;
-        }
-    }
-    Ok(Tensor::from_vec(de, (vocab, hidden), grads.device())?)
 }
 
 #[cfg(test)]
@@ -71,19 +49,6 @@ mod tests {
                 assert!((got[n][k] - dot).abs() < 1e-5);
             }
         }
-        Ok(())
-    }
-
-    #[test]
-    fn scatter_rows_equals_candles_index_add() -> Result<()> {
-        let dev = Device::Cpu;
-        let g = Tensor::randn(0f32, 1.0, (6, 3), &dev)?;
-        let ids = Tensor::new(&[4u32, 1, 4, 0, 4, 1], &dev)?;
-        let got = scatter_rows(&g, &ids, 7)?;
-        let expected = Tensor::zeros((7, 3), DType::F32, &dev)?.index_add(&ids, &g, 0)?;
-        let diff = (got - expected)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert!(diff < 1e-6);
-        assert!(scatter_rows(&g, &Tensor::new(&[9u32, 0, 0, 0, 0, 0], &dev)?, 7).is_err());
         Ok(())
     }
 }

@@ -24,7 +24,7 @@ use params::{
 pub use activation::{activation_backward, bias_activation_forward};
 pub use heads::{merge_heads, split_heads};
 pub use layer_norm::{layer_norm_backward, layer_norm_forward};
-pub use saliency::{gather_dot, gram_norms, normalise, scatter_rows, streaming_norms};
+pub use saliency::{gather_dot, gram_norms, normalise, streaming_norms};
 pub use softmax::{masked_softmax_backward, masked_softmax_forward};
 
 #[allow(
@@ -69,7 +69,6 @@ macro_rules! fatbin {
 const STREAMING: Module = fatbin!("streaming_norms");
 const GRAM: Module = fatbin!("gram_norms");
 const GATHER: Module = fatbin!("gather_dot");
-const SCATTER: Module = fatbin!("scatter_rows");
 const NORMALISE: Module = fatbin!("normalise");
 const LAYER_NORM_FORWARD: Module = fatbin!("layer_norm_forward");
 const LAYER_NORM_BACKWARD: Module = fatbin!("layer_norm_backward");

@@ -5,7 +5,7 @@ use candle_core::{DType, Result, Tensor};
 
 use super::launch::{device, launch, output, read, tensor};
 use super::params::{self, NormaliseParams, RowsParams, StreamingParams};
-use super::{typed, GATHER, GRAM, NORMALISE, ROW_THREADS, SCATTER, STREAMING, WARPS_PER_BLOCK};
+use super::{typed, GATHER, GRAM, NORMALISE, ROW_THREADS, STREAMING, WARPS_PER_BLOCK};
 
 fn same_hidden(a: &Tensor, b: &Tensor, what: &str) -> Result<(usize, usize, usize)> {
     let (rows_a, hidden) = a.dims2()?;
@@ -85,38 +85,6 @@ pub fn gather_dot(grads: &Tensor, embeddings: &Tensor, ids: &Tensor) -> Result<T
     let name = typed("gather_dot", grads.dtype())?;
     launch!(dev, GATHER, name, blocks, ROW_THREADS; &g, &e, &i, &out, &p)?;
     tensor(out, &dev, (tokens, per_token))
-}
-
-/// `dE[v] = Σ_{n: ids[n] = v} G[n]` as a `[vocab, hidden]` f32 tensor, summed in token order:
-/// the same bits on every run. `ids` `[n]` u32.
-pub fn scatter_rows(grads: &Tensor, ids: &Tensor, vocab: usize) -> Result<Tensor> {
-    let (tokens, hidden) = grads.dims2()?;
-    if ids.dims1()? != tokens || ids.dtype() != DType::U32 {
-        candle_core::bail!("scatter_rows: ids must be u32 [{tokens}]");
-    }
-    if hidden > (params::ROW_THREADS * params::SCATTER_MAX_H) as usize {
-        candle_core::bail!(
-            "scatter_rows supports hidden sizes up to {}",
-            params::ROW_THREADS * params::SCATTER_MAX_H
-        );
-    }
-    let dev = device(grads)?;
-    let chunks = tokens.div_ceil(params::SCATTER_CHUNK as usize);
-    let p = RowsParams {
-        tokens: tokens as u32,
-        hidden: hidden as u32,
-        per_token: chunks as u32,
-        vocab: vocab as u32,
-    };
-    let de = output(&dev, vocab * hidden)?;
-    let counts = dev.alloc_zeros::<u32>(chunks * vocab)?;
-    let (g, i) = (read(grads)?, read(ids)?);
-    let (g, i) = (g.view()?, i.view()?);
-    launch!(dev, SCATTER, "scatter_count", (tokens.div_ceil(256), 1), 256; &i, &counts, &p)?;
-    let name = typed("scatter_rows", grads.dtype())?;
-    let blocks = (vocab.min(65_535), 1);
-    launch!(dev, SCATTER, name, blocks, ROW_THREADS; &g, &i, &counts, &de, &p)?;
-    tensor(de, &dev, (vocab, hidden))
 }
 
 /// `raw[i] / max(raw of i's example)`, examples at `offsets[b]..offsets[b + 1]` (`[b + 1]` u32);
