@@ -14,7 +14,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use criterion::{criterion_group, Criterion, Throughput};
 #[cfg(feature = "cudnn")]
 use spangrad::model::attention::switch;
-use spangrad::model::{Activation, BatchShape};
+use spangrad::model::Activation;
 use spangrad::ops;
 
 const HIDDEN: usize = 768;
@@ -235,27 +235,17 @@ fn cpu_attention(c: &mut Criterion) {
 /// The QKV product into head layout (bias added) and the context back, as the encoder runs
 /// them on spangrad's kernels.
 fn heads(c: &mut Criterion) {
-    use spangrad::model::attention::{
-        merge_heads, merge_heads_slow, split_heads, split_heads_slow,
-    };
+    use spangrad::ops::{merge_heads, merge_heads_slow, split_heads, split_heads_slow};
     let s = Setup::new();
     let n = s.rows();
-    let shape = BatchShape {
-        pairs: s.pairs,
-        tokens: TOKENS,
-        hidden: HIDDEN,
-        embedding: HIDDEN,
-        heads: HEADS,
-        intermediate: INTERMEDIATE,
-        layers: 1,
-    };
+    let d = HIDDEN / HEADS;
     let qkv = s.randn(&[n, 3 * HIDDEN]);
     let bias = s.randn(&[3 * HIDDEN]);
-    let split = split_heads(&qkv, Some(&bias), &shape, TOKENS).unwrap();
+    let split = split_heads(&qkv, Some(&bias), TOKENS, HEADS, d).unwrap();
     validate(
         "split_heads",
         &split,
-        &split_heads_slow(&qkv, Some(&bias), &shape, TOKENS).unwrap(),
+        &split_heads_slow(&qkv, Some(&bias), TOKENS, HEADS, d).unwrap(),
         s.dtype,
     );
     let context = split.get(0).unwrap();
@@ -269,10 +259,10 @@ fn heads(c: &mut Criterion) {
     // Reads and writes the three projections.
     group.throughput(Throughput::Bytes(s.bytes(2 * 3 * n * HIDDEN)));
     group.bench_function("split Q, K, V + bias (fused)", |b| {
-        b.iter(|| s.sync(split_heads(&qkv, Some(&bias), &shape, TOKENS).unwrap()))
+        b.iter(|| s.sync(split_heads(&qkv, Some(&bias), TOKENS, HEADS, d).unwrap()))
     });
     group.bench_function("split Q, K, V + bias (slow twin)", |b| {
-        b.iter(|| s.sync(split_heads_slow(&qkv, Some(&bias), &shape, TOKENS).unwrap()))
+        b.iter(|| s.sync(split_heads_slow(&qkv, Some(&bias), TOKENS, HEADS, d).unwrap()))
     });
     group.throughput(Throughput::Bytes(s.bytes(2 * n * HIDDEN)));
     group.bench_function("merge the context (fused)", |b| {

@@ -363,8 +363,7 @@ gpu_test!(bf16_explanations_on_the_gpu_track_f32, |gpu| {
 });
 
 gpu_test!(head_layout_kernels_match_their_cpu_twins, |gpu| {
-    use spangrad::model::attention::{merge_heads, split_heads};
-    use spangrad::model::BatchShape;
+    use spangrad::ops::{merge_heads, split_heads};
     // (pairs, queries, heads, head_dim, parts): odd head sizes take the scalar path.
     for (pairs, queries, heads, head_dim, parts) in [
         (2, 5, 3, 7, 3),
@@ -372,15 +371,6 @@ gpu_test!(head_layout_kernels_match_their_cpu_twins, |gpu| {
         (4, 33, 2, 64, 1),
         (1, 1, 1, 8, 2),
     ] {
-        let shape = BatchShape {
-            pairs,
-            tokens: queries,
-            hidden: heads * head_dim,
-            embedding: heads * head_dim,
-            heads,
-            intermediate: 1,
-            layers: 1,
-        };
         let width = parts * heads * head_dim;
         for (dtype, tol) in DTYPES {
             let what = format!("heads {dtype:?} {pairs}x{queries}, {parts} x {heads} x {head_dim}");
@@ -388,12 +378,13 @@ gpu_test!(head_layout_kernels_match_their_cpu_twins, |gpu| {
             let bias = random(width, dtype, &gpu);
             for with_bias in [false, true] {
                 let b = |t: &Tensor| with_bias.then(|| t.to_dtype(dtype).unwrap());
-                let got = split_heads(&x.0, b(&bias.0).as_ref(), &shape, queries).unwrap();
+                let got = split_heads(&x.0, b(&bias.0).as_ref(), queries, heads, head_dim).unwrap();
                 let twin = split_heads(
                     &x.1.to_dtype(dtype).unwrap(),
                     b(&bias.1).as_ref(),
-                    &shape,
                     queries,
+                    heads,
+                    head_dim,
                 )
                 .unwrap();
                 assert_close(&got, &twin, tol, format!("{what}: split, bias {with_bias}"));

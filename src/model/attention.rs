@@ -108,61 +108,14 @@ enum HeadSaved {
     LogSumExp(Tensor),
 }
 
-/// `[rows, k·hidden]` (rows `pair·queries + query`), plus `bias` `[k·hidden]` when given →
-/// `[k, pairs, heads, queries, head_dim]`. One kernel on a GPU; candle's ops on the CPU (the
-/// kernel's twin).
-pub fn split_heads(
+/// [`ops::split_heads`] by the batch's heads.
+fn split_heads(
     x: &Tensor,
     bias: Option<&Tensor>,
     shape: &BatchShape,
     queries: usize,
 ) -> Result<Tensor> {
-    profile::time(x.device(), "split heads", || {
-        #[cfg(feature = "cuda")]
-        if x.device().is_cuda() {
-            return crate::kernels::split_heads(x, bias, queries, shape.heads, shape.head_dim());
-        }
-        split_heads_slow(x, bias, shape, queries)
-    })
-}
-
-/// [`split_heads`] of candle ops (differentiable).
-pub fn split_heads_slow(
-    x: &Tensor,
-    bias: Option<&Tensor>,
-    shape: &BatchShape,
-    queries: usize,
-) -> Result<Tensor> {
-    let (rows, width) = x.dims2()?;
-    let k = width / shape.hidden;
-    let x = match bias {
-        Some(b) => x.broadcast_add(b)?,
-        None => x.clone(),
-    };
-    x.reshape((rows / queries, queries, k, shape.heads, shape.head_dim()))?
-        .permute((2, 0, 3, 1, 4))?
-        .contiguous()
-}
-
-/// The inverse of [`split_heads`] for one to three tensors `[pairs, heads, queries,
-/// head_dim]`: `[pairs·queries, k·heads·head_dim]`.
-pub fn merge_heads(parts: &[Tensor]) -> Result<Tensor> {
-    profile::time(parts[0].device(), "merge heads", || {
-        #[cfg(feature = "cuda")]
-        if parts[0].device().is_cuda() {
-            return crate::kernels::merge_heads(parts);
-        }
-        merge_heads_slow(parts)
-    })
-}
-
-/// [`merge_heads`] of candle ops (differentiable).
-pub fn merge_heads_slow(parts: &[Tensor]) -> Result<Tensor> {
-    let (pairs, heads, queries, head_dim) = parts[0].dims4()?;
-    Tensor::stack(parts, 0)?
-        .permute((1, 3, 0, 2, 4))?
-        .contiguous()?
-        .reshape((pairs * queries, parts.len() * heads * head_dim))
+    ops::split_heads(x, bias, queries, shape.heads, shape.head_dim())
 }
 
 /// The context `[n, h]` of `x` `[n, h]` under the fused query, key and value projection
@@ -191,7 +144,7 @@ pub fn forward(
             Ok((context.to_dtype(dtype)?, lse))
         })?;
         return Ok((
-            merge_heads(&[context])?,
+            ops::merge_heads(&[context])?,
             AttentionSaved::LogSumExp { qkv, lse },
         ));
     }
@@ -199,7 +152,7 @@ pub fn forward(
     let probs = ops::masked_softmax_forward(&scores, lengths, scale)?;
     let context = profile::time(device, "attention P·V", || ops::matmul(&probs, &v))?;
     Ok((
-        merge_heads(&[context])?,
+        ops::merge_heads(&[context])?,
         AttentionSaved::Probs { qkv, probs },
     ))
 }
@@ -225,7 +178,7 @@ pub fn backward(
     let dcontext = split_heads(dcontext, None, shape, shape.tokens)?.squeeze(0)?;
     let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
     let (dq, dk, dv) = heads_backward(&dcontext, &q, &k, &v, &rest, lengths, scale)?;
-    merge_heads(&[dq, dk, dv])
+    ops::merge_heads(&[dq, dk, dv])
 }
 
 /// The backward for the query rows `rows` alone (two slots per pair, `[2b]` u32 token rows;
@@ -265,7 +218,7 @@ pub fn backward_rows(
     };
     let dcontext = split_heads(dcontext, None, shape, slots)?.squeeze(0)?;
     let (dq, dk, dv) = heads_backward(&dcontext, &q_rows, &k, &v, &rest, lengths, scale)?;
-    Ok((merge_heads(&[dq])?, merge_heads(&[dk, dv])?))
+    Ok((ops::merge_heads(&[dq])?, ops::merge_heads(&[dk, dv])?))
 }
 
 /// `(dQ, dK, dV)` in head layout for the query rows of `dcontext`, `q` and `saved`.

@@ -8,15 +8,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 pub use super::arch::Architecture;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    /// Exact GELU (erf), `gelu` in both architectures.
-    Gelu,
-    /// The tanh approximation, `gelu_new` / `gelu_pytorch_tanh`.
-    GeluTanh,
-    Relu,
-}
+pub use crate::ops::Activation;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {

@@ -21,7 +21,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::attention::{self, merge_heads_slow, split_heads_slow};
+use super::attention;
 use super::config::{Activation, ModelConfig};
 use super::layers::{Grad, LayerNorm, Linear};
 use super::saved::{BatchShape, LayerSaved};
@@ -198,9 +198,16 @@ impl EncoderLayer {
 
     /// The forward of candle ops (differentiable): the reference. `x` `[n, h]`.
     pub fn forward_slow(&self, x: &Tensor, lengths: &Tensor, shape: &BatchShape) -> Result<Tensor> {
-        let qkv = split_heads_slow(&self.qkv.forward_slow(x)?, None, shape, shape.tokens)?;
+        let qkv = ops::split_heads_slow(
+            &self.qkv.forward_slow(x)?,
+            None,
+            shape.tokens,
+            shape.heads,
+            shape.head_dim(),
+        )?;
         let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let context = merge_heads_slow(&[ops::attention_slow(&q, &k, &v, lengths, self.scale)?])?;
+        let context =
+            ops::merge_heads_slow(&[ops::attention_slow(&q, &k, &v, lengths, self.scale)?])?;
         let attended = self
             .attention_norm
             .forward_slow(&(self.attention_out.forward_slow(&context)? + x)?)?;

@@ -11,13 +11,22 @@ use rayon::prelude::*;
 use crate::profile;
 
 use super::cpu::{self, with_elem, Elem};
-use crate::model::Activation;
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_CUBIC: f32 = 0.044_715;
 const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// 1/√(2π), the standard normal density at 0.
 const NORMAL_PEAK: f32 = 0.398_942_3;
+
+/// The feed-forward activation a model's config names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact GELU (erf), `gelu` in both architectures.
+    Gelu,
+    /// The tanh approximation, `gelu_new` / `gelu_pytorch_tanh`.
+    GeluTanh,
+    Relu,
+}
 
 impl Activation {
     /// The id the CUDA kernels switch on (`cuda/params.h`).

@@ -10,14 +10,18 @@
 pub mod activation;
 pub mod attention;
 mod cpu;
+pub mod heads;
 pub mod layer_norm;
 mod matmul;
 pub mod softmax;
 
 use candle_core::Tensor;
 
-pub use activation::{activation_backward, bias_activation_forward, bias_activation_slow};
+pub use activation::{
+    activation_backward, bias_activation_forward, bias_activation_slow, Activation,
+};
 pub use attention::{attention_backward_cpu, attention_forward_cpu, attention_slow};
+pub use heads::{merge_heads, merge_heads_slow, split_heads, split_heads_slow};
 pub use layer_norm::{layer_norm_backward, layer_norm_forward, layer_norm_slow, LayerNormSaved};
 pub use matmul::matmul;
 pub use softmax::{masked_softmax_backward, masked_softmax_forward, masked_softmax_slow};
