@@ -209,8 +209,8 @@ impl Call {
         (b, a, t, d)
     }
 
-    /// Builds (or finds) the graph; returns its workspace, allocated for this call.
-    fn prepare(&self, backward: bool) -> Result<Option<CudaSlice<u8>>> {
+    /// Builds (or finds) the graph; returns the bytes of workspace its execution needs.
+    fn graph(&self, backward: bool) -> Result<usize> {
         let (mut bytes, mut built_ms) = (0i64, 0f64);
         // SAFETY: `desc` and both out-pointers are valid for the call.
         let status = unsafe {
@@ -227,11 +227,16 @@ impl Call {
             GRAPHS_BUILT.fetch_add(1, Ordering::Relaxed);
             GRAPH_MICROS.fetch_add((built_ms * 1e3) as u64, Ordering::Relaxed);
         }
+        Ok(bytes as usize)
+    }
+
+    /// A workspace of `bytes` for one execution (none when the graph needs none).
+    fn workspace(&self, bytes: usize) -> Result<Option<CudaSlice<u8>>> {
         if bytes == 0 {
             return Ok(None);
         }
         // SAFETY: cuDNN writes its workspace before reading it.
-        Ok(Some(unsafe { self.dev.alloc::<u8>(bytes as usize)? }))
+        Ok(Some(unsafe { self.dev.alloc::<u8>(bytes)? }))
     }
 
     fn raw_stream(&self) -> *mut c_void {
@@ -257,8 +262,8 @@ fn workspace_ptr<'a>(
 /// does not support is found before anything is saved for a backward.
 pub fn attention_prepare(qkv: &Tensor, tokens: usize, heads: usize, scale: f64) -> Result<()> {
     let call = Call::new(qkv, tokens, heads, scale)?;
-    call.prepare(false)?;
-    call.prepare(true)?;
+    call.graph(false)?;
+    call.graph(true)?;
     Ok(())
 }
 
@@ -274,7 +279,7 @@ pub fn attention_forward(
     let call = Call::new(qkv, tokens, heads, scale)?;
     let (b, a, t, d) = call.shape();
     let h = a * d;
-    let mut workspace = call.prepare(false)?;
+    let mut workspace = call.workspace(call.graph(false)?)?;
     let mut o = output_of(&call.dev, qkv.dtype(), b * t * h)?;
     let mut stats = output(&call.dev, b * a * t)?;
     let (qkv_read, lengths_read) = (read(qkv)?, read(lengths)?);
@@ -332,7 +337,7 @@ pub fn attention_backward(
     if output.dims() != [b * t, h] || dout.dims() != [b * t, h] || stats.dims() != [b, a, t] {
         candle_core::bail!("cuDNN attention backward: O, dO or the statistics do not match Q");
     }
-    let mut workspace = call.prepare(true)?;
+    let mut workspace = call.workspace(call.graph(true)?)?;
     let mut dqkv = output_of(&call.dev, qkv.dtype(), b * t * 3 * h)?;
     let reads = [qkv, output, stats, dout, lengths].map(read);
     let [qkv_r, o_r, stats_r, do_r, len_r] = reads;
