@@ -122,13 +122,18 @@ pub fn candle_message(e: &candle_core::Error) -> String {
     }
 }
 
+/// Whether a candle error is a device allocation failure (which a smaller pass may avoid).
+pub fn is_out_of_memory(e: &candle_core::Error) -> bool {
+    let message = candle_message(e);
+    message.contains("OUT_OF_MEMORY") || message.contains("out of memory")
+}
+
 impl From<candle_core::Error> for Error {
     /// A device allocation failure becomes [`Error::DeviceOutOfMemory`], which the engine
     /// answers by splitting the pass.
     fn from(e: candle_core::Error) -> Self {
-        let message = candle_message(&e);
-        if message.contains("OUT_OF_MEMORY") || message.contains("out of memory") {
-            Error::DeviceOutOfMemory(message)
+        if is_out_of_memory(&e) {
+            Error::DeviceOutOfMemory(candle_message(&e))
         } else {
             Error::Candle(e)
         }

@@ -130,6 +130,8 @@ pub fn forward(
     if kind(x.dtype(), x.device()) == Kind::Cudnn {
         match cudnn::forward(x, qkv, lengths, shape, scale) {
             Ok(done) => return Ok(done),
+            // The engine answers running out of memory by splitting the pass, on cuDNN still.
+            Err(e) if crate::error::is_out_of_memory(&e) => return Err(e),
             Err(e) => switch::cudnn_failed(&e, shape),
         }
     }
@@ -413,8 +415,8 @@ pub mod switch {
         cudnn_version().is_some()
     }
 
-    /// cuDNN failed on a pass (a shape it does not support): this pass and every later one
-    /// run spangrad's kernels, and the first failure is said once.
+    /// cuDNN failed on a pass for another reason than memory (a shape it does not support):
+    /// this pass and every later one run spangrad's kernels, and the first failure is said once.
     pub fn cudnn_failed(error: &candle_core::Error, shape: &BatchShape) {
         if !FAILED.swap(true, Ordering::Relaxed) {
             warn(&fallback_warning(&format!(
