@@ -42,7 +42,7 @@ fn main() -> anyhow::Result<()> {
     let device = spangrad::device::select(args.device.as_deref())?;
     let explain = |precision| -> anyhow::Result<Vec<Explanation>> {
         let options = ExplainOptions {
-            precision: Some(precision),
+            dtype: Some(precision),
             ..ExplainOptions::default()
         };
         let explainer = Explainer::from_dir(&args.model, options, &device)?;

@@ -4,6 +4,7 @@
 use candle_core::Device;
 
 use crate::error::{Error, Result};
+use crate::explain::InvalidOption;
 
 pub fn parse(spec: &str) -> Result<Device> {
     let spec = spec.trim().to_ascii_lowercase();
@@ -15,7 +16,10 @@ pub fn parse(spec: &str) -> Result<Device> {
             .strip_prefix("cuda:")
             .and_then(|n| n.parse::<usize>().ok())
             .ok_or_else(|| {
-                Error::InvalidOption(format!("unknown device {other:?} (cpu, cuda or cuda:N)"))
+                Error::InvalidOption(InvalidOption::says(
+                    "device",
+                    format!(": unknown device {other:?} (cpu, cuda or cuda:N)"),
+                ))
             })?,
     };
     if !cfg!(feature = "cuda") {

@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+use crate::explain::options::name;
+use crate::explain::{InvalidOption, Naming, Phrase};
+
 pub type Result<T> = std::result::Result<T, Error>;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,10 +50,7 @@ pub enum Error {
     #[error("the {0} is empty")]
     EmptyInput(&'static str),
 
-    #[error(
-        "the question and context are {bytes} bytes, over the limit of {limit} \
-         (--max-input-bytes)"
-    )]
+    #[error("{}", phrases::input_too_large(*.bytes, *.limit))]
     InputTooLarge { bytes: usize, limit: usize },
 
     #[error("cannot explain the given answer: {0}")]
@@ -68,32 +68,26 @@ pub enum Error {
         max_length: usize,
     },
 
-    #[error(
-        "--doc-stride {stride} leaves no new context per window: with the question, each window \
-         holds {room} context tokens; give a smaller --doc-stride or a larger --max-length"
-    )]
+    #[error("{}", phrases::doc_stride(*.stride, *.room))]
     DocStride { stride: usize, room: usize },
 
-    #[error(
-        "--seed-compat differentiates the end logit of the token after the predicted end, but the \
-         predicted end ({end}) is the last token of the input: the original NeuralQA code fails here \
-         (IndexError); run without --seed-compat"
-    )]
+    #[error("{}", phrases::seed_compat_end_is_last(*.end))]
     SeedCompatEndIsLast { end: usize },
 
     #[error("no such device: {0}")]
     Device(String),
 
     #[error("invalid option: {0}")]
-    InvalidOption(String),
+    InvalidOption(InvalidOption),
+
+    /// A library call with arguments that do not go together (a programming error).
+    #[error("invalid argument: {0}")]
+    Usage(String),
 
     #[error("model {name:?} could not be resolved: {message}")]
     Hub { name: String, message: String },
 
-    #[error(
-        "out of memory: {what} needs about {needed_mib} MiB, {available_mib} MiB available; \
-         lower --max-batch-tokens or --max-length"
-    )]
+    #[error("{}", phrases::out_of_memory(.what, *.needed_mib, *.available_mib))]
     OutOfMemory {
         what: String,
         needed_mib: usize,
@@ -141,17 +135,32 @@ impl From<candle_core::Error> for Error {
 }
 
 impl Error {
-    /// The message with its command-line flags as option names (`--max-length 9` →
-    /// `max_length 9`), for interfaces where options are fields or arguments.
-    pub fn with_option_names(&self) -> String {
-        self.to_string()
-            .split(' ')
-            .map(|w| match w.strip_prefix("--") {
-                Some(flag) => flag.replace('-', "_"),
-                None => w.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+    /// The message with option names as `naming` writes them (`--doc-stride` on the command
+    /// line, `doc_stride` elsewhere: [`Display`](std::fmt::Display) writes those).
+    pub fn render(&self, naming: Naming) -> String {
+        let phrase = match self {
+            Error::InputTooLarge { bytes, limit } => phrases::input_too_large(*bytes, *limit),
+            Error::DocStride { stride, room } => phrases::doc_stride(*stride, *room),
+            Error::SeedCompatEndIsLast { end } => phrases::seed_compat_end_is_last(*end),
+            Error::OutOfMemory {
+                what,
+                needed_mib,
+                available_mib,
+            } => phrases::out_of_memory(what, *needed_mib, *available_mib),
+            Error::InvalidOption(e) => Phrase::text("invalid option: ").append(&e.message),
+            other => return other.to_string(),
+        };
+        phrase.render(naming)
+    }
+
+    /// The option at fault, if one is.
+    pub fn option(&self) -> Option<&'static str> {
+        match self {
+            Error::InvalidOption(e) => Some(e.option),
+            Error::DocStride { .. } => Some(name::doc_stride),
+            Error::SeedCompatEndIsLast { .. } => Some(name::seed_compat),
+            _ => None,
+        }
     }
 
     pub fn is_out_of_memory(&self) -> bool {
@@ -159,5 +168,56 @@ impl Error {
             self,
             Error::OutOfMemory { .. } | Error::DeviceOutOfMemory(_)
         )
+    }
+}
+
+impl From<InvalidOption> for Error {
+    fn from(e: InvalidOption) -> Self {
+        Error::InvalidOption(e)
+    }
+}
+
+/// The messages that name options, for each front to write their names its own way.
+mod phrases {
+    use crate::explain::options::name;
+    use crate::explain::Phrase;
+
+    pub fn input_too_large(bytes: usize, limit: usize) -> Phrase {
+        Phrase::text(format!(
+            "the question and context are {bytes} bytes, over the limit of {limit} ("
+        ))
+        .then_option(name::max_input_bytes)
+        .then(")")
+    }
+
+    pub fn doc_stride(stride: usize, room: usize) -> Phrase {
+        Phrase::option(name::doc_stride)
+            .then(format!(
+                " {stride} leaves no new context per window: with the question, each window \
+                 holds {room} context tokens; give a smaller "
+            ))
+            .then_option(name::doc_stride)
+            .then(" or a larger ")
+            .then_option(name::max_length)
+    }
+
+    pub fn seed_compat_end_is_last(end: usize) -> Phrase {
+        Phrase::option(name::seed_compat)
+            .then(format!(
+                " differentiates the end logit of the token after the predicted end, but the \
+                 predicted end ({end}) is the last token of the input: the original NeuralQA \
+                 code fails here (IndexError); run without "
+            ))
+            .then_option(name::seed_compat)
+    }
+
+    pub fn out_of_memory(what: &str, needed_mib: usize, available_mib: usize) -> Phrase {
+        Phrase::text(format!(
+            "out of memory: {what} needs about {needed_mib} MiB, {available_mib} MiB \
+             available; lower "
+        ))
+        .then_option(name::max_batch_tokens)
+        .then(" or ")
+        .then_option(name::max_length)
     }
 }

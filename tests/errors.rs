@@ -442,7 +442,7 @@ fn zero_sized_options_are_rejected() {
             ..ExplainOptions::default()
         },
         ExplainOptions {
-            memory_limit: Some(0),
+            memory_limit_mib: Some(0.0),
             ..ExplainOptions::default()
         },
     ] {

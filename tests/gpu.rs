@@ -226,7 +226,7 @@ gpu_test!(fixture_explanations_on_the_gpu_equal_the_cpu, |gpu| {
             let options = ExplainOptions {
                 saliency,
                 span: SpanMode::Best,
-                precision: Some(Precision::F32),
+                dtype: Some(Precision::F32),
                 ..ExplainOptions::default()
             };
             let on_gpu = Explainer::from_dir(&fixture(dir), options.clone(), &gpu).unwrap();
@@ -334,7 +334,7 @@ gpu_test!(bf16_explanations_on_the_gpu_track_f32, |gpu| {
         let pairs = pairs(&expected);
         let run = |precision, device: &Device| {
             let options = ExplainOptions {
-                precision: Some(precision),
+                dtype: Some(precision),
                 ..ExplainOptions::default()
             };
             Explainer::from_dir(&fixture(dir), options, device)

@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use spangrad::explain::options::MIB;
 use spangrad::explain::{Explanation, SaliencyKind};
 use spangrad::text::Segment;
 use spangrad::{BatchTokens, Error, ExplainOptions, QaPair, SpanMode};
@@ -446,7 +447,7 @@ fn passes_over_the_memory_limit_are_split_and_nothing_is_lost() {
         );
         // Room for one or two of the longest pairs: the batch splits down to that.
         let limited = ExplainOptions {
-            memory_limit: Some(one_pair * 3 / 2),
+            memory_limit_mib: Some((one_pair * 3 / 2) as f64 / MIB),
             ..unlimited.clone()
         };
         let split = explainer(dir, limited).explain(&pairs).unwrap();
@@ -460,7 +461,7 @@ fn passes_over_the_memory_limit_are_split_and_nothing_is_lost() {
             .min()
             .unwrap();
         let starved = ExplainOptions {
-            memory_limit: Some(reference.engine().pass_bytes(1, shortest)),
+            memory_limit_mib: Some(reference.engine().pass_bytes(1, shortest) as f64 / MIB),
             ..unlimited
         };
         let results = explainer(dir, starved).explain_each(&pairs).unwrap();

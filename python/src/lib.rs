@@ -9,11 +9,9 @@ use pyo3::exceptions::{
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use spangrad_rs::explain::Sharded;
+use spangrad_rs::explain::{Given, InvalidOption, Refused, Scope, Sharded, OPTIONS};
 use spangrad_rs::model::preset::Preset;
-use spangrad_rs::{
-    BatchTokens, Error, ExplainOptions, Explainer as RustExplainer, Explanation, PairId, QaPair,
-};
+use spangrad_rs::{Error, ExplainOptions, Explainer as RustExplainer, Explanation, PairId, QaPair};
 
 /// Explains extractive question answering with gradients: the answer span of each
 /// (question, context) pair and, per token, the L2 norm over the vocabulary of the gradient of
@@ -23,14 +21,9 @@ use spangrad_rs::{
 ///     model id, resolved through the hub cache (offline with HF_HUB_OFFLINE=1).
 /// device: "cpu", "cuda", "cuda:N", or a list "cuda:0,cuda:1" (a model per device, each batch
 ///     shared out over them).
-/// dtype: "f32", "bf16" or "f16" (default: bf16 on a GPU, f32 on the CPU).
-/// span: "best" (the transformers pipeline's span) or "argmax" (the seed's argmaxes).
-/// seed_compat: reproduce NeuralQA's off-by-one end target.
-/// max_length: tokens per window (default 384, or the model's limit if lower).
-/// max_batch_tokens: padded tokens per forward/backward pass (default: fit the memory).
-/// handle_impossible_answer: SQuAD 2.0's "no answer", as the transformers pipeline's option.
-/// method: "onehot-norm" (default), "grad-x-input", "grad-norm", "integrated-gradients" or
-///     "smoothgrad".
+/// **options: any of spangrad.options(), by name, with the command line's defaults (the flag
+///     is the name in kebab case: top_k is --top-k); None keeps the default. Those of scope
+///     "request" can also be given per call, to explain().
 #[pyclass(module = "spangrad", frozen)]
 struct Explainer {
     inner: Sharded,
@@ -41,31 +34,16 @@ struct Explainer {
 #[pymethods]
 impl Explainer {
     #[new]
-    #[pyo3(signature = (model, device = "cpu", dtype = None, span = "best", seed_compat = false,
-        max_length = None, max_batch_tokens = None, method = None,
-        handle_impossible_answer = false))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (model, device = "cpu", **options))]
     fn new(
         py: Python<'_>,
         model: &str,
         device: &str,
-        dtype: Option<&str>,
-        span: &str,
-        seed_compat: bool,
-        max_length: Option<usize>,
-        max_batch_tokens: Option<usize>,
-        method: Option<&str>,
-        handle_impossible_answer: bool,
+        options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let options = options(
-            dtype,
-            span,
-            seed_compat,
-            max_length,
-            max_batch_tokens,
-            method,
-            handle_impossible_answer,
-        )?;
+        let options = given(options, Scope::Load)?
+            .apply(&ExplainOptions::default())
+            .map_err(option_error)?;
         let devices = spangrad_rs::device::select_all(Some(device)).map_err(to_py)?;
         let inner = py
             .detach(|| {
@@ -87,21 +65,22 @@ impl Explainer {
     /// A random-weight model of a standard shape ("distilbert-base", "bert-base",
     /// "roberta-base" or "xlm-roberta-base") with a
     /// made-up vocabulary (words w5, w6, ...: one token each), for benchmarks: its answers mean
-    /// nothing, its cost is the real model's.
+    /// nothing, its cost is the real model's. Takes the options of the constructor.
     #[staticmethod]
-    #[pyo3(signature = (preset, device = "cpu", dtype = None, max_batch_tokens = None))]
+    #[pyo3(signature = (preset, device = "cpu", **options))]
     fn preset(
         py: Python<'_>,
         preset: &str,
         device: &str,
-        dtype: Option<&str>,
-        max_batch_tokens: Option<usize>,
+        options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let which = Preset::from_name(preset).ok_or_else(|| {
             let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
             PyValueError::new_err(format!("unknown preset {preset:?}: {}", names.join(", ")))
         })?;
-        let options = options(dtype, "best", false, None, max_batch_tokens, None, false)?;
+        let options = given(options, Scope::Load)?
+            .apply(&ExplainOptions::default())
+            .map_err(option_error)?;
         let devices = spangrad_rs::device::select_all(Some(device)).map_err(to_py)?;
         let shards = py
             .detach(|| {
@@ -118,18 +97,26 @@ impl Explainer {
         })
     }
 
+    /// The options in force, by name, as JSON values (None for an "auto" left unset).
+    #[getter]
+    fn options<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        options_dict(py, self.inner.first().engine().options())
+    }
+
     /// Explains pairs: a list of dicts with "question", "context" and optional "id" (any JSON
     /// value, echoed back), "answer" and "answer_start". Returns one dict per pair, in order,
     /// equal to the CLI's JSON explanation; a pair that cannot be explained (empty text, an
     /// answer not in the context, ...) gets {"index", "id", "error"} unless on_error="raise",
     /// which raises ValueError for the first such pair.
-    #[pyo3(signature = (pairs, on_error = "return"))]
+    #[pyo3(signature = (pairs, on_error = "return", **options))]
     fn explain<'py>(
         &self,
         py: Python<'py>,
         pairs: &Bound<'py, PyAny>,
         on_error: &str,
+        options: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyList>> {
+        let explainer = self.under(options)?;
         let raise = match on_error {
             "return" => false,
             "raise" => true,
@@ -144,7 +131,7 @@ impl Explainer {
             .iter()
             .filter_map(|r| r.as_ref().ok().cloned())
             .collect();
-        let mut results = self.compute(py, &good)?.into_iter();
+        let mut results = compute(py, &explainer, &good)?.into_iter();
         let loads = py.import("json")?.getattr("loads")?;
         let mut out = Vec::with_capacity(read.len());
         for (index, pair) in read.iter().enumerate() {
@@ -176,12 +163,15 @@ impl Explainer {
     /// "answer_char_start" / "answer_char_end" (characters of the context; -1 when none or
     /// failed) as int64 [n]; "answer" and "error" (None when explained) as lists of str, and
     /// "tokens" as a list of lists of str.
+    #[pyo3(signature = (questions, contexts, **options))]
     fn explain_arrays<'py>(
         &self,
         py: Python<'py>,
         questions: Vec<String>,
         contexts: Vec<String>,
+        options: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyDict>> {
+        let explainer = self.under(options)?;
         if questions.len() != contexts.len() {
             return Err(PyValueError::new_err(format!(
                 "{} questions but {} contexts",
@@ -194,7 +184,7 @@ impl Explainer {
             .zip(contexts)
             .map(|(q, c)| QaPair::new(q, c))
             .collect();
-        let results = self.compute(py, &pairs)?;
+        let results = compute(py, &explainer, &pairs)?;
         let n = results.len();
         let longest = results
             .iter()
@@ -268,14 +258,175 @@ impl Explainer {
 }
 
 impl Explainer {
-    /// The pairs explained with the GIL released: other Python threads run meanwhile.
-    fn compute(
-        &self,
-        py: Python<'_>,
-        pairs: &[QaPair],
-    ) -> PyResult<Vec<spangrad_rs::Result<Explanation>>> {
-        py.detach(|| self.inner.explain_each(pairs)).map_err(to_py)
+    /// The model under the per-call options (itself when there are none).
+    fn under(&self, options: Option<&Bound<'_, PyDict>>) -> PyResult<Sharded> {
+        let given = given(options, Scope::Request)?;
+        if given.is_empty() {
+            return Ok(self.inner.clone());
+        }
+        let options = given
+            .apply(self.inner.first().engine().options())
+            .map_err(option_error)?;
+        self.inner.with_options(options).map_err(to_py)
     }
+}
+
+/// The pairs explained with the GIL released: other Python threads run meanwhile.
+fn compute(
+    py: Python<'_>,
+    explainer: &Sharded,
+    pairs: &[QaPair],
+) -> PyResult<Vec<spangrad_rs::Result<Explanation>>> {
+    py.detach(|| explainer.explain_each(pairs)).map_err(to_py)
+}
+
+/// Keyword options: each by name, checked against its type and range; None keeps the default.
+/// Per call (`Scope::Request`), the options fixed at load are refused.
+fn given(options: Option<&Bound<'_, PyDict>>, scope: Scope) -> PyResult<Given> {
+    let mut given = Given::default();
+    for (key, value) in options.into_iter().flatten() {
+        let name: String = key.extract()?;
+        if value.is_none() {
+            continue;
+        }
+        let unknown = |name: &str| {
+            PyTypeError::new_err(format!(
+                "unexpected keyword argument {name:?}; the options are {}",
+                OPTIONS
+                    .iter()
+                    .map(|s| s.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        };
+        let spec = ExplainOptions::spec(&name).ok_or_else(|| unknown(&name))?;
+        let value = json_value(spec.name, &value)?;
+        given
+            .add(&name, value, scope)
+            .map_err(|refused| match refused {
+                Refused::Unknown(name) => unknown(&name),
+                Refused::AtLoad(name) => PyTypeError::new_err(format!(
+                "{name} is chosen when the model is loaded: give it to Explainer(...), not per \
+                 call"
+            )),
+                Refused::Invalid(e) => option_error(e),
+            })?;
+    }
+    Ok(given)
+}
+
+/// A keyword's value as JSON: bool, int, float or str.
+fn json_value(name: &'static str, value: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
+    use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
+    if value.is_instance_of::<PyBool>() {
+        return Ok(value.extract::<bool>()?.into());
+    }
+    if value.is_instance_of::<PyString>() {
+        return Ok(value.extract::<String>()?.into());
+    }
+    if value.is_instance_of::<PyFloat>() {
+        let x: f64 = value.extract()?;
+        return serde_json::Number::from_f64(x)
+            .map(serde_json::Value::Number)
+            .ok_or_else(|| option_error(InvalidOption::says(name, format!(" {x} is not finite"))));
+    }
+    // An int, or an int-like value such as a NumPy integer.
+    if value.is_instance_of::<PyInt>() || value.hasattr("__index__")? {
+        if let Ok(n) = value.extract::<u64>() {
+            return Ok(n.into());
+        }
+        if let Ok(n) = value.extract::<i64>() {
+            return Ok(n.into());
+        }
+        return Err(PyValueError::new_err(format!(
+            "{name}: {value} is out of range"
+        )));
+    }
+    Err(PyTypeError::new_err(format!(
+        "{name} takes a bool, int, float or str, not {}",
+        value.get_type().name()?
+    )))
+}
+
+/// Options as a dict of JSON values.
+fn options_dict<'py>(py: Python<'py>, options: &ExplainOptions) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for spec in OPTIONS {
+        dict.set_item(spec.name, json_to_py(py, &spec.get(options))?)?;
+    }
+    Ok(dict)
+}
+
+fn json_to_py<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    use pyo3::IntoPyObjectExt;
+    use serde_json::Value;
+    Ok(match value {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => b.into_bound_py_any(py)?,
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => u.into_bound_py_any(py)?,
+            (None, Some(i)) => i.into_bound_py_any(py)?,
+            _ => n.as_f64().unwrap_or(f64::NAN).into_bound_py_any(py)?,
+        },
+        Value::String(s) => s.into_bound_py_any(py)?,
+        Value::Array(items) => {
+            let items = items
+                .iter()
+                .map(|v| json_to_py(py, v))
+                .collect::<PyResult<Vec<_>>>()?;
+            PyList::new(py, items)?.into_any()
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (k, v) in map {
+                dict.set_item(k, json_to_py(py, v)?)?;
+            }
+            dict.into_any()
+        }
+    })
+}
+
+/// Every option: name, scope ("request" or "load"), default, help, and the range of numbers.
+#[pyfunction]
+fn options(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+    let items = OPTIONS
+        .iter()
+        .map(|spec| {
+            let dict = PyDict::new(py);
+            dict.set_item("name", spec.name)?;
+            dict.set_item(
+                "scope",
+                serde_json::to_value(spec.scope)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from)),
+            )?;
+            dict.set_item("default", json_to_py(py, &spec.default_value())?)?;
+            dict.set_item(
+                "help",
+                spec.help.split_whitespace().collect::<Vec<_>>().join(" "),
+            )?;
+            dict.set_item("minimum", spec.min)?;
+            dict.set_item("maximum", spec.max)?;
+            Ok(dict)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}
+
+pyo3::create_exception!(
+    spangrad,
+    OptionError,
+    PyValueError,
+    "An option with a wrong value, alone or with the others; `option` names it."
+);
+
+/// The Python exception for an invalid option: an `OptionError` with the option's name.
+fn option_error(e: InvalidOption) -> PyErr {
+    Python::attach(|py| {
+        let err = OptionError::new_err(Error::from(e.clone()).to_string());
+        let _ = err.value(py).setattr("option", e.option);
+        err
+    })
 }
 
 /// The per-pair columns of `explain_arrays`.
@@ -355,44 +506,10 @@ fn spangrad(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Unlike the CLI, the module leaves the host process's allocator settings alone.
     m.add_class::<Explainer>()?;
     m.add_function(wrap_pyfunction!(set_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(options, m)?)?;
+    m.add("OptionError", m.py().get_type::<OptionError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
-}
-
-/// The options the constructor's arguments name; names as the CLI's flag values.
-fn options(
-    dtype: Option<&str>,
-    span: &str,
-    seed_compat: bool,
-    max_length: Option<usize>,
-    max_batch_tokens: Option<usize>,
-    method: Option<&str>,
-    handle_impossible_answer: bool,
-) -> PyResult<ExplainOptions> {
-    let defaults = ExplainOptions::default();
-    let options = ExplainOptions {
-        precision: dtype.map(|d| named("dtype", d)).transpose()?,
-        span: named("span", span)?,
-        seed_compat,
-        max_length,
-        max_batch_tokens: match max_batch_tokens {
-            None => BatchTokens::Auto,
-            Some(n) => BatchTokens::Fixed(n),
-        },
-        method: method.map_or(Ok(defaults.method), |m| named("method", m))?,
-        handle_impossible_answer,
-        ..defaults
-    };
-    options
-        .validate()
-        .map_err(|e| PyValueError::new_err(e.with_option_names()))?;
-    Ok(options)
-}
-
-/// A value of one of the option enums, by its CLI name.
-fn named<T: serde::de::DeserializeOwned>(what: &str, value: &str) -> PyResult<T> {
-    serde_json::from_value(serde_json::Value::String(value.to_string()))
-        .map_err(|e| PyValueError::new_err(format!("{what}={value:?}: {e}")))
 }
 
 /// A pair whose data cannot be read (an id that is not JSON, text that is not Unicode): it
@@ -491,10 +608,11 @@ fn read_pairs(py: Python<'_>, pairs: &Bound<'_, PyAny>) -> PyResult<Vec<Result<Q
     Ok(out)
 }
 
-/// The Python exception for a spangrad error, with the CLI's message (flags as arguments).
+/// The Python exception for a spangrad error; options are named by their keywords.
 fn to_py(e: Error) -> PyErr {
-    let message = e.with_option_names();
+    let message = e.to_string();
     match e {
+        Error::InvalidOption(e) => return option_error(e),
         Error::MissingFile { .. } => PyFileNotFoundError::new_err(message),
         Error::Io { .. } => PyOSError::new_err(message),
         Error::Hub { .. } => PyOSError::new_err(message),

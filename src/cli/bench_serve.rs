@@ -128,7 +128,7 @@ pub fn run(args: BenchServeArgs) -> anyhow::Result<ExitCode> {
 fn preset_explainer(preset: Preset, args: &BenchServeArgs) -> anyhow::Result<Explainer> {
     let device = spangrad::device::select(args.device.as_deref())?;
     let options = ExplainOptions {
-        precision: args.dtype,
+        dtype: args.dtype,
         ..ExplainOptions::default()
     };
     Ok(Explainer::preset(preset, options, &device)?)

@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use spangrad::explain::{Baseline, ExplainWindows, Method, Sharded, TargetKind};
+use spangrad::explain::options::cli::{Flags, OptionArgs};
+use spangrad::explain::options::name;
+use spangrad::explain::{Method, Sharded};
 use spangrad::hub::HubCache;
 use spangrad::report::ReportPair;
 use spangrad::Explanation;
-use spangrad::{BatchTokens, ExplainOptions, Precision, QaPair, SaliencyKind, SpanMode};
+use spangrad::{ExplainOptions, QaPair};
 
 use super::progress::Progress;
 use super::{jsonl, render};
@@ -43,66 +45,14 @@ pub struct ExplainArgs {
     /// Output for a single pair (JSON lines input always gives JSON lines).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-    /// How the answer span is chosen: the best valid span in the context (as the transformers
-    /// pipeline), or the seed's independent argmaxes of start and end.
-    #[arg(long, value_enum, default_value_t = SpanMode::Best)]
-    span: SpanMode,
-    /// Which logits of the span are explained: start + end (NeuralQA's target), or one alone.
-    #[arg(long, value_enum, default_value_t = TargetKind::Span)]
-    target: TargetKind,
     /// How tokens are scored (see the README for each formula and its peer equivalent).
     /// Several, comma-separated, for an HTML report that toggles between them (text and JSON
     /// take the first).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "onehot-norm")]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [ExplainOptions::default().method])]
     method: Vec<Method>,
     /// Also write the HTML report to this file.
     #[arg(long)]
     html: Option<PathBuf>,
-    /// integrated-gradients: integration points (Gauss-Legendre, as Captum).
-    #[arg(long, default_value_t = 50)]
-    steps: usize,
-    /// integrated-gradients: the baseline replacing every non-special token.
-    #[arg(long, value_enum, default_value_t = Baseline::Pad)]
-    baseline: Baseline,
-    /// smoothgrad: noisy copies per pair.
-    #[arg(long, default_value_t = 20)]
-    samples: usize,
-    /// smoothgrad: the noise's standard deviation on the word embeddings.
-    #[arg(long, default_value_t = 0.1)]
-    noise_std: f64,
-    /// smoothgrad: the noise's seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// How the vocabulary norm of the one-hot gradient is computed (same numbers): gram
-    /// (fastest), streaming (blocks of the vocabulary), dense (the naive baseline).
-    #[arg(long, value_enum, default_value_t = SaliencyKind::Gram)]
-    saliency: SaliencyKind,
-    /// Reproduce NeuralQA exactly: differentiate the end logit of the token after the predicted end.
-    #[arg(long)]
-    seed_compat: bool,
-    /// Tokens per pair, special tokens included [default: 384, or the model's limit if lower].
-    #[arg(long)]
-    max_length: Option<usize>,
-    /// Longest answer considered by `--span best`, in tokens.
-    #[arg(long, default_value_t = 15)]
-    max_answer_len: usize,
-    /// Overlap, in tokens, of the windows a context longer than --max-length is split into, as
-    /// the transformers QA pipeline's doc_stride; 0 cuts the context to the first window
-    /// instead [default: min(max-length / 2, 128)].
-    #[arg(long)]
-    doc_stride: Option<usize>,
-    /// Which windows of a split context are explained: the answer's, or all (each for its own
-    /// best span, in `windows`).
-    #[arg(long, value_enum, default_value_t = ExplainWindows::Best)]
-    explain_windows: ExplainWindows,
-    /// Explain the N best spans (`--span best`): the answer, then the runners-up.
-    #[arg(long, default_value_t = 1)]
-    top_k: usize,
-    /// SQuAD 2.0 models: answer "no answer" (an empty text) when the first token's
-    /// p_start · p_end beats the best span's, as the transformers pipeline's option of the same
-    /// name; the explanation then differentiates start[0] + end[0].
-    #[arg(long)]
-    handle_impossible_answer: bool,
     /// Explain this answer instead of the model's: why would it, or would it not, pick it?
     /// (A JSON-lines pair may carry its own `answer`.)
     #[arg(long, requires = "question")]
@@ -110,38 +60,42 @@ pub struct ExplainArgs {
     /// Where --answer starts in the context, in characters [default: its first occurrence].
     #[arg(long, requires = "answer")]
     answer_start: Option<usize>,
-    /// Padded tokens (pairs x longest) per forward/backward pass, `auto` (as many as the
-    /// device's free memory holds, by the activation-memory formula) or `all` (one pass per
-    /// batch). Passes never change the results; a pass that runs out of memory is split.
-    #[arg(long, default_value = "auto")]
-    max_batch_tokens: BatchTokens,
-    /// Memory a pass may use, in MiB [default: what the device has free].
-    #[arg(long)]
-    memory_limit_mib: Option<usize>,
     /// cpu, cuda or cuda:N [default: the first GPU when built with the cuda feature, else cpu];
     /// a list (cuda:0,cuda:1) loads the model on each and shares every batch out over them.
     #[arg(long)]
     device: Option<String>,
-    /// Weights and activations (statistics and the saliency are f32 whatever this is)
-    /// [default: bf16 on a GPU, f32 on the CPU].
-    #[arg(long, value_enum)]
-    dtype: Option<Precision>,
-    /// The largest question + context, in bytes; a larger pair fails alone, before it is
-    /// tokenised.
-    #[arg(long, default_value_t = spangrad::explain::DEFAULT_MAX_INPUT_BYTES)]
-    max_input_bytes: usize,
     /// No progress bar and no summary line on stderr (errors are still reported).
     #[arg(long, short)]
     quiet: bool,
     /// Pairs read per batch with `--input`, per device.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
+    #[command(flatten)]
+    options: OptionArgs<ExplainFlags>,
+}
+
+/// `spangrad explain` takes every option as a flag; `--method` (above) takes several.
+pub struct ExplainFlags;
+
+impl Flags for ExplainFlags {
+    const LEFT_OUT: &'static [&'static str] = &[name::method];
+}
+
+impl ExplainArgs {
+    /// The options the flags give, for the first method.
+    pub(super) fn options(&self) -> ExplainOptions {
+        ExplainOptions {
+            method: self.method[0],
+            ..self.options.options.clone()
+        }
+    }
 }
 
 pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     if stdout_was_closed() {
         bail!("standard output is closed: there is nowhere to write the explanations");
     }
+    let options = args.options();
     let single = match (&args.input, args.question, args.context) {
         (Some(_), ..) => None,
         (None, Some(q), Some(c)) => Some(QaPair {
@@ -151,35 +105,14 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         }),
         _ => bail!("give --question and --context, or --input FILE"),
     };
-    let options = ExplainOptions {
-        span: args.span,
-        target: args.target,
-        method: args.method[0],
-        steps: args.steps,
-        baseline: args.baseline,
-        samples: args.samples,
-        noise_std: args.noise_std,
-        seed: args.seed,
-        saliency: args.saliency,
-        seed_compat: args.seed_compat,
-        max_length: args.max_length,
-        max_answer_len: args.max_answer_len,
-        top_k: args.top_k,
-        handle_impossible_answer: args.handle_impossible_answer,
-        doc_stride: args.doc_stride,
-        explain_windows: args.explain_windows,
-        max_batch_tokens: args.max_batch_tokens,
-        memory_limit: args.memory_limit_mib.map(|m| m << 20),
-        precision: args.dtype,
-        max_input_bytes: args.max_input_bytes,
-    };
     // Option errors name the flag, before anything is loaded.
-    options.validate()?;
+    options.validate().map_err(spangrad::Error::from)?;
     if args.method.len() > 1 && args.format != Format::Html && args.html.is_none() {
         bail!("several --method values need an HTML report (--format html or --html FILE)");
     }
     let devices = spangrad::device::select_all(args.device.as_deref())?;
     let dir = HubCache::from_env().resolve(&args.model)?;
+    let max_input_bytes = options.max_input_bytes;
     let explainer = Sharded::from_dir(&dir, options, &devices).map_err(|e| match e {
         spangrad::Error::InvalidOption(_) => anyhow::Error::new(e),
         e => anyhow::Error::new(e).context(format!("cannot load model {}", args.model)),
@@ -201,7 +134,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             &explainers,
             &input,
             args.batch_size as usize * devices.len(),
-            jsonl::line_limit(args.max_input_bytes),
+            jsonl::line_limit(max_input_bytes),
             args.quiet,
             &report,
         );

@@ -313,7 +313,7 @@ fn flush(
                         };
                         Ok(serde_json::to_string(&numbered)?)
                     }
-                    Err(e) => Err((line, id, e.to_string())),
+                    Err(e) => Err((line, id, e.render(spangrad::explain::Naming::Flag))),
                 }
             }
         };

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use spangrad::explain::options::cli::{Flags, OptionArgs};
+use spangrad::explain::options::name;
 use spangrad::hub::HubCache;
 use spangrad::model::preset::Preset;
 use spangrad::serve::{Backend, ExplainerBackend, Loader, ServeConfig};
-use spangrad::{ExplainOptions, Explainer, Precision, SpanMode};
+use spangrad::Explainer;
 
 use super::explain::DEFAULT_MODEL;
 use super::note;
@@ -27,9 +29,6 @@ pub struct ServeArgs {
     /// cpu, cuda or cuda:N [default: the first GPU when built with the cuda feature, else cpu].
     #[arg(long)]
     device: Option<String>,
-    /// Weights and activations [default: bf16 on a GPU, f32 on the CPU].
-    #[arg(long, value_enum)]
-    dtype: Option<Precision>,
     /// The address to listen on; anything but loopback exposes the server to the network.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
@@ -77,15 +76,18 @@ pub struct ServeArgs {
     /// a web page cannot reach the server through a DNS name rebound to this machine.
     #[arg(long, value_delimiter = ',')]
     allowed_hosts: Vec<String>,
-    /// Tokens per pair unless a request sets `max_length` [default: 384, or the model's limit].
-    #[arg(long)]
-    max_length: Option<usize>,
-    /// The largest question + context of one pair, in bytes.
-    #[arg(long, default_value_t = spangrad::explain::DEFAULT_MAX_INPUT_BYTES)]
-    max_input_bytes: usize,
-    /// Memory a forward/backward pass may use, in MiB [default: what the device has free].
-    #[arg(long)]
-    memory_limit_mib: Option<usize>,
+    /// The options of every request that does not set them in its `options` (those of
+    /// `spangrad explain`).
+    #[command(flatten)]
+    pub(super) options: OptionArgs<ServeFlags>,
+}
+
+/// `spangrad serve` takes every option as a flag but `max_batch_tokens`: the server's own
+/// `--max-batch-tokens` sizes its batches, and each pass is sized by the memory.
+pub struct ServeFlags;
+
+impl Flags for ServeFlags {
+    const LEFT_OUT: &'static [&'static str] = &[name::max_batch_tokens];
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -104,15 +106,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         idle_timeout: Duration::from_millis(args.idle_timeout_ms),
     };
     config.validate()?;
-    let options = ExplainOptions {
-        span: SpanMode::Best,
-        max_length: args.max_length,
-        max_input_bytes: args.max_input_bytes,
-        memory_limit: args.memory_limit_mib.map(|m| m << 20),
-        precision: args.dtype,
-        ..ExplainOptions::default()
-    };
-    options.validate()?;
+    let options = args.options.options.clone();
+    options.validate().map_err(spangrad::Error::from)?;
     let device = spangrad::device::select(args.device.as_deref())?;
     let name = match args.preset {
         Some(p) => format!("preset:{} (random weights, synthetic vocabulary)", p.name()),

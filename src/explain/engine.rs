@@ -10,7 +10,7 @@ use candle_core::{DType, Tensor};
 use super::explanation::{Answer, Explanation, Target, TokenExplanation};
 use super::method::{self, Baseline, Method};
 use super::normalise::normalise;
-use super::options::{BatchTokens, ExplainOptions, Precision};
+use super::options::{name, BatchTokens, ExplainOptions, InvalidOption, Precision};
 use super::pipeline::{self, Choice};
 use super::rows;
 use super::saliency::Saliency;
@@ -93,7 +93,7 @@ impl Engine {
         options.validate()?;
         let saliency = options.saliency.build(model.word_embeddings())?.into();
         let precision = Precision::of(model.dtype()).ok_or_else(|| {
-            Error::InvalidOption(format!(
+            Error::Usage(format!(
                 "weights of dtype {:?}: f32, bf16 or f16",
                 model.dtype()
             ))
@@ -132,11 +132,12 @@ impl Engine {
     /// `options` asks for another kind. The precision is the loaded weights'.
     pub fn with_options(&self, options: ExplainOptions) -> Result<Self> {
         options.validate()?;
-        if options.precision.is_some_and(|p| p != self.precision) {
-            return Err(Error::InvalidOption(format!(
-                "--dtype: the model is loaded in {}",
-                self.precision.name()
-            )));
+        if options.dtype.is_some_and(|p| p != self.precision) {
+            return Err(InvalidOption::says(
+                name::dtype,
+                format!(": the model is loaded in {}", self.precision.name()),
+            )
+            .into());
         }
         let saliency = if options.saliency == self.options.saliency {
             self.saliency.clone()
@@ -215,7 +216,7 @@ impl Engine {
 
     /// Bytes a pass may use: the limit of the options, else what the device has free.
     fn available_memory(&self) -> Result<usize> {
-        match self.options.memory_limit {
+        match self.options.memory_limit_bytes() {
             Some(limit) => Ok(limit),
             None if self.options.max_batch_tokens == BatchTokens::Auto => {
                 // Room for the device's other work (cuBLAS workspaces, the allocator's slack).
@@ -255,7 +256,7 @@ impl Engine {
 
     /// With a memory limit, a pass estimated above it fails as the device would.
     fn check_memory(&self, batch: &[&Encoded]) -> Result<()> {
-        let Some(limit) = self.options.memory_limit else {
+        let Some(limit) = self.options.memory_limit_bytes() else {
             return Ok(());
         };
         let longest = batch.iter().map(|e| e.len()).max().unwrap_or(0);
@@ -287,8 +288,8 @@ impl Engine {
         noise: &[Tensor],
     ) -> Result<Vec<Result<Explanation>>> {
         if self.options.method != Method::Smoothgrad || noise.len() != batch.len() {
-            return Err(Error::InvalidOption(
-                "explain_with_noise takes --method smoothgrad and one noise tensor per pair".into(),
+            return Err(Error::Usage(
+                "explain_with_noise takes method smoothgrad and one noise tensor per pair".into(),
             ));
         }
         let batch: Vec<&Encoded> = batch.iter().collect();
@@ -522,7 +523,10 @@ impl Engine {
             Baseline::Zero => return Ok(pass.words.zeros_like()?),
             Baseline::Pad => self.pad_id,
             Baseline::Mask => self.mask_id.ok_or_else(|| {
-                Error::InvalidOption("--baseline mask: the vocabulary has no [MASK] token".into())
+                Error::from(InvalidOption::says(
+                    name::baseline,
+                    " mask: the vocabulary has no [MASK] token",
+                ))
             })?,
         };
         let t = pass.shape.tokens;
@@ -561,7 +565,7 @@ impl Engine {
                 Some(given) => {
                     let g = &given[p];
                     if g.dims() != [samples, len, h] {
-                        return Err(Error::InvalidOption(format!(
+                        return Err(Error::Usage(format!(
                             "pair {p}: noise must be [{samples}, {len}, {h}], not {:?}",
                             g.dims()
                         )));

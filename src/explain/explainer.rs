@@ -7,7 +7,10 @@ use rayon::prelude::*;
 
 use super::engine::Engine;
 use super::explanation::Explanation;
-use super::options::{ExplainOptions, ExplainWindows, Precision, QaPair, DEFAULT_MAX_LENGTH};
+use super::options::{
+    name, ExplainOptions, ExplainWindows, InvalidOption, Precision, DEFAULT_MAX_LENGTH,
+};
+use super::pair::QaPair;
 use super::pipeline::{self, Choice, Pick};
 use crate::error::{Error, Result};
 use crate::model::preset::Preset;
@@ -37,7 +40,7 @@ impl Explainer {
             });
         }
         let precision = options
-            .precision
+            .dtype
             .unwrap_or_else(|| Precision::default_for(device));
         let model = QaModel::load(dir, device, precision.dtype())?;
         let tokenizer = QaTokenizer::load(dir)?;
@@ -49,7 +52,7 @@ impl Explainer {
     pub fn preset(preset: Preset, options: ExplainOptions, device: &Device) -> Result<Self> {
         options.validate()?;
         let precision = options
-            .precision
+            .dtype
             .unwrap_or_else(|| Precision::default_for(device));
         let model = preset.random_model(device, precision.dtype())?;
         let tokenizer = QaTokenizer::synthetic(preset.config().vocab_size)?;
@@ -76,10 +79,14 @@ impl Explainer {
         let max_length = match options.max_length {
             None => DEFAULT_MAX_LENGTH.min(positions),
             Some(n) if n > positions => {
-                return Err(Error::InvalidOption(format!(
-                    "--max-length {n} exceeds the {positions} tokens the model's position \
-                     embeddings hold"
-                )))
+                return Err(InvalidOption::says(
+                    name::max_length,
+                    format!(
+                        " {n} exceeds the {positions} tokens the model's position embeddings \
+                         hold"
+                    ),
+                )
+                .into())
             }
             Some(n) => n,
         };

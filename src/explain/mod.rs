@@ -6,7 +6,8 @@ mod explainer;
 pub mod explanation;
 pub mod method;
 pub mod normalise;
-mod options;
+pub mod options;
+mod pair;
 mod pair_id;
 pub mod pipeline;
 pub mod rows;
@@ -20,9 +21,10 @@ pub use explainer::Explainer;
 pub use explanation::{Answer, Explanation, Target, TargetKind, TokenExplanation, WordExplanation};
 pub use method::{Baseline, Method};
 pub use options::{
-    BatchTokens, ExplainOptions, ExplainWindows, Precision, QaPair, DEFAULT_MAX_INPUT_BYTES,
-    DEFAULT_MAX_LENGTH,
+    BatchTokens, ExplainOptions, ExplainWindows, Given, InvalidOption, Naming, OptionSpec, Phrase,
+    Precision, Refused, Scope, DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_LENGTH, OPTIONS,
 };
+pub use pair::QaPair;
 pub use pair_id::PairId;
 pub use saliency::{Saliency, SaliencyKind};
 pub use sharded::Sharded;

@@ -20,7 +20,7 @@ impl Sharded {
     /// Loads the checkpoint once per device.
     pub fn from_dir(dir: &Path, options: ExplainOptions, devices: &[Device]) -> Result<Self> {
         if devices.is_empty() {
-            return Err(Error::InvalidOption("--device names no device".into()));
+            return Err(Error::Device("no device given".into()));
         }
         let shards = devices
             .iter()
@@ -32,7 +32,7 @@ impl Sharded {
     /// One explainer per device, as given.
     pub fn new(shards: Vec<Explainer>) -> Result<Self> {
         if shards.is_empty() {
-            return Err(Error::InvalidOption("no explainer to shard over".into()));
+            return Err(Error::Usage("no explainer to shard over".into()));
         }
         Ok(Self { shards })
     }
@@ -50,6 +50,16 @@ impl Sharded {
         Self {
             shards: self.shards.iter().map(|e| e.with_method(method)).collect(),
         }
+    }
+
+    /// The same models under other options (the dtype stays the loaded weights').
+    pub fn with_options(&self, options: ExplainOptions) -> Result<Self> {
+        let shards = self
+            .shards
+            .iter()
+            .map(|e| e.with_options(options.clone()))
+            .collect::<Result<_>>()?;
+        Ok(Self { shards })
     }
 
     pub fn explain_one(&self, pair: &QaPair) -> Result<Explanation> {

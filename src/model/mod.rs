@@ -262,9 +262,7 @@ impl QaModel {
                 .flatten()
                 .any(|&tok| tok >= t)
             {
-                return Err(Error::InvalidOption(
-                    "gradient target outside the batch".into(),
-                ));
+                return Err(Error::Usage("gradient target outside the batch".into()));
             }
             // An absent logit keeps its slot, pointing at token 0 with weight 0.
             let tokens = [target.start.unwrap_or(0), target.end.unwrap_or(0)];

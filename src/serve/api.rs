@@ -8,56 +8,77 @@ use serde_json::value::RawValue;
 use utoipa::{PartialSchema, ToSchema};
 
 use super::error::ApiError;
-use crate::explain::{Baseline, ExplainWindows, Method, TargetKind};
-use crate::{ExplainOptions, Explanation, PairId, QaPair, SpanMode};
+use crate::explain::{Given, Refused, Scope};
+use crate::{ExplainOptions, Explanation, PairId, QaPair};
 
-/// Per-request options: the command line's, by their flag names in snake case. Absent ones take
-/// the server's defaults (those of `spangrad explain`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct RequestOptions {
-    pub span: Option<SpanMode>,
-    pub target: Option<TargetKind>,
-    pub method: Option<Method>,
-    pub seed_compat: Option<bool>,
-    pub max_length: Option<usize>,
-    pub max_answer_len: Option<usize>,
-    pub doc_stride: Option<usize>,
-    pub explain_windows: Option<ExplainWindows>,
-    pub top_k: Option<usize>,
-    pub handle_impossible_answer: Option<bool>,
-    pub steps: Option<usize>,
-    pub baseline: Option<Baseline>,
-    pub samples: Option<usize>,
-    pub noise_std: Option<f64>,
-    #[schema(minimum = 0, maximum = 18_446_744_073_709_551_615_u64)]
-    pub seed: Option<u64>,
-}
+/// Per-request options (the [`Scope::Request`] options of [`crate::explain::OPTIONS`], by
+/// name). Absent ones take the server's defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestOptions(pub Given);
 
 impl RequestOptions {
     /// `base` with these options over it.
-    pub fn apply(&self, base: &ExplainOptions) -> ExplainOptions {
-        let base = base.clone();
-        ExplainOptions {
-            span: self.span.unwrap_or(base.span),
-            target: self.target.unwrap_or(base.target),
-            method: self.method.unwrap_or(base.method),
-            seed_compat: self.seed_compat.unwrap_or(base.seed_compat),
-            max_length: self.max_length.or(base.max_length),
-            max_answer_len: self.max_answer_len.unwrap_or(base.max_answer_len),
-            doc_stride: self.doc_stride.or(base.doc_stride),
-            explain_windows: self.explain_windows.unwrap_or(base.explain_windows),
-            top_k: self.top_k.unwrap_or(base.top_k),
-            handle_impossible_answer: self
-                .handle_impossible_answer
-                .unwrap_or(base.handle_impossible_answer),
-            steps: self.steps.unwrap_or(base.steps),
-            baseline: self.baseline.unwrap_or(base.baseline),
-            samples: self.samples.unwrap_or(base.samples),
-            noise_std: self.noise_std.unwrap_or(base.noise_std),
-            seed: self.seed.unwrap_or(base.seed),
-            ..base
+    pub fn apply(&self, base: &ExplainOptions) -> Result<ExplainOptions, ApiError> {
+        self.0
+            .apply(base)
+            .map_err(|e| ApiError::from_pair(&e.into()))
+    }
+
+    /// The options of an `options` object: each checked against its type and range, the
+    /// failure naming its field.
+    fn read(fields: Fields<'_>) -> Result<Self, ApiError> {
+        let mut given = Given::default();
+        for (name, raw) in fields {
+            let field = Some(format!("options.{name}"));
+            let value: serde_json::Value = serde_json::from_str(raw.get())
+                .map_err(|e| ApiError::unprocessable(e.to_string(), field.clone()))?;
+            if value.is_null() {
+                continue;
+            }
+            given.add(&name, value, Scope::Request).map_err(|refused| {
+                let message = match refused {
+                    Refused::Unknown(name) => format!(
+                        "unknown option `{name}`; the options are {}",
+                        request_options().collect::<Vec<_>>().join(", ")
+                    ),
+                    Refused::AtLoad(name) => format!(
+                        "{name} is chosen when the server starts (`spangrad serve --{}`), \
+                             not per request",
+                        name.replace('_', "-")
+                    ),
+                    Refused::Invalid(e) => {
+                        crate::Error::from(e).render(crate::explain::Naming::Name)
+                    }
+                };
+                ApiError::unprocessable(message, field)
+            })?;
         }
+        Ok(Self(given))
+    }
+}
+
+/// The names of the per-request options.
+fn request_options() -> impl Iterator<Item = &'static str> {
+    crate::explain::OPTIONS
+        .iter()
+        .filter(|s| s.scope == Scope::Request)
+        .map(|s| s.name)
+}
+
+impl PartialSchema for RequestOptions {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::explain::options::openapi::request_options()
+    }
+}
+
+impl ToSchema for RequestOptions {}
+
+/// Read by [`parse`]; the derive is for the schemas of the request types.
+impl<'de> Deserialize<'de> for RequestOptions {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = BTreeMap::<String, Box<RawValue>>::deserialize(deserializer)?;
+        let fields: Fields = fields.iter().map(|(k, v)| (k.clone(), &**v)).collect();
+        Self::read(fields).map_err(|e| serde::de::Error::custom(e.error))
     }
 }
 
@@ -258,7 +279,7 @@ pub fn parse(body: &[u8], max_pairs: usize) -> Result<Parsed, ApiError> {
     };
     let options = match fields.remove("options") {
         // serde would read a struct from an array of its fields in order too.
-        Some(v) if object(v).is_some() => typed::<RequestOptions>(v, "options")?,
+        Some(v) if object(v).is_some() => RequestOptions::read(object(v).expect("an object"))?,
         Some(v) if v.get() != "null" => {
             return Err(ApiError::unprocessable(
                 "`options` must be an object",
@@ -409,13 +430,16 @@ mod tests {
         )
         .unwrap();
         assert!(!many.single);
-        assert_eq!(many.options.top_k, Some(2));
+        assert_eq!(many.options.0.get("top_k"), Some(&serde_json::json!(2)));
         let impossible = parse(
             br#"{"question":"q","context":"c","options":{"handle_impossible_answer":true}}"#,
             4,
         )
         .unwrap();
-        let options = impossible.options.apply(&ExplainOptions::default());
+        let options = impossible
+            .options
+            .apply(&ExplainOptions::default())
+            .unwrap();
         assert!(options.handle_impossible_answer);
         assert!(many.pairs[0].is_ok());
         assert_eq!(

@@ -50,7 +50,7 @@ impl ApiError {
     }
 
     /// Why a pair cannot be explained, with the field of the pair at fault. Messages name
-    /// command-line flags; over HTTP they name options.
+    /// options by their names, as the request's fields.
     pub fn from_pair(e: &Error) -> Self {
         let (status, field) = match e {
             Error::EmptyInput(what) => (StatusCode::UNPROCESSABLE_ENTITY, Some(*what)),
@@ -59,18 +59,15 @@ impl ApiError {
             }
             Error::Answer(_) => (StatusCode::UNPROCESSABLE_ENTITY, Some("answer")),
             Error::QuestionTooLong { .. } => (StatusCode::UNPROCESSABLE_ENTITY, Some("question")),
-            Error::DocStride { .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, Some("options.doc_stride"))
-            }
-            Error::SeedCompatEndIsLast { .. } => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Some("options.seed_compat"),
-            ),
-            Error::InvalidOption(_) => return Self::from_options(e),
             Error::Encoding(_) => (StatusCode::UNPROCESSABLE_ENTITY, None),
+            // Options that are wrong together or for this model.
+            _ if e.option().is_some() => (StatusCode::UNPROCESSABLE_ENTITY, None),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
         };
-        Self::new(status, e.with_option_names(), field.map(String::from))
+        let field = field
+            .map(String::from)
+            .or_else(|| e.option().map(|o| format!("options.{o}")));
+        Self::new(status, e.to_string(), field)
     }
 
     /// The error of the pair at `at` (`pairs[3]`) of a list: its fields are under it (options
@@ -88,21 +85,6 @@ impl ApiError {
             field: Some(field),
             ..self
         }
-    }
-
-    /// Options that are invalid together or for this model: 422, naming the first option the
-    /// message names.
-    pub fn from_options(e: &Error) -> Self {
-        let message = e.with_option_names();
-        let field = e.to_string().split_whitespace().find_map(|w| {
-            let flag = w.strip_prefix("--")?;
-            let name: String = flag
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-                .collect();
-            Some(format!("options.{}", name.replace('-', "_")))
-        });
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message, field)
     }
 
     pub fn body(&self) -> ErrorBody {
@@ -132,9 +114,12 @@ mod tests {
 
     #[test]
     fn option_errors_name_the_option() {
-        let e = ApiError::from_options(&Error::InvalidOption(
-            "--top-k takes --span best without --seed-compat".into(),
-        ));
+        let options = crate::ExplainOptions {
+            top_k: 2,
+            seed_compat: true,
+            ..Default::default()
+        };
+        let e = ApiError::from_pair(&options.validate().unwrap_err().into());
         assert_eq!(e.status, 422);
         assert_eq!(e.field.as_deref(), Some("options.top_k"));
         assert_eq!(

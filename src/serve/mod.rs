@@ -84,7 +84,7 @@ impl Default for ServeConfig {
 
 impl ServeConfig {
     pub fn validate(&self) -> crate::Result<()> {
-        let invalid = |m: &str| Err(crate::Error::InvalidOption(m.into()));
+        let invalid = |m: &str| Err(crate::Error::Usage(m.into()));
         let timeouts = [
             self.request_timeout,
             self.header_timeout,

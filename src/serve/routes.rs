@@ -172,7 +172,7 @@ async fn answer(
         }
     })?;
     let parsed = api::parse(&body, config.max_pairs_per_request)?;
-    let options = parsed.options.apply(ready.backend.options());
+    let options = parsed.options.apply(ready.backend.options())?;
     let at = |i: usize| {
         if parsed.single {
             String::new()
@@ -199,10 +199,7 @@ async fn answer(
             .await
             .map_err(|e| ApiError::internal(format!("tokenisation failed: {e}")))?
     };
-    let tokens = counted.map_err(|e| match e {
-        crate::Error::InvalidOption(_) => ApiError::from_options(&e),
-        e => ApiError::from_pair(&e),
-    })?;
+    let tokens = counted.map_err(|e| ApiError::from_pair(&e))?;
 
     let mut outcomes: Vec<Option<Outcome>> = parsed
         .pairs

@@ -18,9 +18,7 @@ impl Streaming {
 
     pub fn new(embeddings: Tensor, block: usize) -> Result<Self> {
         if block == 0 {
-            return Err(Error::InvalidOption(
-                "streaming block size must be positive".into(),
-            ));
+            return Err(Error::Usage("streaming block size must be positive".into()));
         }
         Ok(Self { embeddings, block })
     }
