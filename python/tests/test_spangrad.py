@@ -75,6 +75,66 @@ def test_options_equal_the_cli_flags(cli):
     assert explainer.dtype == "f32"
 
 
+def stub_keywords(function):
+    """The keyword-only arguments of a method of Explainer in spangrad.pyi, with defaults."""
+    import ast
+
+    tree = ast.parse((REPO / "python" / "spangrad.pyi").read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Explainer")
+    fn = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == function)
+    return {a.arg: ast.literal_eval(d) for a, d in zip(fn.args.kwonlyargs, fn.args.kw_defaults)}
+
+
+def test_every_option_is_a_keyword_with_the_clis_default(cli):
+    options = spangrad.options()
+    defaults = {o["name"]: o["default"] for o in options}
+    # The stub lists every option, in order, with its default.
+    assert stub_keywords("__init__") == defaults
+    model = str(FIXTURES / "bert-tiny")
+    explainer = spangrad.Explainer(model)
+    assert explainer.options == defaults
+    # Each option reaches the engine under its name.
+    for o in options:
+        given = o["default"] if o["default"] is not None else {
+            "max_length": 64, "doc_stride": 16, "memory_limit_mib": 512.0, "dtype": "f32",
+        }[o["name"]]
+        assert spangrad.Explainer(model, **{o["name"]: given}).options[o["name"]] == given
+    # The CLI's help states the same defaults.
+    help_text = subprocess.run([cli, "explain", "--help"], capture_output=True, check=True).stdout
+    for o in options:
+        flag = "--" + o["name"].replace("_", "-")
+        assert flag.encode() in help_text, flag
+        if o["default"] not in (None, False) and o["name"] != "method":
+            shown = o["default"] if isinstance(o["default"], str) else json.dumps(o["default"])
+            section = help_text.split(flag.encode() + b" <")[1].split(b"\n      --")[0]
+            assert f"[default: {shown}]".encode() in section, (flag, section)
+
+
+def test_request_options_are_given_per_call(cli):
+    pairs = fixture_pairs("bert")[:3]
+    explainer = spangrad.Explainer(str(FIXTURES / "bert-tiny"))
+    got = explainer.explain(pairs, method="integrated-gradients", steps=8, top_k=2)
+    want = run_cli(cli, "bert-tiny", pairs, "--method", "integrated-gradients", "--steps", "8",
+                   "--top-k", "2")
+    assert got == want
+    # The explainer's own options are unchanged.
+    assert explainer.explain(pairs) == run_cli(cli, "bert-tiny", pairs)
+    arrays = explainer.explain_arrays([pairs[0]["question"]], [pairs[0]["context"]], span="argmax")
+    assert arrays["answer_start"][0] == run_cli(cli, "bert-tiny", pairs[:1], "--span", "argmax")[0]["answer"]["token_start"]
+    with pytest.raises(TypeError, match="chosen when the model is loaded"):
+        explainer.explain(pairs, dtype="f32")
+    with pytest.raises(TypeError, match='unexpected keyword argument "colour"'):
+        explainer.explain(pairs, colour="red")
+    with pytest.raises(spangrad.OptionError, match="top_k takes span best") as info:
+        explainer.explain(pairs, top_k=2, span="argmax")
+    assert info.value.option == "top_k"
+    with pytest.raises(spangrad.OptionError, match="steps 0 must be between 1 and 10000") as info:
+        explainer.explain(pairs, steps=0)
+    assert info.value.option == "steps"
+    with pytest.raises(spangrad.OptionError, match="noise_std") as info:
+        explainer.explain(pairs, noise_std=float("nan"))
+
+
 def test_handle_impossible_answer_equals_the_cli(cli):
     pairs = fixture_pairs("roberta")[:10]
     explainer = spangrad.Explainer(str(FIXTURES / "roberta-tiny"), handle_impossible_answer=True)
@@ -151,9 +211,9 @@ def test_bad_inputs_raise_the_right_exceptions(tmp_path):
         ({"dtype": "f64"}, "dtype"),
         ({"span": "widest"}, "span"),
         ({"method": "lime"}, "method"),
-        ({"max_length": 3}, "max_length 3 is too small"),
+        ({"max_length": 3}, "max_length 3 must be at least 5"),
         ({"max_length": 5000}, "max_length 5000 exceeds"),
-        ({"max_batch_tokens": 0}, "max_batch_tokens must be positive"),
+        ({"max_batch_tokens": 0}, "max_batch_tokens cannot be 0"),
     ]:
         with pytest.raises(ValueError, match=message):
             spangrad.Explainer(model, **kwargs)
