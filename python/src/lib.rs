@@ -612,7 +612,7 @@ fn read_pairs(py: Python<'_>, pairs: &Bound<'_, PyAny>) -> PyResult<Vec<Result<Q
 fn to_py(e: Error) -> PyErr {
     let message = e.to_string();
     match e {
-        Error::InvalidOption(e) => return option_error(e),
+        Error::InvalidOption(e) => option_error(e),
         Error::MissingFile { .. } => PyFileNotFoundError::new_err(message),
         Error::Io { .. } => PyOSError::new_err(message),
         Error::Hub { .. } => PyOSError::new_err(message),
