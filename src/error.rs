@@ -50,7 +50,7 @@ pub enum Error {
     #[error("the {0} is empty")]
     EmptyInput(&'static str),
 
-    #[error("{}", phrases::input_too_large(*.bytes, *.limit))]
+    #[error("{}", self.render(Naming::Name))]
     InputTooLarge { bytes: usize, limit: usize },
 
     #[error("cannot explain the given answer: {0}")]
@@ -68,10 +68,10 @@ pub enum Error {
         max_length: usize,
     },
 
-    #[error("{}", phrases::doc_stride(*.stride, *.room))]
+    #[error("{}", self.render(Naming::Name))]
     DocStride { stride: usize, room: usize },
 
-    #[error("{}", phrases::seed_compat_end_is_last(*.end))]
+    #[error("{}", self.render(Naming::Name))]
     SeedCompatEndIsLast { end: usize },
 
     #[error("no such device: {0}")]
@@ -87,7 +87,7 @@ pub enum Error {
     #[error("model {name:?} could not be resolved: {message}")]
     Hub { name: String, message: String },
 
-    #[error("{}", phrases::out_of_memory(.what, *.needed_mib, *.available_mib))]
+    #[error("{}", self.render(Naming::Name))]
     OutOfMemory {
         what: String,
         needed_mib: usize,
@@ -136,7 +136,8 @@ impl From<candle_core::Error> for Error {
 
 impl Error {
     /// The message with option names as `naming` writes them (`--doc-stride` on the command
-    /// line, `doc_stride` elsewhere: [`Display`](std::fmt::Display) writes those).
+    /// line, `doc_stride` elsewhere: [`Display`](std::fmt::Display) writes those, through this
+    /// for the messages that name options).
     pub fn render(&self, naming: Naming) -> String {
         let phrase = match self {
             Error::InputTooLarge { bytes, limit } => phrases::input_too_large(*bytes, *limit),

@@ -338,8 +338,9 @@ fn json_value(name: &'static str, value: &Bound<'_, PyAny>) -> PyResult<serde_js
         if let Ok(n) = value.extract::<i64>() {
             return Ok(n.into());
         }
-        return Err(PyValueError::new_err(format!(
-            "{name}: {value} is out of range"
+        return Err(option_error(InvalidOption::says(
+            name,
+            format!(" {value} is out of range"),
         )));
     }
     Err(PyTypeError::new_err(format!(
@@ -357,6 +358,7 @@ fn options_dict<'py>(py: Python<'py>, options: &ExplainOptions) -> PyResult<Boun
     Ok(dict)
 }
 
+/// An option's value (a scalar) as Python's.
 fn json_to_py<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
     use pyo3::IntoPyObjectExt;
     use serde_json::Value;
@@ -369,20 +371,7 @@ fn json_to_py<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<Bound
             _ => n.as_f64().unwrap_or(f64::NAN).into_bound_py_any(py)?,
         },
         Value::String(s) => s.into_bound_py_any(py)?,
-        Value::Array(items) => {
-            let items = items
-                .iter()
-                .map(|v| json_to_py(py, v))
-                .collect::<PyResult<Vec<_>>>()?;
-            PyList::new(py, items)?.into_any()
-        }
-        Value::Object(map) => {
-            let dict = PyDict::new(py);
-            for (k, v) in map {
-                dict.set_item(k, json_to_py(py, v)?)?;
-            }
-            dict.into_any()
-        }
+        Value::Array(_) | Value::Object(_) => unreachable!("option values are scalars"),
     })
 }
 
@@ -394,17 +383,9 @@ fn options(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
         .map(|spec| {
             let dict = PyDict::new(py);
             dict.set_item("name", spec.name)?;
-            dict.set_item(
-                "scope",
-                serde_json::to_value(spec.scope)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from)),
-            )?;
+            dict.set_item("scope", spec.scope.name())?;
             dict.set_item("default", json_to_py(py, &spec.default_value())?)?;
-            dict.set_item(
-                "help",
-                spec.help.split_whitespace().collect::<Vec<_>>().join(" "),
-            )?;
+            dict.set_item("help", spec.summary())?;
             dict.set_item("minimum", spec.min)?;
             dict.set_item("maximum", spec.max)?;
             Ok(dict)

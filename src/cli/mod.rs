@@ -86,6 +86,7 @@ pub fn note(message: std::fmt::Arguments) {
 mod tests {
     use clap::{CommandFactory, FromArgMatches};
     use serde_json::Value;
+    use spangrad::explain::options::cli::flag_value;
     use spangrad::explain::options::schema::Kind;
     use spangrad::explain::{ExplainOptions, Scope, OPTIONS};
 
@@ -98,15 +99,6 @@ mod tests {
             Command::Explain(args) => args.options(),
             Command::Serve(args) => args.options.options,
             _ => unreachable!("explain or serve"),
-        }
-    }
-
-    /// A default as a command-line value: `best`, `50`.
-    fn flag_value(value: &Value) -> Option<String> {
-        match value {
-            Value::Null => None,
-            Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
         }
     }
 

@@ -46,9 +46,7 @@ impl RequestOptions {
                              not per request",
                         name.replace('_', "-")
                     ),
-                    Refused::Invalid(e) => {
-                        crate::Error::from(e).render(crate::explain::Naming::Name)
-                    }
+                    Refused::Invalid(e) => crate::Error::from(e).to_string(),
                 };
                 ApiError::unprocessable(message, field)
             })?;
@@ -430,7 +428,8 @@ mod tests {
         )
         .unwrap();
         assert!(!many.single);
-        assert_eq!(many.options.0.get("top_k"), Some(&serde_json::json!(2)));
+        let defaults = ExplainOptions::default();
+        assert_eq!(many.options.apply(&defaults).unwrap().top_k, 2);
         let impossible = parse(
             br#"{"question":"q","context":"c","options":{"handle_impossible_answer":true}}"#,
             4,

@@ -35,14 +35,9 @@ fn arg(spec: &'static OptionSpec) -> Arg {
     let mut arg = Arg::new(spec.name)
         .long(leak(spec.name.replace('_', "-")))
         .value_name(leak(spec.name.to_uppercase()))
-        .help(one_line(spec.help));
+        .help(spec.summary());
     arg = (spec.flag)(arg);
-    let default = match spec.default_value() {
-        Value::Null => None,
-        Value::String(s) => Some(s),
-        other => Some(other.to_string()),
-    };
-    if let Some(default) = default {
+    if let Some(default) = flag_value(&spec.default_value()) {
         arg = arg.default_value(leak(default));
     }
     if spec.kind == Kind::Boolean {
@@ -55,21 +50,23 @@ fn arg(spec: &'static OptionSpec) -> Arg {
     arg
 }
 
-/// The help's text as one paragraph (a doc comment's lines joined).
-fn one_line(help: &str) -> String {
-    help.split_whitespace().collect::<Vec<_>>().join(" ")
+/// An option's value as a flag's: `best`, `50`; none for null (an "auto" left unset).
+pub fn flag_value(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
 }
 
 impl<F: Flags> FromArgMatches for OptionArgs<F> {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
-        let mut options = ExplainOptions::default();
-        for spec in taken::<F>() {
-            (spec.from_flag)(matches, &mut options);
-        }
-        Ok(Self {
-            options,
+        let mut args = Self {
+            options: ExplainOptions::default(),
             flags: PhantomData,
-        })
+        };
+        args.update_from_arg_matches(matches)?;
+        Ok(args)
     }
 
     fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {

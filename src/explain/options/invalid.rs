@@ -68,14 +68,6 @@ impl Phrase {
             })
             .collect()
     }
-
-    /// The options the phrase names, in order.
-    pub fn options(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.0.iter().filter_map(|piece| match piece {
-            Piece::Option(name) => Some(*name),
-            Piece::Text(_) => None,
-        })
-    }
 }
 
 /// Written with options by name, as the library's own fields are.
@@ -128,6 +120,5 @@ mod tests {
         );
         assert_eq!(e.message.render(Naming::Flag), "--top-k takes --span best");
         assert_eq!(e.to_string(), "top_k takes span best");
-        assert_eq!(e.message.options().collect::<Vec<_>>(), ["top_k", "span"]);
     }
 }

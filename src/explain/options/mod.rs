@@ -171,11 +171,6 @@ impl Given {
         self.0.is_empty()
     }
 
-    /// The value given for `name`, if any.
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
-    }
-
     /// `base` with these options over it, checked as a whole.
     pub fn apply(&self, base: &ExplainOptions) -> Result<ExplainOptions, InvalidOption> {
         let mut options = base.clone();

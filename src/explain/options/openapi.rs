@@ -46,11 +46,10 @@ fn option(spec: &OptionSpec) -> RefOr<Schema> {
         }
     };
     let default = spec.default_value();
-    let description = spec.help.split_whitespace().collect::<Vec<_>>().join(" ");
     let schema = OneOfBuilder::new()
         .item(Object::with_type(SchemaType::Type(Type::Null)))
         .item(value)
-        .description(Some(description))
+        .description(Some(spec.summary()))
         .default((!default.is_null()).then_some(default));
     RefOr::T(Schema::OneOf(schema.build()))
 }

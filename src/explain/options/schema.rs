@@ -10,14 +10,22 @@ use super::invalid::{InvalidOption, Phrase};
 use super::ExplainOptions;
 
 /// When an option can be chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     /// With every call: a server request's `options`, Python's `explain(..., **options)`.
     Request,
     /// Once, when the model is loaded (the weights' dtype, memory, limits): the command line,
     /// Python's `Explainer(...)`.
     Load,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Load => "load",
+        }
+    }
 }
 
 /// The JSON type of an option's values, for the server's schema.
@@ -188,6 +196,11 @@ impl OptionSpec {
     /// The flag: `--top-k`.
     pub fn flag(&self) -> String {
         super::Naming::Flag.name(self.name)
+    }
+
+    /// The help as one line (its doc comment's lines joined).
+    pub fn summary(&self) -> String {
+        self.help.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 }
 
