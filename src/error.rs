@@ -154,6 +154,17 @@ impl Error {
         phrase.render(naming)
     }
 
+    /// The field of the input at fault, if one is.
+    pub fn field(&self) -> Option<Field> {
+        match self {
+            Error::EmptyInput(what) => Some(Field::Pair(what)),
+            Error::InputTooLarge { .. } | Error::OutOfMemory { .. } => Some(Field::Pair("context")),
+            Error::Answer(_) => Some(Field::Pair("answer")),
+            Error::QuestionTooLong { .. } => Some(Field::Pair("question")),
+            _ => self.option().map(Field::Option),
+        }
+    }
+
     /// The option at fault, if one is.
     pub fn option(&self) -> Option<&'static str> {
         match self {
@@ -169,6 +180,25 @@ impl Error {
             self,
             Error::OutOfMemory { .. } | Error::DeviceOutOfMemory(_)
         )
+    }
+}
+
+/// Where in the input an error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// A pair's field: `question`, `context`, `answer`.
+    Pair(&'static str),
+    /// An option, by name.
+    Option(&'static str),
+}
+
+impl Field {
+    /// As a front names it: a pair's field by its JSON key, an option as `naming` writes it.
+    pub fn render(self, naming: Naming) -> String {
+        match self {
+            Field::Pair(key) => key.to_string(),
+            Field::Option(name) => naming.name(name),
+        }
     }
 }
 

@@ -36,7 +36,7 @@ pub mod report;
 pub mod serve;
 pub mod text;
 
-pub use error::{Error, Result};
+pub use error::{Error, Field, Result};
 pub use explain::{
     BatchTokens, ExplainOptions, Explainer, Explanation, PairId, Precision, QaPair, SaliencyKind,
     SpanMode, DEFAULT_MAX_LENGTH,

@@ -64,6 +64,39 @@ pub fn html(title: &str, pairs: &[ReportPair]) -> String {
     .into_string()
 }
 
+/// The title of a report on `model`, named as the user gave it.
+pub fn title(model: &str) -> String {
+    format!("spangrad: {}", shown_model(model))
+}
+
+/// The model as the user named it, relative to the working directory when it is a path under
+/// it (a report names `tests/fixtures/bert-tiny`, not the machine's absolute path to it).
+fn shown_model(model: &str) -> String {
+    let path = std::path::Path::new(model);
+    let relative = || {
+        let (path, cwd) = (path.canonicalize().ok()?, std::env::current_dir().ok()?);
+        let relative = path.strip_prefix(cwd.canonicalize().ok()?).ok()?;
+        Some(relative.display().to_string()).filter(|r| !r.is_empty())
+    };
+    path.is_absolute()
+        .then(relative)
+        .flatten()
+        .unwrap_or_else(|| model.to_string())
+}
+
+/// `page` framed for a notebook's output (Jupyter, VS Code, Colab): an `iframe` whose
+/// `srcdoc` holds the page, so that its style and script stay its own. It fits its height to
+/// the page once loaded, where the notebook runs its handler; else it scrolls.
+pub fn framed(page: &str) -> String {
+    const FIT: &str =
+        "this.style.height=(this.contentDocument.documentElement.scrollHeight+4)+'px'";
+    markup! {
+        iframe srcdoc=(page) title="spangrad explanations" onload=(FIT)
+            style="width:100%;height:36em;border:1px solid #ccc;border-radius:4px" {}
+    }
+    .into_string()
+}
+
 fn controls(methods: &[Method]) -> Markup {
     markup! {
         div class="controls" {
@@ -350,7 +383,7 @@ document.querySelectorAll('input[name=method]').forEach(function (input) {
 
 #[cfg(test)]
 mod tests {
-    use super::{clean, colour, html, ReportPair};
+    use super::{clean, colour, framed, html, ReportPair};
 
     #[test]
     fn colours_keep_black_text_readable() {
@@ -399,5 +432,24 @@ mod tests {
         );
         assert!(!page.contains("<script>alert"));
         assert_eq!(clean("a\u{0}b\nc"), "a\u{fffd}b\nc");
+    }
+
+    /// The framed page is one attribute: every quote and `&` of the page is escaped, so that
+    /// the page ends where the attribute does.
+    #[test]
+    fn a_framed_page_is_one_attribute() {
+        let page = r#"<p title="a">x &amp; "y" <script>1</script></p>"#;
+        let framed = framed(page);
+        assert!(framed.starts_with("<iframe srcdoc=\""), "{framed}");
+        let srcdoc = framed
+            .strip_prefix("<iframe srcdoc=\"")
+            .and_then(|rest| rest.split('"').next())
+            .unwrap();
+        assert_eq!(
+            srcdoc,
+            "&lt;p title=&quot;a&quot;&gt;x &amp;amp; &quot;y&quot; \
+             &lt;script&gt;1&lt;/script&gt;&lt;/p&gt;"
+        );
+        assert!(framed.ends_with("></iframe>"), "{framed}");
     }
 }

@@ -149,6 +149,9 @@ fn json_lines_report_bad_lines_and_keep_going() {
     assert_eq!(rows[3]["line"], 4);
     assert_eq!(rows[4]["id"], "d");
     assert!(rows[4]["error"].as_str().unwrap().contains("empty"));
+    // One failure shape on every front: the field at fault, or null.
+    assert_eq!(rows[4]["field"], "question");
+    assert_eq!(rows[1]["field"], serde_json::Value::Null);
     // No id given: none is invented; every line says which input line it answers.
     assert!(rows[5].get("id").is_none(), "{}", rows[5]);
     assert_eq!(rows[5]["line"], 6);

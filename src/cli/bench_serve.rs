@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
+use spangrad::explain::OtherFields;
 use spangrad::model::preset::Preset;
 use spangrad::serve::{Backend, ExplainerBackend, Running, ServeConfig};
 use spangrad::{ExplainOptions, Explainer, Precision, QaPair};
@@ -148,12 +149,15 @@ fn synthetic_pair(i: usize, len: usize) -> QaPair {
 fn read_pairs(path: &PathBuf) -> anyhow::Result<Vec<QaPair>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let pairs: Vec<QaPair> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("{} is not JSON lines of pairs", path.display()))?;
+    let mut pairs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let pair = QaPair::from_json(line, OtherFields::Ignored)
+            .map_err(|f| anyhow::anyhow!("{} line {}: {}", path.display(), i + 1, f.error))?;
+        pairs.push(pair);
+    }
     if pairs.is_empty() {
         bail!("{} has no pairs", path.display());
     }

@@ -124,7 +124,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         .map(|&m| explainer.with_method(m))
         .collect();
     let report = Report {
-        title: format!("spangrad: {}", shown_model(&args.model)),
+        title: spangrad::report::title(&args.model),
         to_stdout: args.format == Format::Html,
         file: args.html.clone(),
     };
@@ -221,19 +221,4 @@ impl Report {
         }
         Ok(())
     }
-}
-
-/// The model as the user named it, relative to the working directory when it is a path under
-/// it (a report names `tests/fixtures/bert-tiny`, not the machine's absolute path to it).
-fn shown_model(model: &str) -> String {
-    let path = std::path::Path::new(model);
-    let relative = || {
-        let (path, cwd) = (path.canonicalize().ok()?, std::env::current_dir().ok()?);
-        let relative = path.strip_prefix(cwd.canonicalize().ok()?).ok()?;
-        Some(relative.display().to_string()).filter(|r| !r.is_empty())
-    };
-    path.is_absolute()
-        .then(relative)
-        .flatten()
-        .unwrap_or_else(|| model.to_string())
 }

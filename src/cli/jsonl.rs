@@ -2,16 +2,13 @@
 //! UTF-8, not JSON, bad pair) is reported with its line number and the others go on; the exit
 //! code tells if any failed.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use serde_json::value::RawValue;
-use serde_json::Value;
-use spangrad::explain::Sharded;
+use spangrad::explain::{Naming, OtherFields, PairFailure, Sharded};
 use spangrad::{Explanation, PairId, QaPair};
 
 use super::explain::Report;
@@ -19,15 +16,8 @@ use super::progress::Progress;
 
 /// An input line in order; a queued pair waits in the batch.
 enum Entry {
-    Failed {
-        line: usize,
-        id: Option<PairId>,
-        error: String,
-    },
-    Queued {
-        line: usize,
-        id: Option<PairId>,
-    },
+    Failed { line: usize, failure: PairFailure },
+    Queued { line: usize, id: Option<PairId> },
 }
 
 /// Explains the lines of `input` with `explainers` (one per method: JSON lines take the first,
@@ -78,16 +68,17 @@ pub fn run(
         let parsed = if fits {
             parse(&bytes)
         } else {
-            Err((
+            Err(PairFailure::unread(
                 None,
                 format!(
                     "the line is over {max_line_bytes} bytes, more than any pair within \
                      --max-input-bytes takes: skipped unread"
                 ),
+                None,
             ))
         };
         let entry = match parsed {
-            Err((id, error)) => Entry::Failed { line, id, error },
+            Err(failure) => Entry::Failed { line, failure },
             Ok(pair) => {
                 let id = pair.id.clone();
                 batch.push(pair);
@@ -190,62 +181,15 @@ fn count_lines(file: File) -> u64 {
 /// The UTF-8 byte-order mark some editors put at the start of a file.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// A pair from one line: a JSON object with `question`, `context` and an optional `id`. On
-/// failure, the id when the line had one, and why.
-fn parse(bytes: &[u8]) -> Result<QaPair, (Option<PairId>, String)> {
-    let text = std::str::from_utf8(bytes).map_err(|e| (None, format!("not UTF-8: {e}")))?;
+/// A pair from one line (see [`QaPair::from_json`]); a line that is not text fails first.
+fn parse(bytes: &[u8]) -> Result<QaPair, PairFailure> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| PairFailure::unread(None, format!("not UTF-8: {e}"), None))?;
     // Every line gets its output line, a blank one too, so outputs stay aligned with inputs.
     if text.trim().is_empty() {
-        return Err((None, "blank line: no pair".into()));
+        return Err(PairFailure::unread(None, "blank line: no pair", None));
     }
-    let text = text.trim_end_matches('\r');
-    // Only an object: serde would read a struct from an array of its fields in order too.
-    if text.trim_start().starts_with('{') {
-        if let Ok(pair) = serde_json::from_str::<QaPair>(text) {
-            return Ok(pair);
-        }
-    }
-    // Why it failed, off the common path: a bad pair still echoes its id, as its JSON text.
-    let Ok(fields) = serde_json::from_str::<BTreeMap<String, &RawValue>>(text) else {
-        return Err(match serde_json::from_str::<Value>(text) {
-            Ok(value) => (
-                None,
-                format!(
-                    "invalid pair: expected a JSON object with \"question\" and \"context\", \
-                     found {}",
-                    kind(&value)
-                ),
-            ),
-            Err(e) => (None, format!("invalid JSON: {}", explained(&e))),
-        });
-    };
-    let id = fields
-        .get("id")
-        .and_then(|raw| PairId::from_json(raw.get()).ok().flatten());
-    let error = serde_json::from_str::<QaPair>(text).expect_err("an object that failed above");
-    Err((id, format!("invalid pair: {}", explained(&error))))
-}
-
-/// A JSON error, with a hint where its message is obscure.
-fn explained(error: &serde_json::Error) -> String {
-    let message = error.to_string();
-    let hint = if message.contains("escape") {
-        " (a \\u escape that is not a character: a lone UTF-16 surrogate such as \\ud800?)"
-    } else {
-        ""
-    };
-    format!("{message}{hint}")
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    QaPair::from_json(text, OtherFields::Ignored)
 }
 
 /// An explained line: the explanation's fields, then its input line number.
@@ -260,8 +204,8 @@ struct Numbered<'a> {
 #[derive(serde::Serialize)]
 struct Failure {
     line: usize,
-    id: Option<PairId>,
-    error: String,
+    #[serde(flatten)]
+    failure: PairFailure,
 }
 
 /// Where explained lines go: JSON lines on stdout, and the pairs kept for the HTML report.
@@ -300,7 +244,7 @@ fn flush(
     let (mut failed, mut written) = (0, 0);
     for entry in pending.drain(..) {
         let text = match entry {
-            Entry::Failed { line, id, error } => Err((line, id, error)),
+            Entry::Failed { line, failure } => Err((line, failure)),
             Entry::Queued { line, id } => {
                 match results.next().expect("one result per queued pair") {
                     Ok(mut explanation) => {
@@ -313,15 +257,14 @@ fn flush(
                         };
                         Ok(serde_json::to_string(&numbered)?)
                     }
-                    Err(e) => Err((line, id, e.render(spangrad::explain::Naming::Flag))),
+                    Err(e) => Err((line, PairFailure::explaining(id, &e, Naming::Flag))),
                 }
             }
         };
-        let text = text.unwrap_or_else(|(line, id, error)| {
+        let text = text.unwrap_or_else(|(line, failure)| {
             failed += 1;
-            progress.note(format_args!("line {line}: {error}"));
-            let failure = Failure { line, id, error };
-            serde_json::to_string(&failure).expect("a failure serialises")
+            progress.note(format_args!("line {line}: {}", failure.error));
+            serde_json::to_string(&Failure { line, failure }).expect("a failure serialises")
         });
         if sink.json {
             // Serialised first, so that a closed stdout surfaces as the io::Error it is.

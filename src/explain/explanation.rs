@@ -1,6 +1,6 @@
 //! The serialisable result for one (question, context) pair.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::method::Method;
 use super::options::Precision;
@@ -24,7 +24,11 @@ pub struct Explanation {
     /// How tokens were scored (`raw` and `score` of every token).
     pub method: Method,
     /// Integrated gradients only: `Σ attribution − (y(x) − y(baseline))`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "optional_decimal"
+    )]
     pub completeness_error: Option<f32>,
     /// The dtype of the weights and activations that computed it.
     pub precision: Precision,
@@ -69,9 +73,12 @@ pub struct Answer {
     pub char_end: Option<usize>,
     pub token_start: usize,
     pub token_end: usize,
+    #[serde(serialize_with = "decimal")]
     pub start_logit: f32,
+    #[serde(serialize_with = "decimal")]
     pub end_logit: f32,
     /// `start_logit + end_logit`.
+    #[serde(serialize_with = "decimal")]
     pub score: f32,
     /// The transformers QA pipeline's score of this answer: `p_start · p_end` (softmaxes over
     /// the window's context and first token), summed over the candidates of its text; for "no
@@ -154,13 +161,18 @@ pub struct TokenExplanation {
     /// Character offsets in the token's own string (question or context); 0..0 for specials.
     pub char_start: usize,
     pub char_end: usize,
+    #[serde(serialize_with = "decimal")]
     pub start_logit: f32,
+    #[serde(serialize_with = "decimal")]
     pub end_logit: f32,
     /// `raw / max |raw|` over the example's tokens.
+    #[serde(serialize_with = "decimal")]
     pub score: f32,
     /// The method's attribution (`onehot-norm`: `‖∂y/∂onehot‖₂` over the vocabulary).
+    #[serde(serialize_with = "decimal")]
     pub raw: f32,
     /// `G · E[id]`: the one-hot gradient at the token's own id.
+    #[serde(serialize_with = "decimal")]
     pub grad_x_input: f32,
 }
 
@@ -172,5 +184,67 @@ pub struct WordExplanation {
     pub char_start: usize,
     pub char_end: usize,
     /// Mean score of the word's pieces.
+    #[serde(serialize_with = "decimal")]
     pub score: f32,
+}
+
+/// An f32 as the f64 of its shortest decimal: JSON gets the f32's own text (`0.1`), and
+/// serialisers that widen to f64 (Python's floats) the value that text reads as, not the f32's
+/// binary expansion (`0.10000000149011612`).
+fn decimal<S: Serializer>(x: &f32, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(widened(*x))
+}
+
+fn optional_decimal<S: Serializer>(x: &Option<f32>, serializer: S) -> Result<S::Ok, S::Error> {
+    match x {
+        Some(x) => serializer.serialize_some(&widened(*x)),
+        None => serializer.serialize_none(),
+    }
+}
+
+fn widened(x: f32) -> f64 {
+    if !x.is_finite() {
+        return f64::from(x);
+    }
+    ryu::Buffer::new()
+        .format_finite(x)
+        .parse()
+        .expect("ryu writes a number")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Widening changes no value a JSON reader gets, as f32 or as f64 (only the notation of
+    /// 1e-6 to 1e-5 and 1e13 to 1e16, where f64's rule for exponents differs from f32's).
+    #[test]
+    fn widened_floats_read_as_the_f32() {
+        let mut bits: u32 = 0x1234_5678;
+        let mut samples = vec![
+            0.0f32,
+            -0.0,
+            0.1,
+            1e-5,
+            1.2345e-6,
+            3.4e38,
+            f32::MIN_POSITIVE,
+        ];
+        for _ in 0..100_000 {
+            // xorshift: bit patterns of every exponent.
+            bits ^= bits << 13;
+            bits ^= bits >> 17;
+            bits ^= bits << 5;
+            samples.push(f32::from_bits(bits));
+        }
+        for x in samples.into_iter().filter(|x| x.is_finite()) {
+            let f32_text = serde_json::to_string(&x).unwrap();
+            let widened_text = serde_json::to_string(&widened(x)).unwrap();
+            // std parses exactly (serde_json without `float_roundtrip` may miss by an ulp).
+            let read = |text: &str| text.parse::<f64>().unwrap();
+            assert_eq!(read(&f32_text), read(&widened_text), "{x:e}");
+            assert_eq!(read(&f32_text), widened(x), "{x:e}");
+            assert_eq!(widened(x) as f32, x);
+        }
+    }
 }

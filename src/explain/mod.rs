@@ -24,7 +24,7 @@ pub use options::{
     BatchTokens, ExplainOptions, ExplainWindows, Given, InvalidOption, Naming, OptionSpec, Phrase,
     Precision, Refused, Scope, DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_LENGTH, OPTIONS,
 };
-pub use pair::QaPair;
+pub use pair::{OtherFields, PairFailure, QaPair};
 pub use pair_id::PairId;
 pub use saliency::{Saliency, SaliencyKind};
 pub use sharded::Sharded;

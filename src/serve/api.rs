@@ -8,8 +8,8 @@ use serde_json::value::RawValue;
 use utoipa::{PartialSchema, ToSchema};
 
 use super::error::ApiError;
-use crate::explain::{Given, Refused, Scope};
-use crate::{ExplainOptions, Explanation, PairId, QaPair};
+use crate::explain::{Given, OtherFields, PairFailure, Refused, Scope};
+use crate::{ExplainOptions, Explanation, QaPair};
 
 /// Per-request options (the [`Scope::Request`] options of [`crate::explain::OPTIONS`], by
 /// name). Absent ones take the server's defaults.
@@ -136,7 +136,7 @@ pub struct PairsRequest {
 }
 
 /// `pairs`: at least one item. An item that is not a valid pair (of the wrong shape, with an
-/// empty question...) fails alone: its result is a [`PairFailure`], and the others are
+/// empty question...) fails alone: its result is a [`FailedPair`], and the others are
 /// explained.
 fn pair_items() -> utoipa::openapi::schema::Array {
     use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, Object, Ref, SchemaType};
@@ -176,21 +176,19 @@ pub struct PairsResponse {
 #[serde(untagged)]
 pub enum PairResult {
     Explained(Box<Explanation>),
-    Failed(PairFailure),
+    Failed(FailedPair),
 }
 
+/// A pair of a list with no explanation: its failure (its field under `pairs[i]`), where it
+/// is, and the status it would have had alone.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct PairFailure {
+pub struct FailedPair {
     /// The pair's place in `pairs`.
     pub index: usize,
-    /// Its id, as given: any JSON value, or null.
-    #[schema(value_type = Option<serde_json::Value>)]
-    pub id: Option<PairId>,
     /// The HTTP status the pair would have had alone.
     pub status: u16,
-    pub error: String,
-    /// The field at fault (`pairs[2].context`), when one is.
-    pub field: Option<String>,
+    #[serde(flatten)]
+    pub failure: PairFailure,
 }
 
 /// Every error answer.
@@ -248,18 +246,10 @@ pub struct Limits {
 pub struct Parsed {
     /// The body was one pair (answered by an explanation), not `{"pairs": [...]}`.
     pub single: bool,
-    pub pairs: Vec<Result<QaPair, Unread>>,
+    /// A failure's field is the pair's own (`context`), not yet under `pairs[i]`.
+    pub pairs: Vec<Result<QaPair, PairFailure>>,
     pub options: RequestOptions,
 }
-
-/// A pair that could not be read: why, and its id when it had a readable one.
-#[derive(Debug, Clone)]
-pub struct Unread {
-    pub id: Option<PairId>,
-    pub error: ApiError,
-}
-
-const PAIR_FIELDS: [&str; 5] = ["id", "question", "context", "answer", "answer_start"];
 
 /// An object's fields, each kept as its JSON text (so that an id is echoed as it was sent).
 type Fields<'a> = BTreeMap<String, &'a RawValue>;
@@ -287,9 +277,11 @@ pub fn parse(body: &[u8], max_pairs: usize) -> Result<Parsed, ApiError> {
         _ => RequestOptions::default(),
     };
     let Some(pairs) = fields.remove("pairs") else {
+        let pair = QaPair::from_json(raw.get(), OtherFields::Only(&["options"]))
+            .map_err(|f| ApiError::unprocessable(f.error, f.field))?;
         return Ok(Parsed {
             single: true,
-            pairs: vec![Ok(pair(raw, "").map_err(|e| e.error)?)],
+            pairs: vec![Ok(pair)],
             options,
         });
     };
@@ -324,8 +316,7 @@ pub fn parse(body: &[u8], max_pairs: usize) -> Result<Parsed, ApiError> {
         single: false,
         pairs: items
             .into_iter()
-            .enumerate()
-            .map(|(i, v)| pair(v, &format!("pairs[{i}]")))
+            .map(|v| QaPair::from_json(v.get(), OtherFields::Only(&[])))
             .collect(),
         options,
     })
@@ -339,63 +330,6 @@ fn object(raw: &RawValue) -> Option<Fields<'_>> {
         .flatten()
 }
 
-/// A pair from an object with the pair's fields (and, alone in a body, `options`) and no
-/// others.
-fn pair(raw: &RawValue, at: &str) -> Result<QaPair, Unread> {
-    let field = |name: &str| {
-        if at.is_empty() {
-            name.to_string()
-        } else {
-            format!("{at}.{name}")
-        }
-    };
-    let Some(fields) = object(raw) else {
-        return Err(Unread {
-            id: None,
-            error: ApiError::unprocessable(
-                "a pair must be an object with `question` and `context`",
-                (!at.is_empty()).then(|| at.to_string()),
-            ),
-        });
-    };
-    let id = fields
-        .get("id")
-        .and_then(|v| PairId::from_json(v.get()).ok().flatten());
-    let allowed = |k: &str| PAIR_FIELDS.contains(&k) || (at.is_empty() && k == "options");
-    if let Some(key) = fields.keys().find(|k| !allowed(k)) {
-        let error = ApiError::unprocessable(
-            format!(
-                "unknown field `{key}`: a pair has {}; options go in `options`",
-                PAIR_FIELDS.map(|f| format!("`{f}`")).join(", ")
-            ),
-            Some(field(key)),
-        );
-        return Err(Unread { id, error });
-    }
-    typed(raw, at).map_err(|error| Unread { id, error })
-}
-
-/// `raw` as a `T`, a failure naming the field (under `at`) that does not fit.
-fn typed<T: serde::de::DeserializeOwned>(raw: &RawValue, at: &str) -> Result<T, ApiError> {
-    let mut reader = serde_json::Deserializer::from_str(raw.get());
-    serde_path_to_error::deserialize(&mut reader).map_err(|e| {
-        let inner = e.path().to_string();
-        let message = e.inner().to_string();
-        // A missing field is reported at its parent; name it.
-        let missing = message
-            .strip_prefix("missing field `")
-            .and_then(|m| m.split('`').next())
-            .map(str::to_string);
-        let path = [at.to_string(), inner.trim_start_matches('.').to_string()]
-            .into_iter()
-            .chain(missing)
-            .filter(|p| !p.is_empty() && p != "?")
-            .collect::<Vec<_>>()
-            .join(".");
-        ApiError::unprocessable(message, (!path.is_empty()).then_some(path))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,11 +338,13 @@ mod tests {
         match parse(body.as_bytes(), 4) {
             Err(e) => e,
             Ok(p) => {
-                p.pairs
+                let (i, f) = p
+                    .pairs
                     .into_iter()
-                    .find_map(Result::err)
-                    .expect("a failure")
-                    .error
+                    .enumerate()
+                    .find_map(|(i, p)| Some((i, p.err()?)))
+                    .expect("a failure");
+                ApiError::unprocessable(f.error, f.field).at(&format!("pairs[{i}]"))
             }
         }
     }
@@ -442,8 +378,8 @@ mod tests {
         assert!(options.handle_impossible_answer);
         assert!(many.pairs[0].is_ok());
         assert_eq!(
-            many.pairs[1].as_ref().unwrap_err().error.field.as_deref(),
-            Some("pairs[1].question")
+            many.pairs[1].as_ref().unwrap_err().field.as_deref(),
+            Some("question")
         );
     }
 

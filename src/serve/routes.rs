@@ -16,14 +16,14 @@ use tokio::sync::oneshot;
 use utoipa::OpenApi;
 
 use super::api::{
-    self, ErrorBody, ExplainRequest, ExplainResponse, Health, ModelInfo, PairFailure, PairResult,
+    self, ErrorBody, ExplainRequest, ExplainResponse, FailedPair, Health, ModelInfo, PairResult,
     PairsResponse,
 };
 use super::backend::Cost;
 use super::batcher::{Job, Outcome, Refused};
 use super::error::ApiError;
 use super::AppState;
-use crate::explain::Method;
+use crate::explain::{Method, PairFailure};
 use crate::ExplainOptions;
 
 type Shared = Arc<AppState>;
@@ -53,7 +53,7 @@ pub fn router(state: Shared) -> Router {
 #[openapi(
     info(
         title = "spangrad",
-        description = "Gradient explanations for extractive question answering (BERT, DistilBERT)."
+        description = "Gradient explanations for extractive question-answering models."
     ),
     paths(explain, health, model, metrics, openapi),
     modifiers(&BearerKey)
@@ -204,7 +204,12 @@ async fn answer(
     let mut outcomes: Vec<Option<Outcome>> = parsed
         .pairs
         .iter()
-        .map(|p| p.as_ref().err().map(|e| Err(e.error.clone())))
+        .enumerate()
+        .map(|(i, p)| {
+            let unread = p.as_ref().err()?;
+            let error = ApiError::unprocessable(unread.error.clone(), unread.field.clone());
+            Some(Err(error.at(&at(i))))
+        })
         .collect();
     let mut queued: Vec<usize> = Vec::new();
     let mut job_pairs = Vec::new();
@@ -334,15 +339,17 @@ async fn answer(
         .enumerate()
         .map(|(index, (outcome, pair))| match outcome {
             Ok(e) => PairResult::Explained(Box::new(e)),
-            Err(e) => PairResult::Failed(PairFailure {
+            Err(e) => PairResult::Failed(FailedPair {
                 index,
-                id: match pair {
-                    Ok(pair) => pair.id.clone(),
-                    Err(unread) => unread.id.clone(),
-                },
                 status: e.status,
-                error: e.error,
-                field: e.field,
+                failure: PairFailure {
+                    id: match pair {
+                        Ok(pair) => pair.id.clone(),
+                        Err(unread) => unread.id.clone(),
+                    },
+                    error: e.error,
+                    field: e.field,
+                },
             }),
         })
         .collect();
