@@ -45,13 +45,15 @@ class ExplainBatch:
             for i, q, c in zip(ids, batch["question"].tolist(), batch["context"].tolist())
         ]
         results = self.explainer.explain(pairs)
-        # A failure's "index" counts within this batch only: keep the id and the error.
-        results = [{"id": r["id"], "error": r["error"]} if "error" in r else r for r in results]
+        rows = [r.to_dict() for r in results]
+        for row in rows:
+            # A failure's "index" counts within this batch only: it keeps its id, error and field.
+            row.pop("index", None)
         return {
             "id": ids,
-            "answer": [r["answer"]["text"] if "answer" in r else None for r in results],
-            "error": [r.get("error") for r in results],
-            "explanation": [json.dumps(r, ensure_ascii=False) for r in results],
+            "answer": [r["answer"]["text"] if "answer" in r else None for r in rows],
+            "error": [r.get("error") for r in rows],
+            "explanation": [json.dumps(r, ensure_ascii=False) for r in rows],
         }
 
 

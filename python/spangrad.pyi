@@ -1,6 +1,7 @@
-"""Gradient explanations for BERT and DistilBERT extractive question answering."""
+"""Gradient explanations for extractive question answering."""
 
-from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Union
+import os
+from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +18,127 @@ class OptionError(ValueError):
 
     option: str
     """The option at fault: "top_k"."""
+
+class PairError(ValueError):
+    """A pair that cannot be read or explained, raised by explain(on_error="raise")."""
+
+    index: int
+    """Its place in the list."""
+    id: Any
+    """Its id, as given (None when it had none or it could not be read)."""
+    field: Optional[str]
+    """The pair's field at fault ("context", "answer_start"), or None."""
+
+Progress = Union[bool, None, Callable[[int, int], Any]]
+"""True for a tqdm bar (pip install tqdm), or a callable given (done, total) as pairs are
+explained; None or False for neither."""
+
+class Explanation:
+    """One pair's explanation. Its attributes are the fields of `spangrad explain --format
+    json`; in a notebook it shows as the HTML report."""
+
+    @property
+    def id(self) -> Any:
+        """The pair's id, as given; None when it had none."""
+    @property
+    def answer(self) -> Dict[str, Any]:
+        """"text", "char_start", "char_end", "token_start", "token_end", "start_logit",
+        "end_logit", "score", and "probability" where the pipeline's rule applies."""
+    @property
+    def model_answer(self) -> Optional[Dict[str, Any]]:
+        """The model's own answer when the explained one is another (an answer given)."""
+    @property
+    def target(self) -> Dict[str, Any]:
+        """The logits differentiated: "kind", "start_token", "end_token"."""
+    @property
+    def span_mode(self) -> str: ...
+    @property
+    def saliency(self) -> str: ...
+    @property
+    def method(self) -> Method: ...
+    @property
+    def completeness_error(self) -> Optional[float]:
+        """Integrated gradients: sum of attributions minus (y(x) - y(baseline))."""
+    @property
+    def precision(self) -> str:
+        """The dtype that computed it."""
+    @property
+    def seed_compat(self) -> bool: ...
+    @property
+    def truncated(self) -> bool: ...
+    @property
+    def window(self) -> Optional[Dict[str, Any]]:
+        """The window of a split context explained."""
+    @property
+    def rank(self) -> Optional[int]: ...
+    @property
+    def tokens(self) -> List[Dict[str, Any]]:
+        """One dict per token: "text", "token_type", "segment", "char_start", "char_end",
+        "start_logit", "end_logit", "score", "raw", "grad_x_input"."""
+    @property
+    def words(self) -> List[Dict[str, Any]]:
+        """One dict per word: "text", "segment", "char_start", "char_end", "score"."""
+    @property
+    def warnings(self) -> List[str]: ...
+    @property
+    def alternatives(self) -> List["Explanation"]:
+        """With top_k: the next best spans."""
+    @property
+    def windows(self) -> List["Explanation"]:
+        """With explain_windows="all": every window of a split context."""
+    @property
+    def scores(self) -> npt.NDArray[np.float32]:
+        """The tokens' scores."""
+    @property
+    def question(self) -> str: ...
+    @property
+    def context(self) -> str: ...
+    def to_dict(self) -> Dict[str, Any]:
+        """As `spangrad explain --format json` writes it (JSON lines add "line")."""
+    def to_json(self) -> str:
+        """The CLI's JSON text."""
+    def tokens_frame(self) -> Any:
+        """The tokens as a pandas DataFrame (pandas must be installed)."""
+    def words_frame(self) -> Any:
+        """The words as a pandas DataFrame (pandas must be installed)."""
+    def _repr_html_(self) -> str:
+        """The HTML report, framed for a notebook."""
+
+class Failure:
+    """A pair with no explanation."""
+
+    @property
+    def index(self) -> int:
+        """Its place in the list."""
+    @property
+    def id(self) -> Any: ...
+    @property
+    def error(self) -> str: ...
+    @property
+    def field(self) -> Optional[str]:
+        """The pair's field at fault ("context", "answer_start"), or None."""
+    def to_dict(self) -> Dict[str, Any]:
+        """{"index", "id", "error", "field"}."""
+    def to_json(self) -> str: ...
+
+class Report:
+    """The HTML report of explanations, as `spangrad explain --format html` writes it (no
+    external scripts, styles or fonts); failures are left out, and one pair explained by
+    several methods gets a toggle between them. Shows in Jupyter, VS Code and Colab."""
+
+    html: str
+    def __init__(
+        self, explanations: Sequence[Union[Explanation, Failure]], title: Optional[str] = None
+    ) -> None: ...
+    def save(self, path: Union[str, os.PathLike]) -> None: ...
+    def _repr_html_(self) -> str: ...
+
+def save_html(
+    explanations: Sequence[Union[Explanation, Failure]],
+    path: Union[str, os.PathLike],
+    title: Optional[str] = None,
+) -> None:
+    """Writes the HTML report of the explanations to path."""
 
 def options() -> List[Dict[str, Any]]:
     """Every option: "name", "scope" ("request": per call too; "load": at load only),
@@ -75,14 +197,21 @@ class Explainer:
         self,
         pairs: Sequence[Pair],
         on_error: Literal["return", "raise"] = "return",
+        progress: Progress = None,
         **options: Any,
-    ) -> List[Dict[str, Any]]:
-        """One dict per pair, in order, equal to `spangrad explain --format json`; a pair that
-        cannot be explained gives {"index", "id", "error"} (on_error="raise": ValueError).
-        options: those of scope "request" (top_k=3, method="integrated-gradients", steps=32...)
-        over the constructor's. Runs with the GIL released."""
+    ) -> List[Union[Explanation, Failure]]:
+        """An Explanation per pair, in order (its to_dict() equals `spangrad explain --format
+        json`); a pair that cannot be read or explained gives a Failure (on_error="raise":
+        PairError, or MemoryError / RuntimeError where the device failed). A pair is read as a
+        JSON line is: other keys are left alone. options: those of scope "request" (top_k=3,
+        method="integrated-gradients", steps=32...) over the constructor's. Runs with the GIL
+        released; Ctrl-C stops it between steps of 64 pairs per device."""
     def explain_arrays(
-        self, questions: Sequence[str], contexts: Sequence[str], **options: Any
+        self,
+        questions: Sequence[str],
+        contexts: Sequence[str],
+        progress: Progress = None,
+        **options: Any,
     ) -> Dict[str, Union[npt.NDArray[np.float32], npt.NDArray[np.int64], List[Any]]]:
         """Arrays for dataframes: "scores" float32 [n, longest] (zero past "lengths"),
         "lengths", "answer_start", "answer_end", "answer_char_start", "answer_char_end" int64 [n]

@@ -41,6 +41,6 @@ def test_the_ray_pipeline_equals_the_cli(cli, ray_available, tmp_path):  # noqa:
     assert len(got) == len(want) == len(pairs)
     for i, (g, w) in enumerate(zip(got, want)):
         if "error" in w:
-            assert (g["id"], g["error"]) == (w["id"], w["error"])
+            assert (g["id"], g["error"], g["field"]) == (w["id"], w["error"], w["field"])
         else:
             assert g == w, f"pair {i}"

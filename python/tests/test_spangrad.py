@@ -30,6 +30,11 @@ def fixture_pairs(arch):
     return pairs
 
 
+def dicts(results):
+    """Explanations and failures as the CLI's JSON objects."""
+    return [r.to_dict() for r in results]
+
+
 def run_cli(cli, model, pairs, *flags, batch=None):
     """`spangrad explain --input` on the pairs in batches of `batch` (default: all in one): its
     JSON lines without the line numbers."""
@@ -57,10 +62,15 @@ def test_explanations_equal_the_cli(cli, model, arch):
     assert len(got) == len(want) == len(pairs)
     for i, (g, w) in enumerate(zip(got, want)):
         if "error" in w:
-            assert (g["error"], g["id"], g["index"]) == (w["error"], w["id"], i)
+            assert isinstance(g, spangrad.Failure)
+            assert (g.error, g.id, g.field, g.index) == (w["error"], w["id"], w["field"], i)
+            assert g.to_dict() == {"index": i, "id": w["id"], "error": w["error"],
+                                   "field": w["field"]}
         else:
-            assert g == w, f"pair {i}"
-    assert got[-1]["window"]["count"] > 1
+            assert isinstance(g, spangrad.Explanation)
+            assert g.to_dict() == w, f"pair {i}"
+            assert json.loads(g.to_json()) == w, f"pair {i}"
+    assert got[-1].window["count"] > 1
 
 
 def test_options_equal_the_cli_flags(cli):
@@ -70,7 +80,7 @@ def test_options_equal_the_cli_flags(cli):
     )
     want = run_cli(cli, "bert-tiny", pairs, "--span", "argmax", "--max-length", "24",
                    "--method", "grad-x-input")
-    assert explainer.explain(pairs) == want
+    assert dicts(explainer.explain(pairs)) == want
     assert explainer.max_length == 24
     assert explainer.dtype == "f32"
 
@@ -113,12 +123,12 @@ def test_every_option_is_a_keyword_with_the_clis_default(cli):
 def test_request_options_are_given_per_call(cli):
     pairs = fixture_pairs("bert")[:3]
     explainer = spangrad.Explainer(str(FIXTURES / "bert-tiny"))
-    got = explainer.explain(pairs, method="integrated-gradients", steps=8, top_k=2)
+    got = dicts(explainer.explain(pairs, method="integrated-gradients", steps=8, top_k=2))
     want = run_cli(cli, "bert-tiny", pairs, "--method", "integrated-gradients", "--steps", "8",
                    "--top-k", "2")
     assert got == want
     # The explainer's own options are unchanged.
-    assert explainer.explain(pairs) == run_cli(cli, "bert-tiny", pairs)
+    assert dicts(explainer.explain(pairs)) == run_cli(cli, "bert-tiny", pairs)
     arrays = explainer.explain_arrays([pairs[0]["question"]], [pairs[0]["context"]], span="argmax")
     assert arrays["answer_start"][0] == run_cli(cli, "bert-tiny", pairs[:1], "--span", "argmax")[0]["answer"]["token_start"]
     with pytest.raises(TypeError, match="chosen when the model is loaded"):
@@ -138,7 +148,7 @@ def test_request_options_are_given_per_call(cli):
 def test_handle_impossible_answer_equals_the_cli(cli):
     pairs = fixture_pairs("roberta")[:10]
     explainer = spangrad.Explainer(str(FIXTURES / "roberta-tiny"), handle_impossible_answer=True)
-    got = explainer.explain(pairs)
+    got = dicts(explainer.explain(pairs))
     assert got == run_cli(cli, "roberta-tiny", pairs, "--handle-impossible-answer")
     assert any(e["answer"].get("impossible") for e in got)
     assert not all(e["answer"].get("impossible") for e in got)
@@ -150,11 +160,12 @@ def test_arrays_hold_the_explanations():
     questions = np.array([p["question"] for p in pairs], dtype=object)
     contexts = [p["context"] for p in pairs]
     arrays = explainer.explain_arrays(questions, contexts)
-    dicts = explainer.explain([{"question": q, "context": c} for q, c in zip(questions, contexts)])
+    results = dicts(explainer.explain([{"question": q, "context": c}
+                                       for q, c in zip(questions, contexts)]))
     n = len(pairs)
     assert arrays["scores"].dtype == np.float32
     assert arrays["scores"].shape == (n, int(arrays["lengths"].max()))
-    for i, d in enumerate(dicts):
+    for i, d in enumerate(results):
         if "error" in d:
             assert arrays["error"][i] == d["error"]
             assert arrays["lengths"][i] == 0 and arrays["answer_start"][i] == -1
@@ -179,8 +190,8 @@ def test_arrays_hold_the_explanations():
 
 def test_two_cpu_devices_share_the_batch():
     pairs = fixture_pairs("bert")
-    one = spangrad.Explainer(str(FIXTURES / "bert-tiny")).explain(pairs)
-    two = spangrad.Explainer(str(FIXTURES / "bert-tiny"), device="cpu,cpu").explain(pairs)
+    one = dicts(spangrad.Explainer(str(FIXTURES / "bert-tiny")).explain(pairs))
+    two = dicts(spangrad.Explainer(str(FIXTURES / "bert-tiny"), device="cpu,cpu").explain(pairs))
     assert len(one) == len(two)
     for a, b in zip(one, two):
         assert a.get("error") == b.get("error")
@@ -225,39 +236,51 @@ def test_bad_inputs_raise_the_right_exceptions(tmp_path):
     explainer = spangrad.Explainer(model)
     with pytest.raises(TypeError, match="list of dicts"):
         explainer.explain({"question": "q", "context": "c"})
-    with pytest.raises(TypeError, match=r"pairs\[0\] must be a dict"):
-        explainer.explain([5])
-    with pytest.raises(ValueError, match=r'pairs\[1\] has no "context"'):
-        explainer.explain([{"question": "q", "context": "c"}, {"question": "q"}])
-    with pytest.raises(TypeError, match=r'pairs\[0\]\["question"\] must be a str'):
-        explainer.explain([{"question": 5, "context": "c"}])
-    # Data that cannot be read fails its pair alone; the others are explained.
+    # A pair is read as on a JSON line or by the server: one that cannot be read fails alone,
+    # naming its field; the others are explained.
     good = {"question": "Who?", "context": "Jane wrote it."}
     results = explainer.explain([
+        5,
+        {"id": "q", "question": "q"},
+        {"question": 5, "context": "c"},
         {"id": object(), **good},
         {"id": float("nan"), **good},
         {"question": "Who\ud800?", "context": "Jane wrote it."},
+        {"id": 1, "answer_start": -1, **good},
         good,
     ])
-    assert [r.get("index") for r in results[:3]] == [0, 1, 2]
-    assert "not JSON" in results[0]["error"] and "not JSON" in results[1]["error"]
-    assert "not valid Unicode" in results[2]["error"]
-    assert "answer" in results[3]
-    with pytest.raises(ValueError, match="not JSON"):
-        explainer.explain([{"id": float("nan"), **good}], on_error="raise")
-    with pytest.raises(ValueError, match="the question is empty"):
-        explainer.explain([{"question": " ", "context": "c"}], on_error="raise")
+    failures = results[:-1]
+    assert all(isinstance(f, spangrad.Failure) for f in failures)
+    assert [f.index for f in failures] == list(range(7))
+    assert "expected a JSON object" in failures[0].error and "found a number" in failures[0].error
+    assert (failures[1].id, failures[1].field) == ("q", "context")
+    assert failures[1].error == "invalid pair: missing field `context`"
+    assert failures[2].field == "question" and "expected a string" in failures[2].error
+    assert "not JSON" in failures[3].error and "not JSON" in failures[4].error
+    assert "not valid Unicode" in failures[5].error
+    assert (failures[6].id, failures[6].field) == (1, "answer_start")
+    assert isinstance(results[-1], spangrad.Explanation)
+    with pytest.raises(spangrad.PairError, match="not JSON") as info:
+        explainer.explain([good, {"id": float("nan"), **good}], on_error="raise")
+    assert (info.value.index, info.value.id, info.value.field) == (1, None, None)
+    with pytest.raises(spangrad.PairError, match=r"pairs\[0\]: the question is empty") as info:
+        explainer.explain([{"id": [1], "question": " ", "context": "c"}], on_error="raise")
+    assert (info.value.id, info.value.field) == ([1], "question")
+    assert issubclass(spangrad.PairError, ValueError)
     with pytest.raises(ValueError, match="on_error"):
         explainer.explain([], on_error="ignore")
     [failed] = explainer.explain([{"id": "x", "question": "Who?", "context": "Jane.",
                                    "answer": "Paris"}])
-    assert failed["id"] == "x" and "not in the context" in failed["error"]
+    assert failed.id == "x" and "not in the context" in failed.error
+    assert failed.field == "answer"
     # An int past 64 bits comes back as the same int, explained or failed.
     big = 10**30 + 1
     explained, failed = explainer.explain([{"id": big, **good}, {"id": -big, "question": " ",
                                                                   "context": "c"}])
-    assert explained["id"] == big and type(explained["id"]) is int
-    assert failed["id"] == -big
+    assert explained.id == big and type(explained.id) is int
+    assert explained.to_dict()["id"] == big
+    assert failed.id == -big and failed.to_dict()["id"] == -big
+    assert json.loads(failed.to_json()) == failed.to_dict()
 
 
 def test_other_threads_run_while_it_computes():
@@ -291,7 +314,7 @@ def test_the_module_describes_itself():
     assert "GIL" in spangrad.Explainer.explain.__doc__ or "order" in spangrad.Explainer.explain.__doc__
     preset = spangrad.Explainer.preset("distilbert-base")
     [result] = preset.explain([{"question": "w10 w11", "context": " ".join(f"w{i}" for i in range(100, 140))}])
-    assert len(result["tokens"]) == 2 + 3 + 40
+    assert len(result.tokens) == 2 + 3 + 40
 
 
 def test_the_wheel_works_in_a_clean_venv_with_numpy_alone(tmp_path):
@@ -309,12 +332,117 @@ def test_the_wheel_works_in_a_clean_venv_with_numpy_alone(tmp_path):
                             capture_output=True, text=True, check=True)
     installed = {p["name"].lower() for p in json.loads(listed.stdout)}
     assert installed - {"pip", "setuptools", "wheel"} == {"numpy", "spangrad"}, installed
-    script = (
-        "import spangrad, sys; "
-        "e = spangrad.Explainer(sys.argv[1]); "
-        "[r] = e.explain([{'question': 'Who wrote it?', 'context': 'Jane Austen wrote it.'}]); "
-        "print(r['answer']['text'])"
-    )
+    script = """
+import spangrad, sys
+e = spangrad.Explainer(sys.argv[1])
+[r] = e.explain([{"question": "Who wrote it?", "context": "Jane Austen wrote it."}])
+print(r.answer["text"])
+try:
+    r.tokens_frame()
+except ImportError as error:
+    print(error)
+"""
     out = subprocess.run([python, "-c", script, str(FIXTURES / "bert-tiny")],
                          capture_output=True, text=True, check=True, cwd=tmp_path)
-    assert out.stdout.strip()
+    answer, no_pandas = out.stdout.strip().splitlines()
+    assert answer
+    assert no_pandas == "tokens_frame() needs pandas: pip install pandas"
+
+
+def test_an_explanation_is_an_object_with_the_jsons_fields():
+    explainer = spangrad.Explainer(str(FIXTURES / "bert-tiny"))
+    pair = fixture_pairs("bert")[0]
+    [e] = explainer.explain([pair], top_k=2)
+    d = e.to_dict()
+    # Every field of the JSON is an attribute, of the same value.
+    for key, value in d.items():
+        got = getattr(e, key)
+        if key == "alternatives":
+            got = [a.to_dict() for a in got]
+        assert got == value, key
+    assert set(d) >= {"id", "answer", "tokens", "words", "method", "alternatives"}
+    assert isinstance(e.alternatives[0], spangrad.Explanation)
+    assert e.alternatives[0].question == e.question == pair["question"]
+    assert e.context == pair["context"]
+    assert e.windows == [] and e.model_answer is None and e.completeness_error is None
+    assert e.scores.dtype == np.float32
+    np.testing.assert_array_equal(e.scores, np.array([t["score"] for t in d["tokens"]], np.float32))
+    # A float reads as the CLI's JSON writes it: the f32's shortest decimal.
+    assert e.tokens[0]["score"] == json.loads(e.to_json())["tokens"][0]["score"]
+    tokens = e.tokens_frame()
+    assert list(tokens.columns) == list(d["tokens"][0])
+    assert len(tokens) == len(d["tokens"]) and tokens["score"].tolist() == [
+        t["score"] for t in d["tokens"]]
+    words = e.words_frame()
+    assert len(words) == len(d["words"]) and "score" in words.columns
+    assert repr(e).startswith(f"Explanation(id={json.dumps(pair['id'])}, answer=")
+    [windows] = explainer.explain([fixture_pairs("bert")[-1]], explain_windows="all")
+    assert len(windows.windows) == windows.window["count"] > 1
+    assert all(isinstance(w, spangrad.Explanation) for w in windows.windows)
+
+
+def test_progress_is_told_as_pairs_are_explained(capsys):
+    explainer = spangrad.Explainer(str(FIXTURES / "bert-tiny"))
+    pairs = [p for p in fixture_pairs("bert") if p["question"]] * 15
+    told = []
+    results = explainer.explain(pairs, progress=lambda done, total: told.append((done, total)))
+    n = len(pairs)
+    assert n > 64 and told[-1] == (n, n)
+    assert [done for done, _ in told] == sorted(done for done, _ in told)
+    assert len(told) == -(-n // 64), told
+    assert dicts(results) == dicts(explainer.explain(pairs))
+    explainer.explain(pairs[:3], progress=True)
+    assert "3/3" in capsys.readouterr().err
+    arrays = []
+    explainer.explain_arrays(["Who?"], ["Jane."], progress=lambda d, t: arrays.append((d, t)))
+    assert arrays == [(1, 1)]
+    with pytest.raises(TypeError, match="callable"):
+        explainer.explain(pairs[:1], progress="yes")
+    with pytest.raises(ZeroDivisionError):
+        explainer.explain(pairs[:1], progress=lambda done, total: 1 / 0)
+
+
+def test_html_is_the_clis_report(cli, tmp_path):
+    model = str(FIXTURES / "bert-tiny")
+    pairs = fixture_pairs("bert")[:3]
+    explainer = spangrad.Explainer(model)
+    results = explainer.explain(pairs)
+    page = subprocess.run(
+        [cli, "explain", "--quiet", "--model", model, "--input", "-", "--format", "html"],
+        input="\n".join(json.dumps(p) for p in pairs).encode(), capture_output=True, check=True,
+    ).stdout.decode()
+    assert spangrad.Report(results).html == page
+    spangrad.save_html(results, tmp_path / "report.html")
+    assert (tmp_path / "report.html").read_text() == page
+    # One pair by several methods: one section, with a toggle between them.
+    methods = explainer.explain(pairs, method="grad-x-input")
+    toggled = subprocess.run(
+        [cli, "explain", "--quiet", "--model", model, "--input", "-", "--format", "html",
+         "--method", "onehot-norm,grad-x-input"],
+        input="\n".join(json.dumps(p) for p in pairs).encode(), capture_output=True, check=True,
+    ).stdout.decode()
+    both = [e for pair in zip(results, methods) for e in pair]
+    assert spangrad.Report(both).html == toggled
+    framed = results[0]._repr_html_()
+    assert framed.startswith("<iframe srcdoc=\"") and framed.endswith("</iframe>")
+    assert "&lt;!DOCTYPE html&gt;" in framed and "<script" not in framed.split('"')[1]
+    assert spangrad.Report(results, title="Mine").html.count("Mine") >= 2
+    failed = explainer.explain([{"question": " ", "context": "c"}] + pairs[:1])
+    assert spangrad.Report(failed).html == spangrad.Report(explainer.explain(pairs[:1])).html
+    with pytest.raises(TypeError, match="takes Explanations"):
+        spangrad.Report([{"question": "q"}])
+
+
+def test_the_stub_lists_every_public_name():
+    import ast
+
+    tree = ast.parse((REPO / "python" / "spangrad.pyi").read_text())
+    stub = {n.name: n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+    # maturin's package holds the extension module as `spangrad.spangrad`.
+    public = {name for name in dir(spangrad) if not name.startswith("_")} - {"spangrad"}
+    assert public <= set(stub) | {"Pair", "Method", "Progress"}, public - set(stub)
+    for name in ["Explainer", "Explanation", "Failure", "Report"]:
+        members = {n.name for n in stub[name].body if isinstance(n, ast.FunctionDef)}
+        members |= {n.target.id for n in stub[name].body if isinstance(n, ast.AnnAssign)}
+        actual = {m for m in dir(getattr(spangrad, name)) if not m.startswith("__")}
+        assert actual <= members, (name, actual - members)
