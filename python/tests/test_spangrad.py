@@ -446,3 +446,73 @@ def test_the_stub_lists_every_public_name():
         members |= {n.target.id for n in stub[name].body if isinstance(n, ast.AnnAssign)}
         actual = {m for m in dir(getattr(spangrad, name)) if not m.startswith("__")}
         assert actual <= members, (name, actual - members)
+
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium through WebDriver (selenium, and Debian's chromium-driver)."""
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(p)]
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing.append("selenium (pip install selenium)")
+    if missing:
+        message = f"no {', '.join(missing)}"
+        if os.environ.get("SPANGRAD_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--window-size=1100,900",
+                f"--user-data-dir={tmp_path / 'profile'}"]:
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_repr_html_renders_in_a_notebook(browser, tmp_path):
+    """An output cell as Jupyter, VS Code and Colab fill it: `_repr_html_` set as a node's
+    innerHTML (where no <script> of its own would run). The framed report loads, fits its
+    height, and its tokens and toggles work."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    explainer = spangrad.Explainer(str(FIXTURES / "bert-tiny"))
+    [e] = explainer.explain([{"question": "Who wrote the novel?",
+                              "context": "The novel was written by Jane Austen in 1813."}])
+    host = tmp_path / "notebook.html"
+    host.write_text(
+        "<!DOCTYPE html><html><body><div class='cell'>In [1]:</div><div id='output'></div>"
+        f"<script>document.getElementById('output').innerHTML = {json.dumps(e._repr_html_())};"
+        "</script></body></html>"
+    )
+    browser.get(host.as_uri())
+    frame = browser.find_element(By.CSS_SELECTOR, "#output iframe")
+    # Fitted to the page once loaded: no longer the 36em it starts at.
+    WebDriverWait(browser, 20).until(lambda d: frame.get_attribute("style").count("px") >= 1)
+    height = browser.execute_script("return arguments[0].getBoundingClientRect().height", frame)
+    browser.switch_to.frame(frame)
+    inner = browser.execute_script("return document.documentElement.scrollHeight")
+    assert abs(height - inner) <= 8, (height, inner)
+    tokens = browser.find_elements(
+        By.CSS_SELECTOR, ".method[data-method='onehot-norm'] .view[data-unit=token] .t")
+    shown = [t for t in e.tokens if t["segment"] != "special"]
+    texts = [(e.question if t["segment"] == "question" else e.context)[t["char_start"]:t["char_end"]]
+             for t in shown]
+    assert [t.get_attribute("textContent") for t in tokens] == texts
+    answer = browser.find_elements(By.CSS_SELECTOR, ".view[data-unit=token] .t.answer")
+    assert answer, "the answer is marked"
+    word_view = ".method[data-method='onehot-norm'] .view[data-unit=word]"
+    assert browser.find_element(By.CSS_SELECTOR, word_view).is_displayed()
+    browser.find_element(By.CSS_SELECTOR, "input[name=unit][value=token]").click()
+    assert not browser.find_element(By.CSS_SELECTOR, word_view).is_displayed()
+    browser.switch_to.default_content()
+    severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not severe, severe
