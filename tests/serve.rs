@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use candle_core::Device;
 use common::*;
 use serde_json::{json, Value};
+use spangrad::explain::PairPlan;
 use spangrad::serve::api::ModelInfo;
-use spangrad::serve::{Backend, Cost, ExplainerBackend, Loader, Running, ServeConfig};
+use spangrad::serve::{Backend, ExplainerBackend, Loader, Priced, Running, ServeConfig};
 use spangrad::{ExplainOptions, Explainer, Explanation, QaPair};
 
 fn explainer(dir: &str) -> Explainer {
@@ -601,27 +602,27 @@ impl Backend for Hooked {
     fn options(&self) -> &ExplainOptions {
         self.inner.options()
     }
-    fn tokens(
+    fn plan(
         &self,
         options: &ExplainOptions,
         pairs: &[QaPair],
         budget: usize,
-    ) -> spangrad::Result<Vec<spangrad::Result<Cost>>> {
-        self.inner.tokens(options, pairs, budget)
+    ) -> spangrad::Result<Vec<spangrad::Result<Priced>>> {
+        self.inner.plan(options, pairs, budget)
     }
     fn explain(
         &self,
         options: &ExplainOptions,
-        pairs: &[QaPair],
+        plans: &[&PairPlan],
     ) -> spangrad::Result<Vec<spangrad::Result<Explanation>>> {
         std::thread::sleep(self.delay);
         if let Some(word) = self.panic_on {
             assert!(
-                !pairs.iter().any(|p| p.question.contains(word)),
+                !plans.iter().any(|p| p.question().contains(word)),
                 "a bug met {word}"
             );
         }
-        self.inner.explain(options, pairs)
+        self.inner.explain(options, plans)
     }
 }
 
@@ -1309,4 +1310,47 @@ fn serve_with_a_model_that_cannot_load_exits_with_its_error() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("cannot load the model"), "{stderr}");
     assert!(stderr.contains("model directory not found"), "{stderr}");
+}
+
+/// A refused request's body is waited for (up to a bound) before the answer: a client that
+/// sends its head, then its body, then reads (ureq, curl without `Expect`) would otherwise
+/// write into a closed connection and meet a broken pipe instead of the 413 or 415.
+#[test]
+fn a_refused_body_is_answered_not_cut_off() {
+    use std::io::{Read, Write};
+    let server = fixture_server(ServeConfig {
+        max_body_bytes: 4096,
+        ..ServeConfig::default()
+    });
+    let address = server.url().trim_start_matches("http://").to_string();
+    let body = format!(r#"{{"question":"q","context":"{}"}}"#, "w ".repeat(5000));
+    for (kind, status) in [("application/json", "413"), ("text/plain", "415")] {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(
+            stream,
+            "POST /v1/explain HTTP/1.1\r\nHost: {address}\r\nContent-Type: {kind}\r\n\
+             Connection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        // Time for a server that answers on the head alone to answer, and close.
+        std::thread::sleep(Duration::from_millis(300));
+        let (first, second) = body.as_bytes().split_at(body.len() / 2);
+        let sent = stream.write_all(first).and_then(|()| {
+            std::thread::sleep(Duration::from_millis(100));
+            stream.write_all(second)
+        });
+        assert!(sent.is_ok(), "{status}: the body is cut off: {sent:?}");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut answer = Vec::new();
+        let read = stream.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(read.is_ok(), "{read:?} after {answer:?}");
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}"
+        );
+    }
 }

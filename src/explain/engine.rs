@@ -1,6 +1,7 @@
 //! The numerical core: a padded batch of encoded pairs through forward, span choice, backward
 //! to the word embeddings, saliency and normalisation. Knows nothing of tokenizers.
 
+use std::borrow::Borrow;
 use std::ops::Range;
 
 use std::time::{Duration, Instant};
@@ -160,28 +161,29 @@ impl Engine {
     /// padded passes as `max_batch_tokens` says; a pass the memory cannot hold is split in two
     /// and retried, down to single pairs. A pair that cannot be explained (no gradient target,
     /// or too large alone) gets its own error; the others are unaffected.
-    pub fn explain(&self, batch: &[Encoded]) -> Result<Vec<Result<Explanation>>> {
+    pub fn explain<E: Borrow<Encoded>>(&self, batch: &[E]) -> Result<Vec<Result<Explanation>>> {
         self.explain_staged(batch, None)
     }
 
     /// As [`Engine::explain`], adding the time each stage took to `stages` (the device is
     /// synchronised between stages, so the stages' sum is a little above the plain run's time).
-    pub fn explain_timed(
+    pub fn explain_timed<E: Borrow<Encoded>>(
         &self,
-        batch: &[Encoded],
+        batch: &[E],
         stages: &mut StageTimes,
     ) -> Result<Vec<Result<Explanation>>> {
         self.explain_staged(batch, Some(stages))
     }
 
-    fn explain_staged(
+    fn explain_staged<E: Borrow<Encoded>>(
         &self,
-        batch: &[Encoded],
+        batch: &[E],
         mut stages: Option<&mut StageTimes>,
     ) -> Result<Vec<Result<Explanation>>> {
+        let batch: Vec<&Encoded> = batch.iter().map(Borrow::borrow).collect();
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(batch[i].len()));
-        let sorted: Vec<&Encoded> = order.iter().map(|&i| &batch[i]).collect();
+        let sorted: Vec<&Encoded> = order.iter().map(|&i| batch[i]).collect();
         let fits = self.pass_fits()?;
         let mut results: Vec<Option<Result<Explanation>>> =
             (0..batch.len()).map(|_| None).collect();

@@ -1,5 +1,6 @@
 //! The text front of the engine: a checkpoint's tokenizer and model, pairs in, explanations out.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use candle_core::Device;
@@ -12,6 +13,7 @@ use super::options::{
 };
 use super::pair::QaPair;
 use super::pipeline::{self, Choice, Pick};
+use super::PairId;
 use crate::error::{Error, Result};
 use crate::model::preset::Preset;
 use crate::model::QaModel;
@@ -155,7 +157,16 @@ impl Explainer {
     /// How a pair is explained: one window, or a context split by `doc_stride` whose windows
     /// are scored before the answer's is explained. A given answer is explained in the first
     /// window that holds it.
-    fn plan(&self, pair: &QaPair) -> Result<Plan> {
+    ///
+    /// A server prices a pair by its plan's tokens, then explains the plan: it tokenises once.
+    pub fn plan(&self, pair: &QaPair) -> Result<PairPlan> {
+        Ok(PairPlan {
+            id: pair.id.clone(),
+            encoding: self.encoding(pair)?,
+        })
+    }
+
+    fn encoding(&self, pair: &QaPair) -> Result<Plan> {
         if pair.answer.is_none() && pair.answer_start.is_some() {
             return Err(Error::Answer(
                 "answer_start is given without an answer: give the answer's text too".into(),
@@ -205,10 +216,7 @@ impl Explainer {
     /// as explaining it would fail before the model runs (empty text, too long, an answer not
     /// in the context).
     pub fn tokens(&self, pair: &QaPair) -> Result<usize> {
-        Ok(match self.plan(pair)? {
-            Plan::Single(enc) => enc.len(),
-            Plan::Windows(windows) => windows.iter().map(Encoded::len).sum(),
-        })
+        Ok(self.plan(pair)?.tokens())
     }
 
     /// At most [`Explainer::tokens`], from the text alone (no tokenising, so that a server
@@ -259,12 +267,23 @@ impl Explainer {
     pub fn explain_each(&self, pairs: &[QaPair]) -> Result<Vec<Result<Explanation>>> {
         // Tokenising is ~430k tokens/s per core, as fast as an H100 explains bert-base: on
         // all cores it stays a small part of a GPU batch.
-        let plans: Vec<Result<Plan>> = pairs.par_iter().map(|p| self.plan(p)).collect();
+        let plans: Vec<Result<PairPlan>> = pairs.par_iter().map(|p| self.plan(p)).collect();
+        let planned: Vec<&PairPlan> = plans.iter().filter_map(|p| p.as_ref().ok()).collect();
+        let mut explained = self.explain_plans(&planned)?.into_iter();
+        Ok(plans
+            .into_iter()
+            .map(|plan| plan.and_then(|_| explained.next().expect("one result per plan")))
+            .collect())
+    }
+
+    /// Explains pairs planned by [`Explainer::plan`] (by an explainer of the same options),
+    /// as [`Explainer::explain_each`] does.
+    pub fn explain_plans(&self, plans: &[&PairPlan]) -> Result<Vec<Result<Explanation>>> {
         let split: Vec<&Encoded> = plans
             .iter()
-            .filter_map(|p| match p {
-                Ok(Plan::Windows(windows)) => Some(windows.iter()),
-                _ => None,
+            .filter_map(|p| match &p.encoding {
+                Plan::Windows(windows) => Some(windows.iter()),
+                Plan::Single(_) => None,
             })
             .flatten()
             .collect();
@@ -275,63 +294,30 @@ impl Explainer {
         }
         .into_iter();
 
-        // What the engine explains, and per pair where its explanations are.
-        let mut queue: Vec<Encoded> = Vec::new();
-        let mut recipes: Vec<Result<Recipe>> = Vec::with_capacity(pairs.len());
+        // What the engine explains (a window with the span chosen for it is a copy), and per
+        // pair where its explanations are.
+        let mut queue: Vec<Cow<'_, Encoded>> = Vec::new();
+        let mut recipes: Vec<Result<Recipe>> = Vec::with_capacity(plans.len());
         for plan in plans {
-            recipes.push(plan.and_then(|plan| match plan {
+            recipes.push(match &plan.encoding {
                 Plan::Single(enc) => {
-                    queue.push(*enc);
+                    queue.push(Cow::Borrowed(&**enc));
                     Ok(Recipe::Single(queue.len() - 1))
                 }
                 Plan::Windows(windows) => {
                     let scores: Vec<(Vec<f32>, Vec<f32>)> =
                         logits.by_ref().take(windows.len()).collect();
-                    if scores
-                        .iter()
-                        .any(|(s, e)| !s.iter().chain(e).all(|v| v.is_finite()))
-                    {
-                        return Err(Error::NonFinite("logits"));
-                    }
-                    let refs: Vec<&Encoded> = windows.iter().collect();
-                    let logits: Vec<(&[f32], &[f32])> =
-                        scores.iter().map(|(s, e)| (&s[..], &e[..])).collect();
-                    let o = self.engine.options();
-                    let decision = pipeline::decide(
-                        &refs,
-                        &logits,
-                        o.max_answer_len,
-                        1,
-                        o.handle_impossible_answer,
-                    );
-                    let best = decision.picks.first().ok_or(Error::NonFinite("logits"))?;
-                    let mut explain = |(window, choice): (usize, Choice)| {
-                        let mut enc = windows[window].clone();
-                        enc.requested = Some((choice.span.start, choice.span.end));
-                        queue.push(enc);
-                        (queue.len() - 1, choice)
-                    };
-                    let main = explain(Choice::of(best, decision.null));
-                    let all = match o.explain_windows {
-                        ExplainWindows::Best => Vec::new(),
-                        ExplainWindows::All => decision
-                            .per_window
-                            .iter()
-                            .flatten()
-                            .map(|c| explain(Choice::of(&Pick::Text(c.clone()), None)))
-                            .collect(),
-                    };
-                    Ok(Recipe::Windows { main, all })
+                    self.choose(windows, &scores, &mut queue)
                 }
-            }));
+            });
         }
         let mut explained: Vec<Option<Result<Explanation>>> =
             self.engine.explain(&queue)?.into_iter().map(Some).collect();
         let mut take = |i: usize| explained[i].take().expect("each explanation is used once");
         Ok(recipes
             .into_iter()
-            .zip(pairs)
-            .map(|(recipe, pair)| {
+            .zip(plans)
+            .map(|(recipe, plan)| {
                 let explanation = match recipe? {
                     Recipe::Single(i) => take(i)?,
                     Recipe::Windows { main, all } => {
@@ -344,15 +330,86 @@ impl Explainer {
                     }
                 };
                 Ok(Explanation {
-                    id: pair.id.clone(),
+                    id: plan.id.clone(),
                     ..explanation
                 })
             })
             .collect())
     }
+
+    /// The answer of a split context by the pipeline's rule over its windows' logits: the
+    /// window that holds it is queued for that span (with `explain_windows: all`, every window
+    /// for its own best span too).
+    fn choose<'a>(
+        &self,
+        windows: &[Encoded],
+        scores: &[(Vec<f32>, Vec<f32>)],
+        queue: &mut Vec<Cow<'a, Encoded>>,
+    ) -> Result<Recipe> {
+        if scores
+            .iter()
+            .any(|(s, e)| !s.iter().chain(e).all(|v| v.is_finite()))
+        {
+            return Err(Error::NonFinite("logits"));
+        }
+        let refs: Vec<&Encoded> = windows.iter().collect();
+        let logits: Vec<(&[f32], &[f32])> = scores.iter().map(|(s, e)| (&s[..], &e[..])).collect();
+        let o = self.engine.options();
+        let decision = pipeline::decide(
+            &refs,
+            &logits,
+            o.max_answer_len,
+            1,
+            o.handle_impossible_answer,
+        );
+        let best = decision.picks.first().ok_or(Error::NonFinite("logits"))?;
+        let mut explain = |(window, choice): (usize, Choice)| {
+            let mut enc = windows[window].clone();
+            enc.requested = Some((choice.span.start, choice.span.end));
+            queue.push(Cow::Owned(enc));
+            (queue.len() - 1, choice)
+        };
+        let main = explain(Choice::of(best, decision.null));
+        let all = match o.explain_windows {
+            ExplainWindows::Best => Vec::new(),
+            ExplainWindows::All => decision
+                .per_window
+                .iter()
+                .flatten()
+                .map(|c| explain(Choice::of(&Pick::Text(c.clone()), None)))
+                .collect(),
+        };
+        Ok(Recipe::Windows { main, all })
+    }
+}
+
+/// A pair tokenised for the engine (see [`Explainer::plan`]): its one window, or the windows
+/// of a split context.
+#[derive(Debug, Clone)]
+pub struct PairPlan {
+    id: Option<PairId>,
+    encoding: Plan,
+}
+
+impl PairPlan {
+    pub fn question(&self) -> &str {
+        match &self.encoding {
+            Plan::Single(enc) => &enc.question,
+            Plan::Windows(windows) => &windows[0].question,
+        }
+    }
+
+    /// The tokens it takes in the engine, all windows together.
+    pub fn tokens(&self) -> usize {
+        match &self.encoding {
+            Plan::Single(enc) => enc.len(),
+            Plan::Windows(windows) => windows.iter().map(Encoded::len).sum(),
+        }
+    }
 }
 
 /// How a pair is explained.
+#[derive(Debug, Clone)]
 enum Plan {
     /// One encoding, explained as is.
     Single(Box<Encoded>),

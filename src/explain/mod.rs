@@ -17,7 +17,7 @@ pub mod span;
 pub mod words;
 
 pub use engine::{Engine, Gradients, StageTimes};
-pub use explainer::Explainer;
+pub use explainer::{Explainer, PairPlan};
 pub use explanation::{Answer, Explanation, Target, TargetKind, TokenExplanation, WordExplanation};
 pub use method::{Baseline, Method};
 pub use options::{

@@ -1,9 +1,12 @@
-//! What the server drives: a loaded model behind three calls. The router and the batcher only
-//! see this trait, so tests can put a failing or slow backend behind the real server.
+//! What the server drives: a loaded model behind a few calls. The router and the batcher only
+//! see this trait, so tests can put a failing or slow backend behind the real server. A
+//! request's pairs are planned (tokenised, and so priced) once, when it arrives; the batcher
+//! explains the plans.
 
 use candle_core::Device;
 
 use super::api::ModelInfo;
+use crate::explain::PairPlan;
 use crate::{ExplainOptions, Explainer, Explanation, QaPair, Result};
 
 pub trait Backend: Send + Sync + 'static {
@@ -15,62 +18,65 @@ pub trait Backend: Send + Sync + 'static {
     /// The server's default options.
     fn options(&self) -> &ExplainOptions;
 
-    /// Per pair in order, the tokens it takes (every window), or why it cannot be explained;
+    /// Per pair in order, its plan (its tokens, every window) or why it cannot be explained;
     /// the outer error: `options` are invalid for this model. A pair over `budget` by its text
     /// alone is not tokenised. Stops after the pair that brings the sum of the pairs within
     /// `budget` over it: the request is refused whole.
-    fn tokens(
+    fn plan(
         &self,
         options: &ExplainOptions,
         pairs: &[QaPair],
         budget: usize,
-    ) -> Result<Vec<Result<Cost>>>;
+    ) -> Result<Vec<Result<Priced>>>;
 
-    /// Per pair, its explanation or why it has none; the outer error: the computation as a
-    /// whole failed.
+    /// Per plan (made by [`Backend::plan`] under the same `options`), its explanation or why
+    /// it has none; the outer error: the computation as a whole failed.
     fn explain(
         &self,
         options: &ExplainOptions,
-        pairs: &[QaPair],
+        plans: &[&PairPlan],
     ) -> Result<Vec<Result<Explanation>>>;
 }
 
-/// What a pair takes, in tokens of all its windows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cost {
-    Tokens(usize),
+/// A pair planned, or priced from its text alone.
+#[derive(Debug, Clone)]
+pub enum Priced {
+    Planned(PairPlan),
     /// Over the budget by a bound from its text ([`Explainer::min_tokens`]): not tokenised.
     AtLeast(usize),
 }
 
-impl Cost {
-    pub fn tokens(self) -> usize {
+impl Priced {
+    /// The tokens it takes in all its windows (at least, when not tokenised).
+    pub fn tokens(&self) -> usize {
         match self {
-            Self::Tokens(n) | Self::AtLeast(n) => n,
+            Self::Planned(plan) => plan.tokens(),
+            Self::AtLeast(n) => *n,
         }
     }
 }
 
-/// [`Backend::tokens`] for `explainer`.
-pub fn price(explainer: &Explainer, pairs: &[QaPair], budget: usize) -> Vec<Result<Cost>> {
-    let mut costs = Vec::with_capacity(pairs.len());
+/// [`Backend::plan`] for `explainer`.
+pub fn plan(explainer: &Explainer, pairs: &[QaPair], budget: usize) -> Vec<Result<Priced>> {
+    let mut priced = Vec::with_capacity(pairs.len());
     let mut sum: usize = 0;
     for pair in pairs {
         let least = explainer.min_tokens(pair);
         if least > budget {
-            costs.push(Ok(Cost::AtLeast(least)));
+            priced.push(Ok(Priced::AtLeast(least)));
             continue;
         }
-        let tokens = explainer.tokens(pair);
-        if let Ok(&n) = tokens.as_ref() {
+        let plan = explainer.plan(pair);
+        if let Ok(plan) = plan.as_ref() {
+            let n = plan.tokens();
             sum += if n <= budget { n } else { 0 };
         }
-        costs.push(tokens.map(Cost::Tokens));
+        priced.push(plan.map(Priced::Planned));
         if sum > budget {
             break;
         }
     }
-    costs
+    priced
 }
 
 /// An [`Explainer`]: the model and tokenizer loaded once, shared by every set of options.
@@ -125,20 +131,20 @@ impl Backend for ExplainerBackend {
         self.explainer.engine().options()
     }
 
-    fn tokens(
+    fn plan(
         &self,
         options: &ExplainOptions,
         pairs: &[QaPair],
         budget: usize,
-    ) -> Result<Vec<Result<Cost>>> {
-        Ok(price(&self.under(options)?, pairs, budget))
+    ) -> Result<Vec<Result<Priced>>> {
+        Ok(plan(&self.under(options)?, pairs, budget))
     }
 
     fn explain(
         &self,
         options: &ExplainOptions,
-        pairs: &[QaPair],
+        plans: &[&PairPlan],
     ) -> Result<Vec<Result<Explanation>>> {
-        self.under(options)?.explain_each(pairs)
+        self.under(options)?.explain_plans(plans)
     }
 }

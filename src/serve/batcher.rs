@@ -13,15 +13,17 @@ use tokio::sync::oneshot;
 use super::backend::Backend;
 use super::error::ApiError;
 use super::metrics::Metrics;
-use crate::{ExplainOptions, Explanation, QaPair};
+use crate::explain::PairPlan;
+use crate::{ExplainOptions, Explanation};
 
 /// Per pair of a job: its explanation, or why it has none.
 pub type Outcome = Result<Explanation, ApiError>;
 
-/// One request's valid pairs, explained together under one set of options.
+/// One request's valid pairs, planned (tokenised) when it arrived, explained together under one
+/// set of options.
 pub struct Job {
     pub options: ExplainOptions,
-    pub pairs: Vec<QaPair>,
+    pub plans: Vec<PairPlan>,
     /// Tokens of all its pairs times the method's passes: its share of a batch.
     pub work: usize,
     pub enqueued: Instant,
@@ -131,7 +133,7 @@ impl Batcher {
                 return Err(Refused::Late { expected });
             }
         }
-        let (n, work) = (job.pairs.len(), job.work);
+        let (n, work) = (job.plans.len(), job.work);
         let before = self.queued.fetch_add(n, Ordering::SeqCst);
         if before + n > self.max_queue {
             self.queued.fetch_sub(n, Ordering::SeqCst);
@@ -204,7 +206,7 @@ impl Gather {
             work += job.work;
             jobs.push(job);
         }
-        let taken: usize = jobs.iter().map(|j| j.pairs.len()).sum();
+        let taken: usize = jobs.iter().map(|j| j.plans.len()).sum();
         let left = self.queued.fetch_sub(taken, Ordering::SeqCst) - taken;
         self.metrics.set_queued(left);
         // The job carried over is still queued: it is counted when it is taken.
@@ -246,12 +248,13 @@ fn run(jobs: Vec<Job>, backend: &dyn Backend, metrics: &Metrics) {
         metrics.queue_time(start - job.enqueued);
     }
     let options = jobs[0].options.clone();
-    let pairs: Vec<QaPair> = jobs.iter().flat_map(|j| j.pairs.iter().cloned()).collect();
+    let plans: Vec<&PairPlan> = jobs.iter().flat_map(|j| &j.plans).collect();
     let work: usize = jobs.iter().map(|j| j.work).sum();
-    let mut outcomes = isolated(backend, &options, &pairs).into_iter();
-    metrics.batch(pairs.len(), work, start.elapsed());
+    let mut outcomes = isolated(backend, &options, &plans).into_iter();
+    metrics.batch(plans.len(), work, start.elapsed());
+    drop(plans);
     for job in jobs {
-        let mine: Vec<Outcome> = outcomes.by_ref().take(job.pairs.len()).collect();
+        let mine: Vec<Outcome> = outcomes.by_ref().take(job.plans.len()).collect();
         // The request may have timed out meanwhile; nobody is left to tell.
         let _ = job.reply.send(mine);
     }
@@ -259,17 +262,17 @@ fn run(jobs: Vec<Job>, backend: &dyn Backend, metrics: &Metrics) {
 
 /// The pairs explained together; if that panics, each alone, so that only the pair that
 /// panics fails (with a 500) and the server goes on.
-fn isolated(backend: &dyn Backend, options: &ExplainOptions, pairs: &[QaPair]) -> Vec<Outcome> {
-    match catch_unwind(AssertUnwindSafe(|| backend.explain(options, pairs))) {
+fn isolated(backend: &dyn Backend, options: &ExplainOptions, plans: &[&PairPlan]) -> Vec<Outcome> {
+    match catch_unwind(AssertUnwindSafe(|| backend.explain(options, plans))) {
         Ok(Ok(results)) => results
             .into_iter()
             .map(|r| r.map_err(|e| ApiError::from_pair(&e)))
             .collect(),
         Ok(Err(e)) => {
             let error = ApiError::internal(format!("the computation failed: {e}"));
-            vec![Err(error); pairs.len()]
+            vec![Err(error); plans.len()]
         }
-        Err(_) if pairs.len() > 1 => pairs
+        Err(_) if plans.len() > 1 => plans
             .iter()
             .flat_map(|p| isolated(backend, options, std::slice::from_ref(p)))
             .collect(),

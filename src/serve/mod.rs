@@ -24,7 +24,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use tokio::sync::Notify;
 
-pub use backend::{price, Backend, Cost, ExplainerBackend};
+pub use backend::{plan, Backend, ExplainerBackend, Priced};
 use batcher::Batcher;
 use error::ApiError;
 use metrics::Metrics;

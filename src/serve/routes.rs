@@ -19,7 +19,7 @@ use super::api::{
     self, ErrorBody, ExplainRequest, ExplainResponse, FailedPair, Health, ModelInfo, PairResult,
     PairsResponse,
 };
-use super::backend::Cost;
+use super::backend::Priced;
 use super::batcher::{Job, Outcome, Refused};
 use super::error::ApiError;
 use super::AppState;
@@ -111,30 +111,30 @@ async fn explain(State(state): State<Shared>, request: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
-        return ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the body must be JSON, sent with `Content-Type: application/json`",
-            None,
-        )
-        .into_response();
-    }
     let config = &state.config;
-    // A declared length over the limit is refused before any of the body is waited for.
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
-        return body_too_large(config.max_body_bytes).into_response();
-    }
-    let reading = axum::body::to_bytes(request.into_body(), config.max_body_bytes);
     let (limit, flag) = if config.body_timeout < config.request_timeout {
         (config.body_timeout, "--body-timeout-ms")
     } else {
         (config.request_timeout, "--request-timeout-ms")
     };
     let left = limit.saturating_sub(arrived.elapsed());
+    if !json {
+        let error = ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be JSON, sent with `Content-Type: application/json`",
+            None,
+        );
+        return refused(error, request, left).await;
+    }
+    // A declared length over the limit is refused before any of the body is used.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
+        return refused(body_too_large(config.max_body_bytes), request, left).await;
+    }
+    let reading = axum::body::to_bytes(request.into_body(), config.max_body_bytes);
     let Ok(body) = tokio::time::timeout(left, reading).await else {
         return ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
@@ -192,14 +192,14 @@ async fn answer(
     let passes = passes(&options);
     // A pair's tokens times the passes must fit the batch.
     let budget = config.max_batch_tokens / passes.max(1);
-    let counted = {
+    let planned = {
         let options = options.clone();
         let pairs: Vec<crate::QaPair> = valid.iter().map(|(_, p)| p.clone()).collect();
-        tokio::task::spawn_blocking(move || backend.tokens(&options, &pairs, budget))
+        tokio::task::spawn_blocking(move || backend.plan(&options, &pairs, budget))
             .await
             .map_err(|e| ApiError::internal(format!("tokenisation failed: {e}")))?
     };
-    let tokens = counted.map_err(|e| ApiError::from_pair(&e))?;
+    let planned = planned.map_err(|e| ApiError::from_pair(&e))?;
 
     let mut outcomes: Vec<Option<Outcome>> = parsed
         .pairs
@@ -212,17 +212,20 @@ async fn answer(
         })
         .collect();
     let mut queued: Vec<usize> = Vec::new();
-    let mut job_pairs = Vec::new();
+    let mut plans = Vec::new();
     let mut work: usize = 0;
     // Pricing stopped early: the pairs priced are over the budget already.
-    let over = tokens.len() < valid.len();
-    for ((i, pair), priced) in valid.into_iter().zip(tokens) {
-        match priced.map(|c| (c, c.tokens().saturating_mul(passes))) {
+    let over = planned.len() < valid.len();
+    for (i, priced) in valid.iter().map(|(i, _)| *i).zip(planned) {
+        match priced.map(|p| {
+            let cost = p.tokens().saturating_mul(passes);
+            (p, cost)
+        }) {
             Err(e) => outcomes[i] = Some(Err(ApiError::from_pair(&e).at(&at(i)))),
             Ok((priced, cost)) if cost > config.max_batch_tokens => {
-                let (least, t) = match priced {
-                    Cost::Tokens(t) => ("", t),
-                    Cost::AtLeast(t) => ("at least ", t),
+                let (least, t) = match &priced {
+                    Priced::Planned(plan) => ("", plan.tokens()),
+                    Priced::AtLeast(t) => ("at least ", *t),
                 };
                 let error = ApiError::too_large(
                     format!(
@@ -235,11 +238,13 @@ async fn answer(
                 );
                 outcomes[i] = Some(Err(error.at(&at(i))));
             }
-            Ok((_, cost)) => {
+            Ok((Priced::Planned(plan), cost)) => {
                 work = work.saturating_add(cost);
                 queued.push(i);
-                job_pairs.push(pair);
+                plans.push(plan);
             }
+            // Not tokenised: its bound is over `budget`, so its cost over the limit (above).
+            Ok((Priced::AtLeast(_), _)) => unreachable!("a pair not tokenised is over the limit"),
         }
     }
     if over || work > config.max_batch_tokens {
@@ -254,11 +259,11 @@ async fn answer(
         ));
     }
 
-    if !job_pairs.is_empty() {
+    if !plans.is_empty() {
         let (reply, receive) = oneshot::channel();
         let job = Job {
             options,
-            pairs: job_pairs,
+            plans,
             work,
             enqueued: Instant::now(),
             reply,
@@ -354,6 +359,26 @@ async fn answer(
         })
         .collect();
     Ok(ExplainResponse::Many(PairsResponse { results }))
+}
+
+/// Bytes of a refused request's body read and dropped before the answer (see [`refused`]).
+const DISCARDED_BODY_BYTES: usize = 1 << 20;
+
+/// `error`, answered once the body (up to [`DISCARDED_BODY_BYTES`], within `left`) is read
+/// and dropped, unused. Answered at once, the connection closes with the body unsent or unread:
+/// a client that sends its body before it reads (ureq, curl without `Expect`) then meets a
+/// broken pipe or a reset instead of this answer.
+async fn refused(error: ApiError, request: Request, left: std::time::Duration) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    // A body declared over the cap is not waited for.
+    if declared.is_none_or(|n| n <= DISCARDED_BODY_BYTES as u64) {
+        let draining = axum::body::to_bytes(request.into_body(), DISCARDED_BODY_BYTES);
+        let _ = tokio::time::timeout(left, draining).await;
+    }
+    error.into_response()
 }
 
 fn body_too_large(limit: usize) -> ApiError {
