@@ -302,7 +302,7 @@ fn linear(c: &mut Criterion) {
         });
         #[cfg(feature = "cuda")]
         if s.device.is_cuda() {
-            use spangrad::kernels::gemm::linear_bias;
+            use spangrad::ops::kernels::gemm::linear_bias;
             let bias = s.randn(&[outputs]);
             let fused = linear_bias(&x, &w, &bias).unwrap();
             let twin = ops::matmul(&x, &wt).unwrap().broadcast_add(&bias).unwrap();
@@ -320,7 +320,7 @@ fn linear(c: &mut Criterion) {
 /// calls it (feature `cudnn`; skipped where cuDNN does not open).
 #[cfg(feature = "cudnn")]
 fn cudnn_attention(c: &mut Criterion) {
-    use spangrad::kernels::cudnn;
+    use spangrad::ops::kernels::cudnn;
     let s = Setup::new();
     if s.device.is_cpu() {
         return;

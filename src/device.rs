@@ -3,8 +3,8 @@
 
 use candle_core::Device;
 
+use crate::error::InvalidOption;
 use crate::error::{Error, Result};
-use crate::explain::InvalidOption;
 
 pub fn parse(spec: &str) -> Result<Device> {
     let spec = spec.trim().to_ascii_lowercase();

@@ -25,8 +25,6 @@ pub mod error;
 pub mod explain;
 pub mod files;
 pub mod hub;
-#[cfg(feature = "cuda")]
-pub mod kernels;
 pub mod memory;
 pub mod model;
 pub mod ops;

@@ -11,11 +11,10 @@ use std::io::Write;
 
 use candle_core::{DType, Device, Tensor};
 use common::*;
-use spangrad::explain::normalise::normalise;
-use spangrad::explain::rows::gather_dot;
 use spangrad::explain::saliency::{Dense, Gram, Saliency, Streaming};
 use spangrad::model::Activation;
 use spangrad::ops;
+use spangrad::ops::{gather_dot, normalise};
 use spangrad::{ExplainOptions, Explainer, Precision, SaliencyKind, SpanMode};
 
 /// A test of one body on the GPU, as [`common::gpu`] says.
@@ -404,7 +403,7 @@ gpu_test!(head_layout_kernels_match_their_cpu_twins, |gpu| {
 
 #[cfg(feature = "cuda")]
 gpu_test!(cublaslt_linear_with_bias_matches_its_cpu_twin, |gpu| {
-    use spangrad::kernels::gemm::linear_bias;
+    use spangrad::ops::kernels::gemm::linear_bias;
     // (rows, inputs, outputs): one row, sizes off every tile and off 8-element alignment.
     for (m, k, n) in [
         (1, 64, 96),
@@ -436,8 +435,8 @@ gpu_test!(cublaslt_linear_with_bias_matches_its_cpu_twin, |gpu| {
 #[cfg(feature = "cudnn")]
 gpu_test!(cudnn_attention_matches_autograd, |gpu| {
     use candle_core::Var;
-    use spangrad::kernels::cudnn;
     use spangrad::model::attention::switch;
+    use spangrad::ops::kernels::cudnn;
 
     let setting = std::env::var(switch::VARIABLE).ok();
     if let Err(why) = cudnn::load(switch::requested(setting.as_deref()).flatten()) {

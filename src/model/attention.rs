@@ -10,7 +10,7 @@
 //!   is saved; the backward recomputes `P` ([`crate::ops::attention`]);
 //! - a GPU in half precision with cuDNN (feature `cudnn`, switched on by `SPANGRAD_CUDNN`):
 //!   cuDNN's fused attention reads Q, K and V in place from the QKV product and writes the
-//!   context in token layout; its softmax statistics replace `P` ([`crate::kernels::cudnn`]);
+//!   context in token layout; its softmax statistics replace `P` ([`crate::ops::kernels::cudnn`]);
 //! - otherwise on a GPU: cuBLAS batched GEMMs around the softmax kernels, `P` saved.
 //!
 //! The last layer's backward takes only the query rows its target reads: `dC` and `Q` are
@@ -43,7 +43,7 @@ impl Kind {
                 let v = switch::cudnn_version().unwrap_or(0);
                 #[cfg(feature = "cudnn")]
                 let built = {
-                    let (graphs, ms) = crate::kernels::cudnn::graphs_built();
+                    let (graphs, ms) = crate::ops::kernels::cudnn::graphs_built();
                     format!(" ({graphs} graphs built so far, in {ms:.0} ms)")
                 };
                 #[cfg(not(feature = "cudnn"))]
@@ -268,7 +268,7 @@ fn heads_backward(
     }
 }
 
-/// The cuDNN path's two calls ([`crate::kernels::cudnn`]), timed; without the `cudnn`
+/// The cuDNN path's two calls ([`crate::ops::kernels::cudnn`]), timed; without the `cudnn`
 /// feature they are never reached ([`kind`] is never [`Kind::Cudnn`]).
 mod cudnn {
     use super::*;
@@ -281,7 +281,7 @@ mod cudnn {
         shape: &BatchShape,
         scale: f64,
     ) -> Result<(Tensor, AttentionSaved)> {
-        use crate::kernels::cudnn;
+        use crate::ops::kernels::cudnn;
         let device = x.device();
         let qkv = qkv.forward(x)?;
         // Both graphs first: a shape cuDNN refuses is found before anything is saved.
@@ -308,7 +308,7 @@ mod cudnn {
         scale: f64,
     ) -> Result<Tensor> {
         profile::time(dcontext.device(), "attention backward (cuDNN)", || {
-            crate::kernels::cudnn::attention_backward(
+            crate::ops::kernels::cudnn::attention_backward(
                 qkv,
                 context,
                 stats,
@@ -376,7 +376,7 @@ pub mod switch {
     /// Opens cuDNN: its version, or why it cannot be used.
     pub fn open(library: Option<&str>) -> Result<i64, String> {
         #[cfg(feature = "cudnn")]
-        return crate::kernels::cudnn::load(library);
+        return crate::ops::kernels::cudnn::load(library);
         #[cfg(not(feature = "cudnn"))]
         {
             let _ = library;

@@ -58,7 +58,10 @@ impl ModelConfig {
             message: e.to_string(),
         })?;
         Self::from_json(&json).map_err(|message| match message {
-            ConfigError::Unknown(t) => Error::UnknownArchitecture(t),
+            ConfigError::Unknown(t) => Error::UnknownArchitecture {
+                model_type: t,
+                known: Architecture::ALL.map(|a| a.model_type()).join(", "),
+            },
             ConfigError::Invalid(message) => Error::Config {
                 path: path.to_path_buf(),
                 message,

@@ -13,9 +13,7 @@ use crate::profile;
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Tensor,
-    /// `Wᵀ` `[in, out]`, contiguous, on the CPU only: the gemm crate packs a transposed
-    /// right operand on every call, which made `x Wᵀ` 2.3x slower for a 32-token pass (70 vs
-    /// 158 GFLOP/s, 2 cores); cuBLAS reads either layout at full speed.
+    /// `Wᵀ` `[in, out]` where the device reads it faster ([`ops::linear_weight_t`]).
     weight_t: Option<Tensor>,
 }
 
@@ -28,11 +26,7 @@ impl Linear {
     }
 
     fn new(weight: Tensor, bias: Tensor) -> Result<Self> {
-        let weight_t = if weight.device().is_cpu() {
-            Some(weight.t()?.contiguous()?)
-        } else {
-            None
-        };
+        let weight_t = ops::linear_weight_t(&weight)?;
         Ok(Self {
             weight,
             bias,
@@ -59,23 +53,13 @@ impl Linear {
     /// `x Wᵀ` for `x` `[rows, in]`, without the bias.
     pub fn product(&self, x: &Tensor) -> Result<Tensor> {
         profile::time(x.device(), "linear forward x·Wᵀ", || {
-            match &self.weight_t {
-                Some(wt) => ops::matmul(x, wt),
-                None => ops::matmul(x, &self.weight.t()?),
-            }
+            ops::linear_product(x, &self.weight, self.weight_t.as_ref())
         })
     }
 
-    /// `x Wᵀ + b` for `x` `[rows, in]`: on a GPU in half precision one cuBLASLt product whose
-    /// epilogue adds the bias ([`crate::kernels::gemm`]), elsewhere the product, then the bias.
+    /// `x Wᵀ + b` for `x` `[rows, in]` ([`ops::linear_forward`]).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        #[cfg(feature = "cuda")]
-        if x.device().is_cuda() && crate::kernels::gemm::takes(x.dtype()) {
-            return profile::time(x.device(), "linear forward x·Wᵀ + b (cuBLASLt)", || {
-                crate::kernels::gemm::linear_bias(x, &self.weight, &self.bias)
-            });
-        }
-        self.product(x)?.broadcast_add(&self.bias)
+        ops::linear_forward(x, &self.weight, self.weight_t.as_ref(), &self.bias)
     }
 
     /// The input gradient `dy W`, `[rows, out]` → `[rows, in]`.

@@ -88,7 +88,7 @@ pub fn bias_activation_forward(
     profile::time(x.device(), "bias + activation forward", || {
         #[cfg(feature = "cuda")]
         if x.device().is_cuda() {
-            return crate::kernels::bias_activation_forward(x, bias, act);
+            return crate::ops::kernels::bias_activation_forward(x, bias, act);
         }
         with_elem!(x.dtype(), T => forward_cpu::<T>(x, bias, act))
     })
@@ -104,7 +104,7 @@ pub fn activation_backward(dout: &Tensor, u: &Tensor, act: Activation) -> Result
     profile::time(dout.device(), "activation backward", || {
         #[cfg(feature = "cuda")]
         if dout.device().is_cuda() {
-            return crate::kernels::activation_backward(dout, u, act);
+            return crate::ops::kernels::activation_backward(dout, u, act);
         }
         with_elem!(dout.dtype(), T => backward_cpu::<T>(dout, u, act))
     })

@@ -1,6 +1,6 @@
 //! The head layout of attention: token rows `[pairs·queries, k·heads·head_dim]` to
 //! `[k, pairs, heads, queries, head_dim]` and back. One kernel each on a GPU
-//! ([`crate::kernels`]); candle's ops on the CPU, which are the kernels' twins.
+//! ([`crate::ops::kernels`]); candle's ops on the CPU, which are the kernels' twins.
 
 use candle_core::{Result, Tensor};
 
@@ -19,7 +19,7 @@ pub fn split_heads(
     profile::time(x.device(), "split heads", || {
         #[cfg(feature = "cuda")]
         if x.device().is_cuda() {
-            return crate::kernels::split_heads(x, bias, queries, heads, head_dim);
+            return crate::ops::kernels::split_heads(x, bias, queries, heads, head_dim);
         }
         split_heads_slow(x, bias, queries, heads, head_dim)
     })
@@ -50,7 +50,7 @@ pub fn merge_heads(parts: &[Tensor]) -> Result<Tensor> {
     profile::time(parts[0].device(), "merge heads", || {
         #[cfg(feature = "cuda")]
         if parts[0].device().is_cuda() {
-            return crate::kernels::merge_heads(parts);
+            return crate::ops::kernels::merge_heads(parts);
         }
         merge_heads_slow(parts)
     })

@@ -60,7 +60,9 @@ pub fn layer_norm_forward(
     profile::time(x.device(), "layer norm forward", || {
         #[cfg(feature = "cuda")]
         if x.device().is_cuda() {
-            return crate::kernels::layer_norm_forward(x, residual, bias, gamma, beta, eps as f32);
+            return crate::ops::kernels::layer_norm_forward(
+                x, residual, bias, gamma, beta, eps as f32,
+            );
         }
         with_elem!(x.dtype(), T => forward_cpu::<T>(x, residual, bias, gamma, beta, eps as f32, rows, hidden))
     })
@@ -85,7 +87,7 @@ pub fn layer_norm_backward(
     profile::time(dout.device(), "layer norm backward", || {
         #[cfg(feature = "cuda")]
         if dout.device().is_cuda() {
-            return crate::kernels::layer_norm_backward(dout, dresidual, saved, gamma);
+            return crate::ops::kernels::layer_norm_backward(dout, dresidual, saved, gamma);
         }
         with_elem!(dout.dtype(), T => backward_cpu::<T>(dout, dresidual, saved, gamma, rows, hidden))
     })

@@ -1,4 +1,5 @@
-//! The encoder's ops, forward and input-gradient backward, for the saved-activation pass.
+//! The ops, forward and input-gradient backward, for the saved-activation pass, and the
+//! saliency's. Device dispatch happens here only.
 //!
 //! One op per file, each with its CPU implementation (row-parallel on rayon, vectorised for the
 //! CPU's widest vector unit at run time), its CUDA kernel launch (feature `cuda`, kernels in
@@ -11,8 +12,13 @@ pub mod activation;
 pub mod attention;
 mod cpu;
 pub mod heads;
+/// The ops' CUDA backend: launches of the kernels in `cuda/` (built by build.rs).
+#[cfg(feature = "cuda")]
+pub mod kernels;
 pub mod layer_norm;
 mod matmul;
+pub mod normalise;
+pub mod saliency;
 pub mod softmax;
 
 use candle_core::Tensor;
@@ -23,7 +29,9 @@ pub use activation::{
 pub use attention::{attention_backward_cpu, attention_forward_cpu, attention_slow};
 pub use heads::{merge_heads, merge_heads_slow, split_heads, split_heads_slow};
 pub use layer_norm::{layer_norm_backward, layer_norm_forward, layer_norm_slow, LayerNormSaved};
-pub use matmul::matmul;
+pub use matmul::{linear_forward, linear_product, linear_weight_t, matmul};
+pub use normalise::{normalise, normalise_signed};
+pub use saliency::{gather_dot, gram_norms, streaming_norms};
 pub use softmax::{masked_softmax_backward, masked_softmax_forward, masked_softmax_slow};
 
 /// Bytes of a tensor's elements.

@@ -24,7 +24,7 @@ pub fn masked_softmax_forward(scores: &Tensor, lengths: &Tensor, scale: f64) -> 
     profile::time(scores.device(), "softmax forward", || {
         #[cfg(feature = "cuda")]
         if scores.device().is_cuda() {
-            return crate::kernels::masked_softmax_forward(scores, lengths, scale as f32);
+            return crate::ops::kernels::masked_softmax_forward(scores, lengths, scale as f32);
         }
         with_elem!(scores.dtype(), T => forward_cpu::<T>(scores, lengths, scale as f32))
     })
@@ -38,7 +38,7 @@ pub fn masked_softmax_backward(dp: &Tensor, p: &Tensor, scale: f64) -> Result<Te
     profile::time(dp.device(), "softmax backward", || {
         #[cfg(feature = "cuda")]
         if dp.device().is_cuda() {
-            return crate::kernels::masked_softmax_backward(dp, p, scale as f32);
+            return crate::ops::kernels::masked_softmax_backward(dp, p, scale as f32);
         }
         with_elem!(dp.dtype(), T => backward_cpu::<T>(dp, p, scale as f32))
     })

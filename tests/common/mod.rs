@@ -17,7 +17,7 @@ pub fn gpu(test: &str) -> Option<candle_core::Device> {
     match spangrad::device::parse("cuda") {
         Ok(device) => {
             #[cfg(feature = "cuda")]
-            spangrad::kernels::poison_outputs(true);
+            spangrad::ops::kernels::poison_outputs(true);
             Some(device)
         }
         Err(e) if std::env::var_os("SPANGRAD_REQUIRE_GPU").is_some_and(|v| v != "0") => {

@@ -4,7 +4,6 @@
 
 #[cfg(feature = "cli")]
 pub mod cli;
-mod invalid;
 #[cfg(feature = "serve")]
 pub mod openapi;
 pub mod schema;
@@ -12,7 +11,7 @@ pub mod schema;
 use candle_core::{DType, Device};
 use serde_json::Value;
 
-pub use invalid::{InvalidOption, Naming, Phrase};
+pub use crate::error::{InvalidOption, Naming, Phrase};
 use schema::{named_value, options};
 pub use schema::{OptionSpec, Scope};
 

@@ -6,8 +6,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::invalid::{InvalidOption, Phrase};
 use super::ExplainOptions;
+use crate::error::{InvalidOption, Phrase};
 
 /// When an option can be chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,12 +1,12 @@
 //! `raw² = G (EᵀE) Gᵀ` per row: the `hidden × hidden` Gram matrix replaces the vocabulary-sized
-//! product. Rounding can push a tiny square below zero, hence the clamp before the root. `G·EᵀE`
-//! is a matmul (cuBLAS on CUDA); the row dot, clamp and root are one kernel there, and this CPU
-//! path is its twin.
+//! product. `G·EᵀE` is a matmul (cuBLAS on CUDA); the row dot, clamp and root are one op
+//! ([`ops::gram_norms`]).
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor};
 
 use super::{gather_rows, Saliency, SaliencyKind};
 use crate::error::Result;
+use crate::ops;
 
 pub struct Gram {
     embeddings: Tensor,
@@ -29,14 +29,8 @@ impl Gram {
     }
 
     fn quadratic_form(&self, grads: &Tensor) -> Result<Tensor> {
-        let g = grads.to_dtype(DType::F32)?;
-        let gm = g.matmul(&self.gram)?;
-        #[cfg(feature = "cuda")]
-        if grads.device().is_cuda() {
-            return Ok(crate::kernels::gram_norms(&gm, grads)?);
-        }
-        let squares = (gm * g)?.sum(D::Minus1)?;
-        Ok(squares.clamp(0f32, f32::INFINITY)?.sqrt()?)
+        let gm = grads.to_dtype(DType::F32)?.matmul(&self.gram)?;
+        ops::gram_norms(&gm, grads)
     }
 }
 

@@ -1,8 +1,8 @@
 //! The dense sum over the vocabulary, taken in blocks of embedding rows: memory is bounded by
-//! one `[n, block]` product instead of `[n, vocab]`. On CUDA a fused kernel squares and sums
-//! each tile of the product in registers; this CPU path is its twin.
+//! one `[n, block]` product instead of `[n, vocab]` ([`ops::streaming_norms`]; on CUDA a fused
+//! kernel squares and sums each tile of the product in registers).
 
-use candle_core::{DType, Tensor, D};
+use candle_core::Tensor;
 
 use super::{gather_rows, Saliency, SaliencyKind};
 use crate::error::{Error, Result};
@@ -34,22 +34,6 @@ impl Saliency for Streaming {
     }
 
     fn norms(&self, grads: &Tensor) -> Result<Tensor> {
-        #[cfg(feature = "cuda")]
-        if grads.device().is_cuda() {
-            return Ok(crate::kernels::streaming_norms(grads, &self.embeddings)?);
-        }
-        let vocab = self.embeddings.dim(0)?;
-        let mut squares = Tensor::zeros(grads.dim(0)?, DType::F32, grads.device())?;
-        for start in (0..vocab).step_by(self.block) {
-            let rows = self
-                .embeddings
-                .narrow(0, start, self.block.min(vocab - start))?;
-            let part = ops::matmul(grads, &rows.t()?)?
-                .to_dtype(DType::F32)?
-                .sqr()?
-                .sum(D::Minus1)?;
-            squares = (squares + part)?;
-        }
-        Ok(squares.sqrt()?)
+        ops::streaming_norms(grads, &self.embeddings, self.block)
     }
 }

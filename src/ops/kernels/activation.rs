@@ -5,7 +5,7 @@ use candle_core::{Result, Tensor};
 
 use super::launch::{device, grid_stride_blocks, launch, output_of, read, vectorisable};
 use super::{params, typed, ActivationParams, ACTIVATION_BACKWARD, BIAS_ACTIVATION};
-use crate::model::Activation;
+use crate::ops::Activation;
 
 // The kernels switch on the codes of `cuda/params.h`.
 const _: () = assert!(params::ACT_GELU == 0 && params::ACT_GELU_TANH == 1 && params::ACT_RELU == 2);

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use crate::explain::options::name;
-use crate::explain::{InvalidOption, Naming, Phrase};
+mod invalid;
+
+pub use invalid::{InvalidOption, Naming, Phrase};
 
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -29,11 +31,14 @@ pub enum Error {
     Config { path: PathBuf, message: String },
 
     #[error(
-        "unknown model_type {0:?} in config.json: spangrad explains question-answering \
-         checkpoints of model_type {list}",
-        list = crate::model::Architecture::ALL.map(|a| a.model_type()).join(", ")
+        "unknown model_type {model_type:?} in config.json: spangrad explains \
+         question-answering checkpoints of model_type {known}"
     )]
-    UnknownArchitecture(String),
+    UnknownArchitecture {
+        model_type: String,
+        /// The model types known, listed.
+        known: String,
+    },
 
     #[error("cannot load weights from {path}: {message}")]
     Weights { path: PathBuf, message: String },
@@ -210,8 +215,8 @@ impl From<InvalidOption> for Error {
 
 /// The messages that name options, for each front to write their names its own way.
 mod phrases {
+    use super::Phrase;
     use crate::explain::options::name;
-    use crate::explain::Phrase;
 
     pub fn input_too_large(bytes: usize, limit: usize) -> Phrase {
         Phrase::text(format!(

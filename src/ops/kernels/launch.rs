@@ -248,11 +248,11 @@ pub fn function(dev: &CudaDevice, module: super::Module, name: &str) -> Result<C
 /// device) and launches it on candle's stream.
 macro_rules! launch {
     ($dev:expr, $module:expr, $name:expr, $blocks:expr, $threads:expr; $($arg:expr),+ $(,)?) => {{
-        let func = $crate::kernels::launch::function(&$dev, $module, &$name)?;
+        let func = $crate::ops::kernels::launch::function(&$dev, $module, &$name)?;
         let stream = $dev.cuda_stream();
         let mut args = stream.launch_builder(&func);
-        $( $crate::kernels::launch::KernelArg::push($arg, &mut args); )+
-        $crate::kernels::launch::run(args, $blocks, $threads)
+        $( $crate::ops::kernels::launch::KernelArg::push($arg, &mut args); )+
+        $crate::ops::kernels::launch::run(args, $blocks, $threads)
     }};
 }
 pub(crate) use launch;
