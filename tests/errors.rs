@@ -74,7 +74,7 @@ fn unknown_architecture() {
     std::fs::write(&path, text.replace("\"bert\"", "\"gpt2\"")).unwrap();
     let e = load_err(dir.path());
     assert!(
-        matches!(&e, Error::UnknownArchitecture(t) if t == "gpt2"),
+        matches!(&e, Error::UnknownArchitecture { model_type, .. } if model_type == "gpt2"),
         "{e}"
     );
     for supported in [
