@@ -1,5 +1,5 @@
 //! The HTML report in a real headless browser (Debian's chromium and chromium-driver, driven
-//! through WebDriver): it loads with no console errors, has one element per token with the
+//! through WebDriver by fantoccini): it loads with no console errors, has one element per token with the
 //! token's text, shades higher scores darker, marks the answer, shows a token's values on
 //! focus, and its toggles switch between words and tokens and between methods. It saves a
 //! screenshot (`SPANGRAD_SCREENSHOT=path` also copies it there: the README's is made so).
@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use common::fixture;
+use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use spangrad::text::Segment;
 use spangrad::Explanation;
@@ -54,52 +55,33 @@ impl Driver {
             url: format!("http://127.0.0.1:{port}"),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while ureq::get(&format!("{}/status", driver.url)).call().is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "chromedriver did not come up");
             std::thread::sleep(Duration::from_millis(100));
         }
         driver
     }
-
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}{path}", self.url);
-        let response = match body {
-            Some(body) => ureq::request(method, &url).send_json(body),
-            None => ureq::request(method, &url).call(),
-        };
-        let response = match response {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
-        };
-        let value: Value = response.into_json().unwrap();
-        value["value"].clone()
-    }
 }
 
-/// A browser session on the driver.
-struct Session<'a> {
-    driver: &'a Driver,
-    id: String,
-}
+/// The browser's console log (`POST /session/{id}/se/log`, chromedriver's), which WebDriver's
+/// standard commands do not read.
+#[derive(Debug)]
+struct ConsoleLog;
 
-impl Session<'_> {
-    fn path(&self, rest: &str) -> String {
-        format!("/session/{}{rest}", self.id)
+impl WebDriverCompatibleCommand for ConsoleLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
     }
 
-    fn run(&self, script: &str) -> Value {
-        self.driver.call(
-            "POST",
-            &self.path("/execute/sync"),
-            Some(json!({"script": script, "args": []})),
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
         )
-    }
-}
-
-impl Drop for Session<'_> {
-    fn drop(&mut self) {
-        self.driver.call("DELETE", &self.path(""), None);
     }
 }
 
@@ -162,37 +144,54 @@ fn html_report_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let (page, explanations) = make_report(dir.path());
     let driver = Driver::start();
-    let profile = dir.path().join("profile");
-    let capabilities = json!({"capabilities": {"alwaysMatch": {
-        "browserName": "chrome",
-        "goog:loggingPrefs": {"browser": "ALL"},
-        "goog:chromeOptions": {"binary": CHROMIUM, "args": [
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--window-size=1100,760", format!("--user-data-dir={}", profile.display())
-        ]}
-    }}});
-    let created = driver.call("POST", "/session", Some(capabilities));
-    let id = created["sessionId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no session: {created}"));
-    let session = Session {
-        driver: &driver,
-        id: id.to_string(),
-    };
-    driver.call(
-        "POST",
-        &session.path("/url"),
-        Some(json!({"url": format!("file://{}", page.display())})),
-    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = session(&driver, &dir.path().join("profile")).await;
+        check_report(&client, &page, &explanations).await;
+        client.close().await.unwrap();
+    });
+}
+
+/// A headless Chromium session, its console logged.
+async fn session(driver: &Driver, profile: &Path) -> Client {
+    let options = json!({"binary": CHROMIUM, "args": [
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--window-size=1100,760", format!("--user-data-dir={}", profile.display())
+    ]});
+    let mut capabilities = Capabilities::new();
+    capabilities.insert("browserName".into(), json!("chrome"));
+    capabilities.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
+    capabilities.insert("goog:chromeOptions".into(), options);
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("a browser session")
+}
+
+/// Runs `script` in the page, its value as JSON.
+async fn run(client: &Client, script: &str) -> Value {
+    client.execute(script, Vec::new()).await.unwrap()
+}
+
+async fn check_report(client: &Client, page: &Path, explanations: &[Explanation]) {
+    client
+        .goto(&format!("file://{}", page.display()))
+        .await
+        .unwrap();
 
     // One element per question and context token, with its text, in the token view of the
     // first method.
-    let tokens = session.run(
+    let tokens = run(client,
         "return Array.from(document.querySelectorAll('#pair-1 .method[data-method=\"onehot-norm\"] \
          .view[data-unit=token] .t')).map(e => [e.textContent, parseFloat(e.dataset.score), \
          getComputedStyle(e).backgroundColor, e.classList.contains('answer')]);",
-    );
+    ).await;
     let tokens = tokens.as_array().expect("a list of tokens");
     let first = &explanations[0];
     let expected: Vec<(usize, &spangrad::explain::TokenExplanation)> = first
@@ -247,35 +246,31 @@ fn html_report_in_a_real_browser() {
     let visible = "return [document.querySelector('#pair-1 .method[data-method=\"onehot-norm\"] \
          .view[data-unit=word]').hidden, document.querySelector('#pair-1 \
          .method[data-method=\"grad-x-input\"]').hidden];";
-    assert_eq!(session.run(visible), json!([false, true]));
-    session.run(
+    assert_eq!(run(client, visible).await, json!([false, true]));
+    run(
+        client,
         "document.querySelector('input[name=unit][value=token]').click(); \
          document.querySelector('input[name=method][value=\"grad-x-input\"]').click(); return 0;",
-    );
-    assert_eq!(session.run(visible), json!([true, false]));
+    )
+    .await;
+    assert_eq!(run(client, visible).await, json!([true, false]));
     // Focusing a token shows its values. Focused as a user does, by a click through WebDriver:
     // a script's focus() leaves `:focus` unmatched while the headless window has no focus.
-    let token = driver.call(
-        "POST",
-        &session.path("/element"),
-        Some(json!({
-            "using": "css selector",
-            "value": "#pair-1 .method[data-method=\"grad-x-input\"] .view[data-unit=token] .t.answer",
-        })),
-    );
-    let token = token["element-6066-11e4-a52e-4f735466cecf"]
-        .as_str()
+    client
+        .find(Locator::Css(
+            "#pair-1 .method[data-method=\"grad-x-input\"] .view[data-unit=token] .t.answer",
+        ))
+        .await
         .expect("the answer's token is found")
-        .to_string();
-    driver.call(
-        "POST",
-        &session.path(&format!("/element/{token}/click")),
-        Some(json!({})),
-    );
-    let tip = session.run(
+        .click()
+        .await
+        .unwrap();
+    let tip = run(
+        client,
         "const t = document.activeElement; \
          return t.matches('.t.answer') ? getComputedStyle(t, '::after').content : 'not focused';",
-    );
+    )
+    .await;
     let tip = tip.as_str().unwrap();
     assert!(
         tip.contains("score") && tip.contains("gradient × input"),
@@ -283,26 +278,26 @@ fn html_report_in_a_real_browser() {
     );
     // Both pairs are listed and present.
     assert_eq!(
-        session.run("return document.querySelectorAll('nav li').length;"),
+        run(client, "return document.querySelectorAll('nav li').length;").await,
         json!(2)
     );
     assert_eq!(
-        session.run("return document.querySelectorAll('section.pair').length;"),
+        run(
+            client,
+            "return document.querySelectorAll('section.pair').length;"
+        )
+        .await,
         json!(2)
     );
     if std::env::var_os("SPANGRAD_FIXTURES").is_none() {
         assert_eq!(
-            session.run("return document.title;"),
+            run(client, "return document.title;").await,
             json!("spangrad: tests/fixtures/bert-tiny")
         );
     }
 
     // No console errors.
-    let log = driver.call(
-        "POST",
-        &session.path("/se/log"),
-        Some(json!({"type": "browser"})),
-    );
+    let log = client.issue_cmd(ConsoleLog).await.unwrap();
     let severe: Vec<&Value> = log
         .as_array()
         .map(|entries| entries.iter().filter(|e| e["level"] == "SEVERE").collect())
@@ -310,14 +305,13 @@ fn html_report_in_a_real_browser() {
     assert!(severe.is_empty(), "console errors: {severe:?}");
 
     // Back to words and the first method, for the screenshot.
-    session.run(
+    run(
+        client,
         "document.querySelector('input[name=unit][value=word]').click(); \
          document.querySelector('input[name=method][value=\"onehot-norm\"]').click(); return 0;",
-    );
-    let png = driver.call("GET", &session.path("/screenshot"), None);
-    let png = base64::engine::general_purpose::STANDARD
-        .decode(png.as_str().unwrap())
-        .unwrap();
+    )
+    .await;
+    let png = client.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"));
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report.png");
     std::fs::write(&shot, &png).unwrap();

@@ -395,7 +395,8 @@ fn oversized_inputs_fail_alone_before_tokenisation() {
             results[0],
             Err(Error::InputTooLarge {
                 bytes: 10_000_004,
-                limit: 4096
+                limit: 4096,
+                ..
             })
         ),
         "{:?}",

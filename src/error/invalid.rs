@@ -59,6 +59,14 @@ impl Phrase {
         self
     }
 
+    /// The first option the phrase names.
+    pub fn first_option(&self) -> Option<&'static str> {
+        self.0.iter().find_map(|piece| match piece {
+            Piece::Option(name) => Some(*name),
+            Piece::Text(_) => None,
+        })
+    }
+
     pub fn render(&self, naming: Naming) -> String {
         self.0
             .iter()

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::explain::options::name;
 mod invalid;
 
 pub use invalid::{InvalidOption, Naming, Phrase};
@@ -55,8 +54,14 @@ pub enum Error {
     #[error("the {0} is empty")]
     EmptyInput(&'static str),
 
-    #[error("{}", self.render(Naming::Name))]
-    InputTooLarge { bytes: usize, limit: usize },
+    /// `message` names the option that sets the limit (made where it is raised, by
+    /// `explain::options::phrases`, as are the other messages that name options).
+    #[error("{message}")]
+    InputTooLarge {
+        bytes: usize,
+        limit: usize,
+        message: Phrase,
+    },
 
     #[error("cannot explain the given answer: {0}")]
     Answer(String),
@@ -73,11 +78,16 @@ pub enum Error {
         max_length: usize,
     },
 
-    #[error("{}", self.render(Naming::Name))]
-    DocStride { stride: usize, room: usize },
+    /// The windows of a split context would not advance.
+    #[error("{message}")]
+    DocStride {
+        stride: usize,
+        room: usize,
+        message: Phrase,
+    },
 
-    #[error("{}", self.render(Naming::Name))]
-    SeedCompatEndIsLast { end: usize },
+    #[error("{message}")]
+    SeedCompatEndIsLast { end: usize, message: Phrase },
 
     #[error("no such device: {0}")]
     Device(String),
@@ -92,11 +102,12 @@ pub enum Error {
     #[error("model {name:?} could not be resolved: {message}")]
     Hub { name: String, message: String },
 
-    #[error("{}", self.render(Naming::Name))]
+    #[error("{message}")]
     OutOfMemory {
         what: String,
         needed_mib: usize,
         available_mib: usize,
+        message: Phrase,
     },
 
     #[error("the device ran out of memory: {0}")]
@@ -144,19 +155,16 @@ impl Error {
     /// line, `doc_stride` elsewhere: [`Display`](std::fmt::Display) writes those, through this
     /// for the messages that name options).
     pub fn render(&self, naming: Naming) -> String {
-        let phrase = match self {
-            Error::InputTooLarge { bytes, limit } => phrases::input_too_large(*bytes, *limit),
-            Error::DocStride { stride, room } => phrases::doc_stride(*stride, *room),
-            Error::SeedCompatEndIsLast { end } => phrases::seed_compat_end_is_last(*end),
-            Error::OutOfMemory {
-                what,
-                needed_mib,
-                available_mib,
-            } => phrases::out_of_memory(what, *needed_mib, *available_mib),
-            Error::InvalidOption(e) => Phrase::text("invalid option: ").append(&e.message),
-            other => return other.to_string(),
-        };
-        phrase.render(naming)
+        match self {
+            Error::InputTooLarge { message, .. }
+            | Error::DocStride { message, .. }
+            | Error::SeedCompatEndIsLast { message, .. }
+            | Error::OutOfMemory { message, .. } => message.render(naming),
+            Error::InvalidOption(e) => Phrase::text("invalid option: ")
+                .append(&e.message)
+                .render(naming),
+            other => other.to_string(),
+        }
     }
 
     /// The field of the input at fault, if one is.
@@ -174,8 +182,10 @@ impl Error {
     pub fn option(&self) -> Option<&'static str> {
         match self {
             Error::InvalidOption(e) => Some(e.option),
-            Error::DocStride { .. } => Some(name::doc_stride),
-            Error::SeedCompatEndIsLast { .. } => Some(name::seed_compat),
+            // The option the message starts with.
+            Error::DocStride { message, .. } | Error::SeedCompatEndIsLast { message, .. } => {
+                message.first_option()
+            }
             _ => None,
         }
     }
@@ -210,50 +220,5 @@ impl Field {
 impl From<InvalidOption> for Error {
     fn from(e: InvalidOption) -> Self {
         Error::InvalidOption(e)
-    }
-}
-
-/// The messages that name options, for each front to write their names its own way.
-mod phrases {
-    use super::Phrase;
-    use crate::explain::options::name;
-
-    pub fn input_too_large(bytes: usize, limit: usize) -> Phrase {
-        Phrase::text(format!(
-            "the question and context are {bytes} bytes, over the limit of {limit} ("
-        ))
-        .then_option(name::max_input_bytes)
-        .then(")")
-    }
-
-    pub fn doc_stride(stride: usize, room: usize) -> Phrase {
-        Phrase::option(name::doc_stride)
-            .then(format!(
-                " {stride} leaves no new context per window: with the question, each window \
-                 holds {room} context tokens; give a smaller "
-            ))
-            .then_option(name::doc_stride)
-            .then(" or a larger ")
-            .then_option(name::max_length)
-    }
-
-    pub fn seed_compat_end_is_last(end: usize) -> Phrase {
-        Phrase::option(name::seed_compat)
-            .then(format!(
-                " differentiates the end logit of the token after the predicted end, but the \
-                 predicted end ({end}) is the last token of the input: the original NeuralQA \
-                 code fails here (IndexError); run without "
-            ))
-            .then_option(name::seed_compat)
-    }
-
-    pub fn out_of_memory(what: &str, needed_mib: usize, available_mib: usize) -> Phrase {
-        Phrase::text(format!(
-            "out of memory: {what} needs about {needed_mib} MiB, {available_mib} MiB \
-             available; lower "
-        ))
-        .then_option(name::max_batch_tokens)
-        .then(" or ")
-        .then_option(name::max_length)
     }
 }

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use super::engine::Engine;
 use super::explanation::Explanation;
 use super::options::{
-    name, ExplainOptions, ExplainWindows, InvalidOption, Precision, DEFAULT_MAX_LENGTH,
+    name, phrases, ExplainOptions, ExplainWindows, InvalidOption, Precision, DEFAULT_MAX_LENGTH,
 };
 use super::pair::QaPair;
 use super::pipeline::{self, Choice, Pick};
@@ -146,10 +146,7 @@ impl Explainer {
     fn check_size(&self, pair: &QaPair) -> Result<()> {
         let bytes = pair.question.len() + pair.context.len();
         if bytes > self.max_input_bytes {
-            return Err(Error::InputTooLarge {
-                bytes,
-                limit: self.max_input_bytes,
-            });
+            return Err(phrases::input_too_large(bytes, self.max_input_bytes));
         }
         Ok(())
     }
@@ -188,6 +185,9 @@ impl Explainer {
             // an error.
             Err(Error::DocStride { .. }) if !self.explicit_stride => {
                 return Ok(Plan::Single(Box::new(self.encode(pair)?)))
+            }
+            Err(Error::DocStride { stride, room, .. }) => {
+                return Err(phrases::doc_stride(stride, room))
             }
             other => other?,
         };

@@ -292,7 +292,7 @@ mod tests {
     fn an_engine_failure_names_its_field_as_the_front_does() {
         let empty = PairFailure::explaining(None, &Error::EmptyInput("question"), Naming::Flag);
         assert_eq!(empty.field.as_deref(), Some("question"));
-        let stride = Error::DocStride { stride: 9, room: 3 };
+        let stride = crate::explain::options::phrases::doc_stride(9, 3);
         let flag = PairFailure::explaining(None, &stride, Naming::Flag);
         assert_eq!(flag.field.as_deref(), Some("--doc-stride"));
         assert!(flag.error.starts_with("--doc-stride 9"), "{}", flag.error);

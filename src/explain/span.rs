@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::text::Segment;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -128,13 +128,14 @@ pub fn gradient_end(span: Span, len: usize, seed_compat: bool) -> Result<usize> 
     if end < len {
         Ok(end)
     } else {
-        Err(Error::SeedCompatEndIsLast { end: span.end })
+        Err(super::options::phrases::seed_compat_end_is_last(span.end))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use Segment::{Context as C, Question as Q, Special as S};
 
     #[test]
@@ -194,7 +195,7 @@ mod tests {
         assert_eq!(gradient_end(span, 5, true).unwrap(), 4);
         assert!(matches!(
             gradient_end(span, 4, true),
-            Err(Error::SeedCompatEndIsLast { end: 3 })
+            Err(Error::SeedCompatEndIsLast { end: 3, .. })
         ));
     }
 }

@@ -111,6 +111,7 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::explain::options::phrases;
 
     #[test]
     fn option_errors_name_the_option() {
@@ -135,11 +136,11 @@ mod tests {
             (e.status, e.field.as_deref()),
             (422, Some("pairs[2].context"))
         );
-        let e = ApiError::from_pair(&Error::InputTooLarge { bytes: 9, limit: 1 });
+        let e = ApiError::from_pair(&phrases::input_too_large(9, 1));
         assert_eq!((e.status, e.field.as_deref()), (413, Some("context")));
         let e = ApiError::from_pair(&Error::NonFinite("logits"));
         assert_eq!((e.status, e.field.as_deref()), (500, None));
-        let e = ApiError::from_pair(&Error::DocStride { stride: 9, room: 3 }).at("pairs[1]");
+        let e = ApiError::from_pair(&phrases::doc_stride(9, 3)).at("pairs[1]");
         assert_eq!(e.field.as_deref(), Some("options.doc_stride"));
     }
 }

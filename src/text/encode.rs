@@ -4,7 +4,7 @@
 use tokenizers::{Encoding, PostProcessor, TruncationDirection};
 
 use super::QaTokenizer;
-use crate::error::{Error, Result};
+use crate::error::{Error, Phrase, Result};
 
 /// Which input string a token comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -170,7 +170,16 @@ impl QaTokenizer {
                 max_length,
             })?;
         if stride >= room {
-            return Err(Error::DocStride { stride, room });
+            // Named as an option by the caller that chose the stride.
+            let message = Phrase::text(format!(
+                "a stride of {stride} tokens leaves no new context per window: with the \
+                 question, each window holds {room} context tokens"
+            ));
+            return Err(Error::DocStride {
+                stride,
+                room,
+                message,
+            });
         }
         let total = context_enc.len();
         context_enc.truncate(room, stride, TruncationDirection::Right);

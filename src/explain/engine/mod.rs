@@ -10,7 +10,7 @@ use candle_core::{DType, Tensor};
 
 use super::explanation::{Answer, Explanation, Target, TokenExplanation};
 use super::method::{self, Baseline, Method};
-use super::options::{name, BatchTokens, ExplainOptions, InvalidOption, Precision};
+use super::options::{name, phrases, BatchTokens, ExplainOptions, InvalidOption, Precision};
 use super::pipeline::{self, Choice};
 use super::saliency::Saliency;
 use super::span::{self, Span};

@@ -75,11 +75,11 @@ impl Engine {
         let longest = batch.iter().map(|e| e.len()).max().unwrap_or(0);
         let needed = self.pass_bytes(batch.len(), longest);
         if needed > limit {
-            return Err(Error::OutOfMemory {
-                what: format!("a pass of {} pairs of {longest} tokens", batch.len()),
-                needed_mib: needed >> 20,
-                available_mib: limit >> 20,
-            });
+            return Err(phrases::out_of_memory(
+                format!("a pass of {} pairs of {longest} tokens", batch.len()),
+                needed >> 20,
+                limit >> 20,
+            ));
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 pub mod cli;
 #[cfg(feature = "serve")]
 pub mod openapi;
+pub mod phrases;
 pub mod schema;
 
 use candle_core::{DType, Device};
