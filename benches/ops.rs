@@ -12,10 +12,10 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::{criterion_group, Criterion, Throughput};
-#[cfg(feature = "cudnn")]
-use spangrad::model::attention::switch;
 use spangrad::model::Activation;
 use spangrad::ops;
+#[cfg(feature = "cudnn")]
+use spangrad::ops::attention_kind::switch;
 
 const HIDDEN: usize = 768;
 const INTERMEDIATE: usize = 3072;

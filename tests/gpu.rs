@@ -435,7 +435,7 @@ gpu_test!(cublaslt_linear_with_bias_matches_its_cpu_twin, |gpu| {
 #[cfg(feature = "cudnn")]
 gpu_test!(cudnn_attention_matches_autograd, |gpu| {
     use candle_core::Var;
-    use spangrad::model::attention::switch;
+    use spangrad::ops::attention_kind::switch;
     use spangrad::ops::kernels::cudnn;
 
     let setting = std::env::var(switch::VARIABLE).ok();

@@ -10,6 +10,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod attention_kind;
 mod cpu;
 pub mod heads;
 /// The ops' CUDA backend: launches of the kernels in `cuda/` (built by build.rs).
