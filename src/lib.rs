@@ -22,6 +22,7 @@
 
 pub mod device;
 pub mod error;
+pub mod evaluate;
 pub mod explain;
 pub mod files;
 pub mod hub;

@@ -212,24 +212,8 @@ fn window_candidates(
     top_k: usize,
 ) -> Scored {
     let n = enc.len();
-    // [CLS] (the first token) stays in the softmax, with probability 0 afterwards.
-    let allowed = |i: usize| enc.segments[i] == Segment::Context || i == 0;
-    let probabilities = |logits: &[f32]| {
-        let masked: Vec<f64> = (0..n)
-            .map(|i| {
-                if allowed(i) {
-                    logits[i] as f64
-                } else {
-                    -10000.0
-                }
-            })
-            .collect();
-        let max = masked.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let exp: Vec<f64> = masked.iter().map(|v| (v - max).exp()).collect();
-        let sum: f64 = exp.iter().sum();
-        exp.iter().map(|e| e / sum).collect::<Vec<f64>>()
-    };
-    let (mut ps, mut pe) = (probabilities(start), probabilities(end));
+    let allowed = |i: usize| in_softmax(enc, i);
+    let (mut ps, mut pe) = (probabilities(enc, start), probabilities(enc, end));
     let null_score = ps[0] * pe[0];
     ps[0] = 0.0;
     pe[0] = 0.0;
@@ -271,6 +255,30 @@ fn window_candidates(
         candidates,
         null_score,
     }
+}
+
+/// Whether token `i` is in the pipeline's softmax: the context's tokens and the first
+/// (`[CLS]`, which stays in the softmax with probability 0 afterwards).
+fn in_softmax(enc: &Encoded, i: usize) -> bool {
+    enc.segments[i] == Segment::Context || i == 0
+}
+
+/// The pipeline's softmax of a window's start (or end) logits: over its context tokens and its
+/// first token, every other token's logit set to −10000.
+pub fn probabilities(enc: &Encoded, logits: &[f32]) -> Vec<f64> {
+    let masked: Vec<f64> = (0..enc.len())
+        .map(|i| {
+            if in_softmax(enc, i) {
+                logits[i] as f64
+            } else {
+                -10000.0
+            }
+        })
+        .collect();
+    let max = masked.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let exp: Vec<f64> = masked.iter().map(|v| (v - max).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    exp.iter().map(|e| e / sum).collect()
 }
 
 /// From the start of token `i`'s word to the end of token `j`'s word, in the window's context

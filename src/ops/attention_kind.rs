@@ -10,7 +10,6 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
-
 /// Which attention a pass runs, and so what it saves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
