@@ -15,7 +15,9 @@ spangrad_cuda_env() {
         python3 -m venv "$env_dir/venv" || return 1
     fi
     local root
-    root=$(ls -d "$env_dir"/venv/lib/python3*/site-packages/nvidia/cu13 2>/dev/null | head -n 1)
+    # Nothing there yet on a new machine: under `set -o pipefail` (as .ci/run sets it) the
+    # failing ls would end the shell that sources this.
+    root=$(ls -d "$env_dir"/venv/lib/python3*/site-packages/nvidia/cu13 2>/dev/null | head -n 1 || true)
     if [ -z "$root" ] || [ ! -x "$root/bin/nvcc" ]; then
         echo "cuda-env: installing $spec (about 1.2 GB) into $env_dir" >&2
         "$env_dir/venv/bin/pip" install -q "$spec" || return 1
