@@ -37,6 +37,22 @@ pub fn ranking(scores: &[f32], eligible: &[usize]) -> Vec<usize> {
     order
 }
 
+/// A random ranking of `eligible`, the chance baseline: the `order`-th of seed `seed`, the
+/// same for the same inputs whatever else is evaluated (ChaCha8, seeded by `seed`, the
+/// order's number and the token ids, as SmoothGrad's noise is).
+pub fn random_ranking(eligible: &[usize], ids: &[u32], seed: u64, order: u64) -> Vec<usize> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    // FNV-1a over the ids: a pair's orders do not depend on its place in a batch.
+    let pair = ids.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &id| {
+        (h ^ u64::from(id)).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ pair ^ order.rotate_left(32));
+    let mut ranking = eligible.to_vec();
+    ranking.shuffle(&mut rng);
+    ranking
+}
+
 /// `n_k = ceil(k·N / 100)`: the tokens of the top `percent`% of `n`.
 pub fn top_count(percent: usize, n: usize) -> usize {
     (percent * n).div_ceil(100)
@@ -160,6 +176,27 @@ mod tests {
         assert_eq!(top_count(50, 4), 2);
         assert_eq!(top_count(100, 4), 4);
         assert_eq!(top_count(10, 1), 1);
+    }
+
+    #[test]
+    fn random_rankings_are_seeded_permutations() {
+        let eligible: Vec<usize> = (1..40).collect();
+        let ids: Vec<u32> = (0..41).collect();
+        let a = random_ranking(&eligible, &ids, 7, 0);
+        assert_eq!(a, random_ranking(&eligible, &ids, 7, 0), "reproducible");
+        assert_ne!(
+            a,
+            random_ranking(&eligible, &ids, 7, 1),
+            "each order its own"
+        );
+        assert_ne!(
+            a,
+            random_ranking(&eligible, &ids, 8, 0),
+            "each seed its own"
+        );
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, eligible, "a permutation");
     }
 
     #[test]
