@@ -103,7 +103,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 async fn explain(State(state): State<Shared>, request: Request) -> Response {
     // The request timeout runs from the headers' arrival: a body sent slowly counts.
     let arrived = Instant::now();
-    // A body that is not declared JSON is refused before it is read: a web page can post
+    // A body that is not declared JSON is refused unread (only drained): a web page can post
     // `text/plain` to a loopback server without a CORS preflight, never `application/json`.
     let json = request
         .headers()
