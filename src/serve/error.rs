@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::api::ErrorBody;
-use crate::Error;
+use crate::{Error, Field};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -52,21 +52,20 @@ impl ApiError {
     /// Why a pair cannot be explained, with the field of the pair at fault. Messages name
     /// options by their names, as the request's fields.
     pub fn from_pair(e: &Error) -> Self {
-        let (status, field) = match e {
-            Error::EmptyInput(what) => (StatusCode::UNPROCESSABLE_ENTITY, Some(*what)),
+        let status = match e {
             Error::InputTooLarge { .. } | Error::OutOfMemory { .. } => {
-                (StatusCode::PAYLOAD_TOO_LARGE, Some("context"))
+                StatusCode::PAYLOAD_TOO_LARGE
             }
-            Error::Answer(_) => (StatusCode::UNPROCESSABLE_ENTITY, Some("answer")),
-            Error::QuestionTooLong { .. } => (StatusCode::UNPROCESSABLE_ENTITY, Some("question")),
-            Error::Encoding(_) => (StatusCode::UNPROCESSABLE_ENTITY, None),
-            // Options that are wrong together or for this model.
-            _ if e.option().is_some() => (StatusCode::UNPROCESSABLE_ENTITY, None),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
+            // The pair's text, or options wrong together or for this model.
+            Error::Encoding(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ if e.field().is_some() => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let field = field
-            .map(String::from)
-            .or_else(|| e.option().map(|o| format!("options.{o}")));
+        // The request's options are under `options`.
+        let field = e.field().map(|f| match f {
+            Field::Pair(key) => key.to_string(),
+            Field::Option(name) => format!("options.{name}"),
+        });
         Self::new(status, e.to_string(), field)
     }
 
