@@ -38,16 +38,11 @@ pub fn ranking(scores: &[f32], eligible: &[usize]) -> Vec<usize> {
 }
 
 /// A random ranking of `eligible`, the chance baseline: the `order`-th of seed `seed`, the
-/// same for the same inputs whatever else is evaluated (ChaCha8, seeded by `seed`, the
-/// order's number and the token ids, as SmoothGrad's noise is).
+/// same for the same inputs whatever else is evaluated ([`crate::explain::method::pair_rng`],
+/// seeded by `seed` and the order's number).
 pub fn random_ranking(eligible: &[usize], ids: &[u32], seed: u64, order: u64) -> Vec<usize> {
     use rand::seq::SliceRandom;
-    use rand::SeedableRng;
-    // FNV-1a over the ids: a pair's orders do not depend on its place in a batch.
-    let pair = ids.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &id| {
-        (h ^ u64::from(id)).wrapping_mul(0x100_0000_01b3)
-    });
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ pair ^ order.rotate_left(32));
+    let mut rng = crate::explain::method::pair_rng(seed ^ order.rotate_left(32), ids);
     let mut ranking = eligible.to_vec();
     ranking.shuffle(&mut rng);
     ranking

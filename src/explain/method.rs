@@ -78,6 +78,17 @@ pub enum Baseline {
 /// Gauss–Legendre nodes and weights on [0, 1] for `n` points: Captum's `gausslegendre` rule
 /// (numpy's `leggauss`, mapped from [−1, 1]). Newton's method on the Legendre polynomial from
 /// the Chebyshev-like first guesses, in f64.
+/// The random stream of one pair's draws (SmoothGrad's noise, an evaluation's random orders):
+/// ChaCha8 seeded by `seed` and an FNV-1a hash of the pair's token ids, so that a pair's draws
+/// do not depend on its place in a batch.
+pub fn pair_rng(seed: u64, ids: &[u32]) -> rand_chacha::ChaCha8Rng {
+    use rand::SeedableRng;
+    let pair = ids.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &id| {
+        (h ^ u64::from(id)).wrapping_mul(0x100_0000_01b3)
+    });
+    rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ pair)
+}
+
 pub fn gauss_legendre(n: usize) -> Vec<(f64, f64)> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {

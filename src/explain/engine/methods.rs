@@ -213,13 +213,8 @@ impl Engine {
 
 /// `count` normal draws of standard deviation `std`, from `seed` and the pair's token ids.
 pub(super) fn draw_noise(seed: u64, ids: &[u32], count: usize, std: f64) -> Vec<f32> {
-    use rand::SeedableRng;
     use rand_distr::Distribution;
-    // FNV-1a over the ids, so a pair's noise does not depend on its place in a batch.
-    let pair = ids.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &id| {
-        (h ^ u64::from(id)).wrapping_mul(0x100_0000_01b3)
-    });
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ pair);
+    let mut rng = method::pair_rng(seed, ids);
     let normal = rand_distr::Normal::new(0.0, std).expect("a finite, non-negative deviation");
     (0..count).map(|_| normal.sample(&mut rng) as f32).collect()
 }
