@@ -118,21 +118,27 @@ async fn explain(State(state): State<Shared>, request: Request) -> Response {
         (config.request_timeout, "--request-timeout-ms")
     };
     let left = limit.saturating_sub(arrived.elapsed());
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if !json {
         let error = ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "the body must be JSON, sent with `Content-Type: application/json`",
             None,
         );
-        return refused(error, request, left).await;
+        return refused(error, request, declared, left).await;
     }
     // A declared length over the limit is refused before any of the body is used.
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
-        return refused(body_too_large(config.max_body_bytes), request, left).await;
+        return refused(
+            body_too_large(config.max_body_bytes),
+            request,
+            declared,
+            left,
+        )
+        .await;
     }
     let reading = axum::body::to_bytes(request.into_body(), config.max_body_bytes);
     let Ok(body) = tokio::time::timeout(left, reading).await else {
@@ -364,15 +370,17 @@ async fn answer(
 /// Bytes of a refused request's body read and dropped before the answer (see [`refused`]).
 const DISCARDED_BODY_BYTES: usize = 1 << 20;
 
-/// `error`, answered once the body (up to [`DISCARDED_BODY_BYTES`], within `left`) is read
-/// and dropped, unused. Answered at once, the connection closes with the body unsent or unread:
-/// a client that sends its body before it reads (ureq, curl without `Expect`) then meets a
-/// broken pipe or a reset instead of this answer.
-async fn refused(error: ApiError, request: Request, left: std::time::Duration) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+/// `error`, answered once the body (`declared` bytes long, if it says; up to
+/// [`DISCARDED_BODY_BYTES`], within `left`) is read and dropped, unused. Answered at once, the
+/// connection closes with the body unsent or unread: a client that sends its body before it
+/// reads (ureq, curl without `Expect`) then meets a broken pipe or a reset instead of this
+/// answer.
+async fn refused(
+    error: ApiError,
+    request: Request,
+    declared: Option<u64>,
+    left: std::time::Duration,
+) -> Response {
     // A body declared over the cap is not waited for.
     if declared.is_none_or(|n| n <= DISCARDED_BODY_BYTES as u64) {
         let draining = axum::body::to_bytes(request.into_body(), DISCARDED_BODY_BYTES);
