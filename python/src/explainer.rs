@@ -145,14 +145,26 @@ impl Explainer {
                 return Err(pair_error(py, index, failure));
             }
         }
-        let good: Vec<&QaPair> = read.iter().filter_map(|r| r.as_ref().ok()).collect();
-        let mut results = compute(py, &explainer, &good, progress)?.into_iter();
+        // The readable pairs, in order, and where each read failed.
+        let mut good = Vec::with_capacity(read.len());
+        let mut slots: Vec<Option<PairFailure>> = Vec::with_capacity(read.len());
+        for r in read {
+            match r {
+                Ok(pair) => {
+                    good.push(pair);
+                    slots.push(None);
+                }
+                Err(failure) => slots.push(Some(failure)),
+            }
+        }
+        let results = compute(py, &explainer, &good, progress)?;
+        let mut explained = good.into_iter().zip(results);
         let model: Arc<str> = self.model.as_str().into();
-        let mut out: Vec<Bound<'py, PyAny>> = Vec::with_capacity(read.len());
-        for (index, pair) in read.into_iter().enumerate() {
-            let failure = match pair {
-                Ok(pair) => match results.next().expect("one result per readable pair") {
-                    Ok(explanation) => {
+        let mut out: Vec<Bound<'py, PyAny>> = Vec::with_capacity(slots.len());
+        for (index, slot) in slots.into_iter().enumerate() {
+            let failure = match slot {
+                None => match explained.next().expect("one result per readable pair") {
+                    (pair, Ok(explanation)) => {
                         let source = Source {
                             question: pair.question,
                             context: pair.context,
@@ -162,7 +174,7 @@ impl Explainer {
                         out.push(Bound::new(py, explanation)?.into_any());
                         continue;
                     }
-                    Err(e) => {
+                    (pair, Err(e)) => {
                         let failure = PairFailure::explaining(pair.id, &e, Naming::Name);
                         if raise {
                             return Err(match to_py(e) {
@@ -175,7 +187,7 @@ impl Explainer {
                         failure
                     }
                 },
-                Err(failure) => failure,
+                Some(failure) => failure,
             };
             out.push(Bound::new(py, Failure::new(index, failure))?.into_any());
         }
@@ -210,7 +222,6 @@ impl Explainer {
             .zip(contexts)
             .map(|(q, c)| QaPair::new(q, c))
             .collect();
-        let pairs: Vec<&QaPair> = pairs.iter().collect();
         let results = compute(py, &explainer, &pairs, progress)?;
         let n = results.len();
         let longest = results
@@ -307,18 +318,14 @@ const PAIRS_PER_STEP: usize = 64;
 fn compute(
     py: Python<'_>,
     explainer: &Sharded,
-    pairs: &[&QaPair],
+    pairs: &[QaPair],
     progress: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Vec<spangrad_rs::Result<RustExplanation>>> {
     let mut progress = Progress::new(py, progress, pairs.len())?;
     let step = PAIRS_PER_STEP * explainer.devices();
     let mut results = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(step) {
-        let owned: Vec<QaPair> = chunk.iter().map(|p| (*p).clone()).collect();
-        results.extend(
-            py.detach(|| explainer.explain_each(&owned))
-                .map_err(to_py)?,
-        );
+        results.extend(py.detach(|| explainer.explain_each(chunk)).map_err(to_py)?);
         py.check_signals()?;
         progress.advance(results.len())?;
     }

@@ -33,14 +33,6 @@ impl Explanation {
         Self { inner, source }
     }
 
-    fn field<'py, T: Serialize + ?Sized>(
-        &self,
-        py: Python<'py>,
-        value: &T,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, value)
-    }
-
     fn nested(&self, explanations: &[RustExplanation]) -> Vec<Explanation> {
         explanations
             .iter()
@@ -61,34 +53,34 @@ impl Explanation {
     /// the logits and "score", and the pipeline's "probability" where it applies.
     #[getter]
     fn answer<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.field(py, &self.inner.answer)
+        to_py(py, &self.inner.answer)
     }
 
     /// The model's own answer, when the explained one is another (an answer given); else None.
     #[getter]
     fn model_answer<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.field(py, &self.inner.model_answer)
+        to_py(py, &self.inner.model_answer)
     }
 
     /// The logits differentiated: "kind", "start_token", "end_token".
     #[getter]
     fn target<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.field(py, &self.inner.target)
+        to_py(py, &self.inner.target)
     }
 
     #[getter]
     fn span_mode<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.field(py, &self.inner.span_mode)
+        to_py(py, &self.inner.span_mode)
     }
 
     #[getter]
     fn saliency<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.field(py, &self.inner.saliency)
+        to_py(py, &self.inner.saliency)
     }
 
     #[getter]
     fn method<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.field(py, &self.inner.method)
+        to_py(py, &self.inner.method)
     }
 
     /// Integrated gradients only: sum of attributions minus (y(x) - y(baseline)); else None.
@@ -100,7 +92,7 @@ impl Explanation {
     /// The dtype that computed it: "f32", "bf16" or "f16".
     #[getter]
     fn precision<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.field(py, &self.inner.precision)
+        to_py(py, &self.inner.precision)
     }
 
     #[getter]
@@ -117,7 +109,7 @@ impl Explanation {
     /// The window of a split context explained, or None.
     #[getter]
     fn window<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.field(py, &self.inner.window)
+        to_py(py, &self.inner.window)
     }
 
     /// The span's rank among the candidates (1: the top one), or None.
@@ -130,13 +122,13 @@ impl Explanation {
     /// "raw", "grad_x_input" (as tokens_frame()'s columns).
     #[getter]
     fn tokens<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.field(py, &self.inner.tokens)
+        to_py(py, &self.inner.tokens)
     }
 
     /// One dict per word: "text", "segment", "char_start", "char_end", "score".
     #[getter]
     fn words<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.field(py, &self.inner.words)
+        to_py(py, &self.inner.words)
     }
 
     #[getter]
@@ -202,7 +194,7 @@ impl Explanation {
 
     /// The HTML report of this explanation, framed for a notebook.
     fn _repr_html_(&self) -> String {
-        report::framed(&page(&[self]))
+        report::framed(&page(&[self], None))
     }
 
     fn __repr__(&self) -> PyResult<String> {
@@ -319,7 +311,7 @@ impl Report {
         }
         let explained: Vec<&Explanation> = held.iter().map(|e| e.get()).collect();
         Ok(Self {
-            html: page_titled(&explained, title),
+            html: page(&explained, title),
         })
     }
 
@@ -349,13 +341,9 @@ pub fn save_html(
     Report::new(explanations, title)?.save(path)
 }
 
-fn page(explained: &[&Explanation]) -> String {
-    page_titled(explained, None)
-}
-
 /// The report of `explained`: a section per pair (the explanations of one pair by several
 /// methods together), in order of first appearance.
-fn page_titled(explained: &[&Explanation], title: Option<&str>) -> String {
+fn page(explained: &[&Explanation], title: Option<&str>) -> String {
     let mut groups: Vec<(&Source, Vec<RustExplanation>)> = Vec::new();
     for e in explained {
         let source = &*e.source;
