@@ -52,9 +52,7 @@ impl Linear {
 
     /// `x Wᵀ` for `x` `[rows, in]`, without the bias.
     pub fn product(&self, x: &Tensor) -> Result<Tensor> {
-        profile::time(x.device(), "linear forward x·Wᵀ", || {
-            ops::linear_product(x, &self.weight, self.weight_t.as_ref())
-        })
+        ops::linear_product(x, &self.weight, self.weight_t.as_ref())
     }
 
     /// `x Wᵀ + b` for `x` `[rows, in]` ([`ops::linear_forward`]).

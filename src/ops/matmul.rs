@@ -44,10 +44,10 @@ pub fn linear_weight_t(weight: &Tensor) -> Result<Option<Tensor>> {
 /// `x Wᵀ` for `x` `[rows, in]` and `weight` `[out, in]`, through `weight_t` when
 /// [`linear_weight_t`] made one.
 pub fn linear_product(x: &Tensor, weight: &Tensor, weight_t: Option<&Tensor>) -> Result<Tensor> {
-    match weight_t {
+    crate::profile::time(x.device(), "linear forward x·Wᵀ", || match weight_t {
         Some(wt) => matmul(x, wt),
         None => matmul(x, &weight.t()?),
-    }
+    })
 }
 
 /// `x Wᵀ + b`: on a GPU in half precision one cuBLASLt product whose epilogue adds the bias
@@ -64,10 +64,7 @@ pub fn linear_forward(
             super::kernels::gemm::linear_bias(x, weight, bias)
         });
     }
-    crate::profile::time(x.device(), "linear forward x·Wᵀ", || {
-        linear_product(x, weight, weight_t)
-    })?
-    .broadcast_add(bias)
+    linear_product(x, weight, weight_t)?.broadcast_add(bias)
 }
 
 /// A `[.., rows, cols]` operand: its storage, one uniform batch stride, and each matrix's
