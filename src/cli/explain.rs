@@ -130,13 +130,17 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     };
     let Some(pair) = single else {
         let input = args.input.expect("checked above");
+        let job = ExplainJob {
+            kept: report.wanted().then(Vec::new),
+            explainers: &explainers,
+            report: &report,
+        };
         return jsonl::run(
-            &explainers,
+            job,
             &input,
             args.batch_size as usize * devices.len(),
             jsonl::line_limit(max_input_bytes),
             args.quiet,
-            &report,
         );
     };
     let mut progress = Progress::without_bar(args.quiet);
@@ -160,6 +164,47 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     }
     progress.finish();
     Ok(ExitCode::SUCCESS)
+}
+
+/// JSON lines of explanations by the first method; the HTML report gets every method's.
+struct ExplainJob<'a> {
+    explainers: &'a [Sharded],
+    report: &'a Report,
+    /// The pairs explained, for the report.
+    kept: Option<Vec<(QaPair, Vec<Explanation>)>>,
+}
+
+impl jsonl::Job for ExplainJob<'_> {
+    type Output = Explanation;
+
+    fn run(&mut self, batch: &[QaPair]) -> anyhow::Result<Vec<spangrad::Result<Explanation>>> {
+        let firsts = self.explainers[0].explain_each(batch)?;
+        if let Some(kept) = &mut self.kept {
+            // The other methods, for the report only.
+            let others = self.explainers[1..]
+                .iter()
+                .map(|e| e.explain_each(batch))
+                .collect::<spangrad::Result<Vec<_>>>()?;
+            for (i, (pair, first)) in batch.iter().zip(&firsts).enumerate() {
+                let Ok(first) = first else { continue };
+                let mut all = vec![first.clone()];
+                all.extend(others.iter().filter_map(|o| o[i].as_ref().ok().cloned()));
+                kept.push((pair.clone(), all));
+            }
+        }
+        Ok(firsts)
+    }
+
+    fn json_lines(&self) -> bool {
+        !self.report.to_stdout
+    }
+
+    fn finish(self, out: &mut dyn Write) -> anyhow::Result<()> {
+        match &self.kept {
+            Some(kept) => self.report.write(out, kept),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Whether the program started with stdout closed (`>&-`). Rust's runtime then puts
@@ -197,7 +242,7 @@ impl Report {
     /// Writes the page of `pairs` (each with its explanations, one per method) where asked.
     pub fn write(
         &self,
-        out: &mut impl Write,
+        out: &mut dyn Write,
         pairs: &[(QaPair, Vec<Explanation>)],
     ) -> anyhow::Result<()> {
         if !self.wanted() {

@@ -1,4 +1,5 @@
-//! JSON lines in, JSON lines out, one for each input line, in order. A bad line (blank, not
+//! JSON lines in, JSON lines out, one for each input line, in order (the explanations of
+//! `spangrad explain`, the evaluations of `spangrad evaluate`). A bad line (blank, not
 //! UTF-8, not JSON, bad pair) is reported with its line number and the others go on; the exit
 //! code tells if any failed.
 
@@ -8,10 +9,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use spangrad::explain::{Naming, OtherFields, PairFailure, Sharded};
-use spangrad::{Explanation, PairId, QaPair};
+use spangrad::explain::{Naming, OtherFields, PairFailure};
+use spangrad::{PairId, QaPair};
 
-use super::explain::Report;
 use super::progress::Progress;
 
 /// An input line in order; a queued pair waits in the batch.
@@ -20,15 +20,27 @@ enum Entry {
     Queued { line: usize, id: Option<PairId> },
 }
 
-/// Explains the lines of `input` with `explainers` (one per method: JSON lines take the first,
-/// the HTML report all of them).
+/// What a JSON-lines run does with each batch of pairs.
+pub trait Job {
+    type Output: serde::Serialize;
+
+    /// Each pair's result, in order; the outer error stops the run.
+    fn run(&mut self, batch: &[QaPair]) -> anyhow::Result<Vec<spangrad::Result<Self::Output>>>;
+
+    /// Whether the results go to stdout as JSON lines (not where a page goes there).
+    fn json_lines(&self) -> bool;
+
+    /// After the last line: the page or the summary.
+    fn finish(self, out: &mut dyn Write) -> anyhow::Result<()>;
+}
+
+/// Runs `job` over the lines of `input`, `batch_size` pairs at a time.
 pub fn run(
-    explainers: &[Sharded],
+    mut job: impl Job,
     input: &Path,
     batch_size: usize,
     max_line_bytes: usize,
     quiet: bool,
-    report: &Report,
 ) -> anyhow::Result<ExitCode> {
     let open = || File::open(input).with_context(|| format!("cannot open {}", input.display()));
     // Only a regular file is read twice (once to count its lines for the progress bar): a pipe
@@ -46,11 +58,7 @@ pub fn run(
         (Box::new(BufReader::new(file)), total)
     };
     let mut progress = Progress::new(total, quiet);
-    let mut sink = Sink {
-        out: std::io::stdout().lock(),
-        json: !report.to_stdout,
-        kept: report.wanted().then(Vec::new),
-    };
+    let mut out = std::io::stdout().lock();
     let mut pending: Vec<Entry> = Vec::new();
     let mut batch: Vec<QaPair> = Vec::new();
     let (mut total, mut failed) = (0, 0);
@@ -87,28 +95,14 @@ pub fn run(
         };
         pending.push(entry);
         if batch.len() == batch_size {
-            failed += flush(
-                explainers,
-                &mut pending,
-                &mut batch,
-                &mut sink,
-                &mut progress,
-            )?;
+            failed += flush(&mut job, &mut pending, &mut batch, &mut out, &mut progress)?;
         }
     }
-    failed += flush(
-        explainers,
-        &mut pending,
-        &mut batch,
-        &mut sink,
-        &mut progress,
-    )?;
+    failed += flush(&mut job, &mut pending, &mut batch, &mut out, &mut progress)?;
     if failed > 0 {
         progress.note(format_args!("{failed} of {total} lines failed"));
     }
-    if let Some(kept) = &sink.kept {
-        report.write(&mut sink.out, kept)?;
-    }
+    job.finish(&mut out)?;
     progress.finish();
     Ok(if failed > 0 {
         ExitCode::FAILURE
@@ -192,15 +186,15 @@ fn parse(bytes: &[u8]) -> Result<QaPair, PairFailure> {
     QaPair::from_json(text, OtherFields::Ignored)
 }
 
-/// An explained line: the explanation's fields, then its input line number.
+/// A result line: the result's fields, then its input line number.
 #[derive(serde::Serialize)]
-struct Numbered<'a> {
+struct Numbered<'a, T> {
     #[serde(flatten)]
-    explanation: &'a Explanation,
+    result: &'a T,
     line: usize,
 }
 
-/// A line that has no explanation, and why.
+/// A line that has no result, and why.
 #[derive(serde::Serialize)]
 struct Failure {
     line: usize,
@@ -208,55 +202,29 @@ struct Failure {
     failure: PairFailure,
 }
 
-/// Where explained lines go: JSON lines on stdout, and the pairs kept for the HTML report.
-struct Sink<W> {
-    out: W,
-    json: bool,
-    kept: Option<Vec<(QaPair, Vec<Explanation>)>>,
-}
-
-/// Explains the queued pairs in one batch and writes every pending entry in order; each output
+/// Runs the queued pairs in one batch and writes every pending entry in order; each output
 /// line carries its input line number, and the id exactly as given.
-fn flush(
-    explainers: &[Sharded],
+fn flush<J: Job>(
+    job: &mut J,
     pending: &mut Vec<Entry>,
     batch: &mut Vec<QaPair>,
-    sink: &mut Sink<impl Write>,
+    out: &mut impl Write,
     progress: &mut Progress,
 ) -> anyhow::Result<usize> {
-    let firsts = explainers[0].explain_each(batch)?;
-    if let Some(kept) = &mut sink.kept {
-        // The other methods, for the report only.
-        let others = explainers[1..]
-            .iter()
-            .map(|e| e.explain_each(batch))
-            .collect::<spangrad::Result<Vec<_>>>()?;
-        for (i, (pair, first)) in batch.iter().zip(&firsts).enumerate() {
-            let Ok(first) = first else { continue };
-            let mut all = vec![first.clone()];
-            all.extend(others.iter().filter_map(|o| o[i].as_ref().ok().cloned()));
-            kept.push((pair.clone(), all));
-        }
-    }
-    let mut results = firsts.into_iter();
+    let mut results = job.run(batch)?.into_iter();
     batch.clear();
-    let out = &mut sink.out;
     let (mut failed, mut written) = (0, 0);
     for entry in pending.drain(..) {
         let text = match entry {
             Entry::Failed { line, failure } => Err((line, failure)),
             Entry::Queued { line, id } => {
                 match results.next().expect("one result per queued pair") {
-                    Ok(mut explanation) => {
-                        explanation.id = id;
-                        // Serialised from the struct: through a `Value`, every f32 would be
-                        // written with f64 digits.
-                        let numbered = Numbered {
-                            explanation: &explanation,
-                            line,
-                        };
-                        Ok(serde_json::to_string(&numbered)?)
-                    }
+                    // Serialised from the struct: through a `Value`, every f32 would be
+                    // written with f64 digits.
+                    Ok(result) => Ok(serde_json::to_string(&Numbered {
+                        result: &result,
+                        line,
+                    })?),
                     Err(e) => Err((line, PairFailure::explaining(id, &e, Naming::Flag))),
                 }
             }
@@ -266,7 +234,7 @@ fn flush(
             progress.note(format_args!("line {line}: {}", failure.error));
             serde_json::to_string(&Failure { line, failure }).expect("a failure serialises")
         });
-        if sink.json {
+        if job.json_lines() {
             // Serialised first, so that a closed stdout surfaces as the io::Error it is.
             writeln!(out, "{text}")?;
         }

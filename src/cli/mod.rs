@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_serve;
+mod evaluate;
 mod explain;
 mod jsonl;
 mod progress;
@@ -18,7 +19,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "spangrad",
     version,
-    about = "Gradient explanations for extractive QA (BERT, DistilBERT)"
+    about = "Gradient explanations for extractive QA models, and how faithful they are"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,6 +30,9 @@ struct Cli {
 enum Command {
     /// Answer a question about a context and score every input token by its one-hot gradient.
     Explain(explain::ExplainArgs),
+    /// How faithful each method's explanations are: comprehensiveness, sufficiency and
+    /// leave-one-out, by forward passes over perturbed inputs.
+    Evaluate(evaluate::EvaluateArgs),
     /// End-to-end explanations per second and peak memory on a random-weight model.
     Bench(bench::BenchArgs),
     /// An HTTP server: the model loaded once, concurrent requests batched together.
@@ -41,6 +45,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Explain(args) => explain::run(args),
+        Command::Evaluate(args) => evaluate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
         Command::BenchServe(args) => bench_serve::run(args),

@@ -66,6 +66,10 @@ pub enum Error {
     #[error("cannot explain the given answer: {0}")]
     Answer(String),
 
+    /// An evaluation asked for what cannot be evaluated.
+    #[error("cannot evaluate: {0}")]
+    Evaluation(String),
+
     #[error("tokenisation failed: {0}")]
     Encoding(String),
 

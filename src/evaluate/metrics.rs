@@ -12,21 +12,123 @@
 /// The `k` of the top-k% bins.
 pub const PERCENTS: [usize; 10] = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
 
-/// One explanation's faithfulness.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// Which metrics an evaluation computes (each costs its own forward passes: 10 for
+/// comprehensiveness and sufficiency per ranking, `N` for leave-one-out per pair).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "serve", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum Metric {
+    /// ERASER's comprehensiveness: the drop with the top k% masked.
+    Comprehensiveness,
+    /// ERASER's sufficiency: the drop with only the top k% kept.
+    Sufficiency,
+    /// ferret's `taucorr_loo`: Kendall's τ-b of the scores and the leave-one-out drops.
+    Loo,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 3] = [Self::Comprehensiveness, Self::Sufficiency, Self::Loo];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Comprehensiveness => "comprehensiveness",
+            Self::Sufficiency => "sufficiency",
+            Self::Loo => "loo",
+        }
+    }
+}
+
+/// One ranking's faithfulness; a metric not asked for is `None` (and left out of the JSON).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "serve", derive(utoipa::ToSchema))]
 pub struct Faithfulness {
-    /// `p_start[s] · p_end[e]` of the explained span (the pipeline's softmaxes,
-    /// [`crate::explain::pipeline::probabilities`]).
-    pub probability: f64,
     /// Per [`PERCENTS`]: the drop with the top `n_k` eligible tokens masked.
-    pub comprehensiveness: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comprehensiveness: Option<Vec<f64>>,
     /// Per [`PERCENTS`]: the drop with only the top `n_k` eligible tokens kept.
-    pub sufficiency: Vec<f64>,
-    pub aopc_comprehensiveness: f64,
-    pub aopc_sufficiency: f64,
-    /// `None` where τ-b is undefined: fewer than two eligible tokens, or the scores (or the
-    /// drops) all equal.
-    pub loo_kendall_tau: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sufficiency: Option<Vec<f64>>,
+    /// The mean of `comprehensiveness`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aopc_comprehensiveness: Option<f64>,
+    /// The mean of `sufficiency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aopc_sufficiency: Option<f64>,
+    /// Kendall's τ-b of the scores and the leave-one-out drops; `null` where it is undefined
+    /// (fewer than two eligible tokens, or the scores or the drops all equal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "serve", schema(value_type = Option<f64>))]
+    pub loo_kendall_tau: Option<Option<f64>>,
+}
+
+impl Faithfulness {
+    /// The metrics from the unperturbed probability `p` and the probabilities of the inputs
+    /// of [`comprehensiveness_inputs`] and [`sufficiency_inputs`] (in their order), and for
+    /// leave-one-out the eligible tokens' scores and the probabilities of [`loo_inputs`] (both
+    /// in position order).
+    pub fn of(
+        p: f64,
+        comprehensiveness: Option<&[f64]>,
+        sufficiency: Option<&[f64]>,
+        loo: Option<(&[f64], &[f64])>,
+    ) -> Self {
+        let drops = |probabilities: &[f64]| -> Vec<f64> {
+            assert_eq!(
+                probabilities.len(),
+                PERCENTS.len(),
+                "one probability per bin"
+            );
+            probabilities.iter().map(|q| p - q).collect()
+        };
+        let comprehensiveness = comprehensiveness.map(drops);
+        let sufficiency = sufficiency.map(drops);
+        Self {
+            aopc_comprehensiveness: comprehensiveness.as_deref().map(mean),
+            aopc_sufficiency: sufficiency.as_deref().map(mean),
+            comprehensiveness,
+            sufficiency,
+            loo_kendall_tau: loo.map(|(scores, probabilities)| {
+                let drops: Vec<f64> = probabilities.iter().map(|q| p - q).collect();
+                kendall_tau_b(scores, &drops)
+            }),
+        }
+    }
+
+    /// The mean of several rankings' metrics (the random orders): curves bin by bin, τ over
+    /// the rankings where it is defined.
+    pub fn mean(all: &[Faithfulness]) -> Self {
+        let curve = |get: fn(&Faithfulness) -> Option<&Vec<f64>>| -> Option<Vec<f64>> {
+            let curves: Vec<&Vec<f64>> = all.iter().map(get).collect::<Option<_>>()?;
+            (!curves.is_empty()).then(|| {
+                (0..PERCENTS.len())
+                    .map(|k| curves.iter().map(|c| c[k]).sum::<f64>() / curves.len() as f64)
+                    .collect()
+            })
+        };
+        let comprehensiveness = curve(|f| f.comprehensiveness.as_ref());
+        let sufficiency = curve(|f| f.sufficiency.as_ref());
+        let loo_kendall_tau = all
+            .iter()
+            .map(|f| f.loo_kendall_tau)
+            .collect::<Option<Vec<Option<f64>>>>()
+            .filter(|taus| !taus.is_empty())
+            .map(|taus| {
+                let defined: Vec<f64> = taus.into_iter().flatten().collect();
+                (!defined.is_empty()).then(|| mean(&defined))
+            });
+        Self {
+            aopc_comprehensiveness: comprehensiveness.as_deref().map(mean),
+            aopc_sufficiency: sufficiency.as_deref().map(mean),
+            comprehensiveness,
+            sufficiency,
+            loo_kendall_tau,
+        }
+    }
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len() as f64
 }
 
 /// `eligible` by `scores` (per token of the window), highest first; ties to the earlier
@@ -48,6 +150,18 @@ pub fn random_ranking(eligible: &[usize], ids: &[u32], seed: u64, order: u64) ->
     ranking
 }
 
+/// Scores that rank `eligible` as `ranking` does (the first highest), in position order: what
+/// leave-one-out's τ compares a random ranking by.
+pub fn rank_scores(ranking: &[usize]) -> Vec<f64> {
+    let mut by_position: Vec<(usize, f64)> = ranking
+        .iter()
+        .enumerate()
+        .map(|(rank, &i)| (i, (ranking.len() - rank) as f64))
+        .collect();
+    by_position.sort_unstable_by_key(|&(i, _)| i);
+    by_position.into_iter().map(|(_, score)| score).collect()
+}
+
 /// `n_k = ceil(k·N / 100)`: the tokens of the top `percent`% of `n`.
 pub fn top_count(percent: usize, n: usize) -> usize {
     (percent * n).div_ceil(100)
@@ -62,61 +176,32 @@ pub fn masked_ids(ids: &[u32], masked: impl IntoIterator<Item = usize>, mask_id:
     out
 }
 
-/// The inputs to run for one explanation, in this order: per [`PERCENTS`] the
-/// comprehensiveness input (the top `n_k` of `ranking` masked), then per [`PERCENTS`] the
-/// sufficiency input (every other eligible token masked), then per eligible token (in position
-/// order) the input with it alone masked.
-pub fn perturbations(ids: &[u32], ranking: &[usize], mask_id: u32) -> Vec<Vec<u32>> {
+/// Per [`PERCENTS`]: `ids` with the top `n_k` of `ranking` masked.
+pub fn comprehensiveness_inputs(ids: &[u32], ranking: &[usize], mask_id: u32) -> Vec<Vec<u32>> {
     let n = ranking.len();
-    let mut inputs = Vec::with_capacity(2 * PERCENTS.len() + n);
-    for k in PERCENTS {
-        inputs.push(masked_ids(
-            ids,
-            ranking[..top_count(k, n)].iter().copied(),
-            mask_id,
-        ));
-    }
-    for k in PERCENTS {
-        inputs.push(masked_ids(
-            ids,
-            ranking[top_count(k, n)..].iter().copied(),
-            mask_id,
-        ));
-    }
-    let mut positions = ranking.to_vec();
-    positions.sort_unstable();
-    for i in positions {
-        inputs.push(masked_ids(ids, [i], mask_id));
-    }
-    inputs
+    PERCENTS
+        .iter()
+        .map(|&k| masked_ids(ids, ranking[..top_count(k, n)].iter().copied(), mask_id))
+        .collect()
 }
 
-/// The metrics from `p` and the probabilities of [`perturbations`]' inputs, in their order;
-/// `scores` per token of the window, `eligible` as given to [`ranking`].
-pub fn faithfulness(p: f64, perturbed: &[f64], scores: &[f32], eligible: &[usize]) -> Faithfulness {
-    let bins = PERCENTS.len();
-    assert_eq!(
-        perturbed.len(),
-        2 * bins + eligible.len(),
-        "one probability per input"
-    );
-    let drops =
-        |probabilities: &[f64]| -> Vec<f64> { probabilities.iter().map(|q| p - q).collect() };
-    let comprehensiveness = drops(&perturbed[..bins]);
-    let sufficiency = drops(&perturbed[bins..2 * bins]);
+/// Per [`PERCENTS`]: `ids` with every eligible token but the top `n_k` of `ranking` masked.
+pub fn sufficiency_inputs(ids: &[u32], ranking: &[usize], mask_id: u32) -> Vec<Vec<u32>> {
+    let n = ranking.len();
+    PERCENTS
+        .iter()
+        .map(|&k| masked_ids(ids, ranking[top_count(k, n)..].iter().copied(), mask_id))
+        .collect()
+}
+
+/// Per eligible token, in position order: `ids` with it alone masked.
+pub fn loo_inputs(ids: &[u32], eligible: &[usize], mask_id: u32) -> Vec<Vec<u32>> {
     let mut positions = eligible.to_vec();
     positions.sort_unstable();
-    let loo = drops(&perturbed[2 * bins..]);
-    let token_scores: Vec<f64> = positions.iter().map(|&i| f64::from(scores[i])).collect();
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    Faithfulness {
-        probability: p,
-        aopc_comprehensiveness: mean(&comprehensiveness),
-        aopc_sufficiency: mean(&sufficiency),
-        comprehensiveness,
-        sufficiency,
-        loo_kendall_tau: kendall_tau_b(&token_scores, &loo),
-    }
+    positions
+        .into_iter()
+        .map(|i| masked_ids(ids, [i], mask_id))
+        .collect()
 }
 
 /// Kendall's τ-b of `x` and `y` (with ties in either, as scipy's `kendalltau`); `None` where
@@ -198,33 +283,76 @@ mod tests {
     fn the_inputs_mask_the_top_tokens_or_all_others_or_one() {
         let ids = [101, 11, 12, 13, 14, 102];
         let ranking = [4, 1, 3, 2];
-        let inputs = perturbations(&ids, &ranking, 0);
-        assert_eq!(inputs.len(), 20 + 4);
+        let compr = comprehensiveness_inputs(&ids, &ranking, 0);
+        let suff = sufficiency_inputs(&ids, &ranking, 0);
+        let loo = loo_inputs(&ids, &ranking, 0);
+        assert_eq!((compr.len(), suff.len(), loo.len()), (10, 10, 4));
         // 10%: n_k = 1, the top token; 50%: 2.
-        assert_eq!(inputs[0], [101, 11, 12, 13, 0, 102]);
-        assert_eq!(inputs[4], [101, 0, 12, 13, 0, 102]);
+        assert_eq!(compr[0], [101, 11, 12, 13, 0, 102]);
+        assert_eq!(compr[4], [101, 0, 12, 13, 0, 102]);
         // Sufficiency at 10% keeps the top token only; at 100% masks nothing.
-        assert_eq!(inputs[10], [101, 0, 0, 0, 14, 102]);
-        assert_eq!(inputs[19], ids);
+        assert_eq!(suff[0], [101, 0, 0, 0, 14, 102]);
+        assert_eq!(suff[9], ids);
         // Leave-one-out in position order.
-        assert_eq!(inputs[20], [101, 0, 12, 13, 14, 102]);
-        assert_eq!(inputs[23], [101, 11, 12, 13, 0, 102]);
+        assert_eq!(loo[0], [101, 0, 12, 13, 14, 102]);
+        assert_eq!(loo[3], [101, 11, 12, 13, 0, 102]);
     }
 
     #[test]
     fn the_metrics_are_drops_and_their_means() {
-        let scores = [0.0, 0.1, 0.4, 0.2, 0.0];
-        let eligible = [1, 2, 3];
-        let mut perturbed: Vec<f64> = (0..10).map(|k| 0.8 - 0.05 * k as f64).collect();
-        perturbed.extend((0..10).map(|k| 0.5 + 0.05 * k as f64));
+        let compr: Vec<f64> = (0..10).map(|k| 0.8 - 0.05 * k as f64).collect();
+        let suff: Vec<f64> = (0..10).map(|k| 0.5 + 0.05 * k as f64).collect();
         // Masking position 1, 2, 3 alone: drops 0.1, 0.3, 0.2 (the scores' order).
-        perturbed.extend([0.7, 0.5, 0.6]);
-        let f = faithfulness(0.8, &perturbed, &scores, &eligible);
-        assert!((f.comprehensiveness[0] - 0.0).abs() < 1e-12);
-        assert!((f.comprehensiveness[9] - 0.45).abs() < 1e-12);
-        assert!((f.aopc_comprehensiveness - 0.225).abs() < 1e-12);
-        assert!((f.sufficiency[0] - 0.3).abs() < 1e-12);
-        assert!((f.aopc_sufficiency - 0.075).abs() < 1e-12);
-        assert_eq!(f.loo_kendall_tau, Some(1.0));
+        let scores = [0.1, 0.4, 0.2];
+        let loo = [0.7, 0.5, 0.6];
+        let f = Faithfulness::of(0.8, Some(&compr), Some(&suff), Some((&scores, &loo)));
+        let c = f.comprehensiveness.as_ref().unwrap();
+        assert!((c[0] - 0.0).abs() < 1e-12);
+        assert!((c[9] - 0.45).abs() < 1e-12);
+        assert!((f.aopc_comprehensiveness.unwrap() - 0.225).abs() < 1e-12);
+        assert!((f.sufficiency.as_ref().unwrap()[0] - 0.3).abs() < 1e-12);
+        assert!((f.aopc_sufficiency.unwrap() - 0.075).abs() < 1e-12);
+        assert_eq!(f.loo_kendall_tau, Some(Some(1.0)));
+
+        let only_loo = Faithfulness::of(0.8, None, None, Some((&[1.0, 1.0], &[0.5, 0.6])));
+        assert_eq!(only_loo.comprehensiveness, None);
+        assert_eq!(
+            only_loo.loo_kendall_tau,
+            Some(None),
+            "τ of equal scores is undefined"
+        );
+        let json = serde_json::to_value(&only_loo).unwrap();
+        assert_eq!(json, serde_json::json!({"loo_kendall_tau": null}));
+    }
+
+    #[test]
+    fn the_mean_of_orders_is_bin_by_bin_and_tau_over_the_defined() {
+        let curve = |v: f64| Some(vec![v; 10]);
+        let a = Faithfulness {
+            comprehensiveness: curve(0.2),
+            aopc_comprehensiveness: Some(0.2),
+            loo_kendall_tau: Some(Some(0.5)),
+            ..Default::default()
+        };
+        let b = Faithfulness {
+            comprehensiveness: curve(0.4),
+            aopc_comprehensiveness: Some(0.4),
+            loo_kendall_tau: Some(None),
+            ..Default::default()
+        };
+        let m = Faithfulness::mean(&[a, b]);
+        assert!((m.aopc_comprehensiveness.unwrap() - 0.3).abs() < 1e-12);
+        assert_eq!(m.sufficiency, None);
+        assert_eq!(m.loo_kendall_tau, Some(Some(0.5)));
+    }
+
+    #[test]
+    fn rank_scores_order_positions_as_the_ranking() {
+        assert_eq!(rank_scores(&[4, 1, 3, 2]), [3.0, 1.0, 2.0, 4.0]);
+        let scores = [0.0, 3.0, 1.0, 2.0, 4.0];
+        assert_eq!(
+            ranking(&scores.map(|s| s as f32), &[1, 2, 3, 4]),
+            [4, 1, 3, 2]
+        );
     }
 }

@@ -3,6 +3,12 @@
 //! top-k% bins, and ferret's leave-one-out Kendall τ. The span stays fixed under every
 //! perturbation; only forward passes run.
 
+mod evaluator;
 pub mod metrics;
+mod options;
+pub mod summary;
 
-pub use metrics::{Faithfulness, PERCENTS};
+pub use evaluator::{Evaluation, Evaluator, MethodEvaluation, RandomEvaluation};
+pub use metrics::{Faithfulness, Metric, PERCENTS};
+pub use options::{EvaluateOptions, DEFAULT_RANDOM_ORDERS, MAX_RANDOM_ORDERS};
+pub use summary::{Spread, Summary, SummaryRow, Tally};

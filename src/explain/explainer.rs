@@ -399,6 +399,16 @@ impl PairPlan {
         }
     }
 
+    /// The encoding `explanation` (of this plan) differentiates: the plan's one window, or
+    /// the window of a split context it names.
+    pub fn explained(&self, explanation: &Explanation) -> Option<&Encoded> {
+        match (&self.encoding, &explanation.window) {
+            (Plan::Single(enc), _) => Some(enc),
+            (Plan::Windows(windows), Some(w)) => windows.get(w.index),
+            (Plan::Windows(_), None) => None,
+        }
+    }
+
     /// The tokens it takes in the engine, all windows together.
     pub fn tokens(&self) -> usize {
         match &self.encoding {

@@ -36,6 +36,14 @@ pub enum Method {
 }
 
 impl Method {
+    pub const ALL: [Method; 5] = [
+        Self::OnehotNorm,
+        Self::GradXInput,
+        Self::GradNorm,
+        Self::IntegratedGradients,
+        Self::Smoothgrad,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::OnehotNorm => "onehot-norm",
@@ -75,9 +83,6 @@ pub enum Baseline {
     Mask,
 }
 
-/// Gauss–Legendre nodes and weights on [0, 1] for `n` points: Captum's `gausslegendre` rule
-/// (numpy's `leggauss`, mapped from [−1, 1]). Newton's method on the Legendre polynomial from
-/// the Chebyshev-like first guesses, in f64.
 /// The random stream of one pair's draws (SmoothGrad's noise, an evaluation's random orders):
 /// ChaCha8 seeded by `seed` and an FNV-1a hash of the pair's token ids, so that a pair's draws
 /// do not depend on its place in a batch.
@@ -89,6 +94,9 @@ pub fn pair_rng(seed: u64, ids: &[u32]) -> rand_chacha::ChaCha8Rng {
     rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ pair)
 }
 
+/// Gauss–Legendre nodes and weights on [0, 1] for `n` points: Captum's `gausslegendre` rule
+/// (numpy's `leggauss`, mapped from [−1, 1]). Newton's method on the Legendre polynomial from
+/// the Chebyshev-like first guesses, in f64.
 pub fn gauss_legendre(n: usize) -> Vec<(f64, f64)> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {

@@ -14,7 +14,7 @@ mod sharded;
 pub mod span;
 pub mod words;
 
-pub use engine::{Engine, Gradients, StageTimes};
+pub use engine::{Engine, Gradients, Input, StageTimes};
 pub use explainer::{Explainer, PairPlan};
 pub use explanation::{Answer, Explanation, Target, TargetKind, TokenExplanation, WordExplanation};
 pub use method::{Baseline, Method};

@@ -212,6 +212,24 @@ impl QaModel {
         ))
     }
 
+    /// The forward alone: each layer's saved activations are dropped as soon as the next
+    /// layer has its input, so a pass holds one layer's ([`BatchShape::infer_bytes`]).
+    pub fn infer(
+        &self,
+        words: &Tensor,
+        token_types: &Tensor,
+        lengths: &Tensor,
+        shape: &BatchShape,
+    ) -> Result<Logits> {
+        let (mut x, _) = self
+            .embeddings
+            .forward(words, token_types, lengths, shape)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, lengths, shape)?.0;
+        }
+        self.logits(&self.qa_outputs.forward_slow(&x)?, shape)
+    }
+
     /// `∂(start[s] + end[e]) / ∂words`, `[n, e]`, for each pair's objective (either logit may
     /// be left out; neither: a zero gradient). Consumes the saved activations, freeing each
     /// layer's as soon as its backward is done. The last layer runs on the target rows alone.

@@ -68,14 +68,32 @@ impl BatchShape {
     /// `saved + s·(max(3n·i, attention's) + 6nh)`
     pub fn peak_bytes(&self, dtype: DType, device: &Device) -> usize {
         let s = dtype.size_in_bytes();
+        self.saved_bytes(dtype, device) + s * self.working(dtype, device)
+    }
+
+    /// The most bytes a forward alone ([`super::QaModel::infer`]) holds at once: one layer's
+    /// saved activations, the layer's input and output, and the temporaries of
+    /// [`BatchShape::peak_bytes`]:
+    ///
+    /// `saved(l = 1) + s·(2nh + max(3n·i, attention's) + 6nh)`
+    pub fn infer_bytes(&self, dtype: DType, device: &Device) -> usize {
+        let one = Self { layers: 1, ..*self };
+        let s = dtype.size_in_bytes();
+        one.saved_bytes(dtype, device)
+            + s * (2 * self.rows() * self.hidden + self.working(dtype, device))
+    }
+
+    /// Elements of the temporaries alive beside the saved activations (see
+    /// [`BatchShape::peak_bytes`]).
+    fn working(&self, dtype: DType, device: &Device) -> usize {
+        let s = dtype.size_in_bytes();
         let (n, h, t) = (self.rows(), self.hidden, self.tokens);
         let attention = match attention::kind(dtype, device) {
             Kind::PerHead => 0,
             Kind::Cudnn => 3 * n * h + 4 * n * h / s,
             Kind::Kernels => 2 * self.pairs * self.heads * t * t,
         };
-        let working = (3 * n * self.intermediate).max(attention) + 6 * n * h;
-        self.saved_bytes(dtype, device) + s * working
+        (3 * n * self.intermediate).max(attention) + 6 * n * h
     }
 }
 

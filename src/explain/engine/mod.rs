@@ -27,7 +27,7 @@ mod planning;
 
 use methods::RankValues;
 use pass::objectives;
-use planning::passes;
+use planning::{passes, Need};
 
 #[derive(Clone)]
 pub struct Engine {
@@ -66,6 +66,34 @@ pub struct Gradients {
     pub rows: Vec<Range<usize>>,
     /// The pass as the model took it, for methods that run it again at other inputs.
     pass: PassLayout,
+}
+
+/// One pair's tokens as the model takes them: a pair's encoding, or a perturbed copy of its
+/// ids.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub ids: &'a [u32],
+    /// Token types, as many as `ids`.
+    pub types: &'a [u32],
+}
+
+impl Input<'_> {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+impl<'a> From<&'a Encoded> for Input<'a> {
+    fn from(enc: &'a Encoded) -> Self {
+        Self {
+            ids: &enc.ids,
+            types: &enc.type_ids,
+        }
+    }
 }
 
 /// One padded pass as the model takes it.
@@ -152,6 +180,12 @@ impl Engine {
         Self { mask_id, ..self }
     }
 
+    /// The id that replaces a token an evaluation removes: `[MASK]`, or the pad token where
+    /// the vocabulary has no mask token.
+    pub fn mask_or_pad_id(&self) -> u32 {
+        self.mask_id.unwrap_or(self.pad_id)
+    }
+
     /// A batch, results in its order. Pairs are sorted by length (longest first) and cut into
     /// padded passes as `max_batch_tokens` says; a pass the memory cannot hold is split in two
     /// and retried, down to single pairs. A pair that cannot be explained (no gradient target,
@@ -179,7 +213,7 @@ impl Engine {
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(batch[i].len()));
         let sorted: Vec<&Encoded> = order.iter().map(|&i| batch[i]).collect();
-        let fits = self.pass_fits()?;
+        let fits = self.fitting(Need::Backward)?;
         let mut results: Vec<Option<Result<Explanation>>> =
             (0..batch.len()).map(|_| None).collect();
         for pass in passes(sorted.iter().map(|e| e.len()), fits) {

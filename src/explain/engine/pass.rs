@@ -28,15 +28,20 @@ impl Engine {
 
     /// A batch padded into one pass's model inputs (its real rows still to be filled in).
     pub(super) fn layout(&self, batch: &[&Encoded]) -> Result<PassLayout> {
+        let inputs: Vec<Input<'_>> = batch.iter().map(|&e| Input::from(e)).collect();
+        self.layout_of(&inputs)
+    }
+
+    fn layout_of(&self, batch: &[Input<'_>]) -> Result<PassLayout> {
         let device = self.model.device();
         let b = batch.len();
         let t = batch.iter().map(|e| e.len()).max().unwrap_or(0);
         let mut ids = vec![self.pad_id; b * t];
         let mut types = vec![0u32; b * t];
-        for (i, enc) in batch.iter().enumerate() {
-            let row = i * t..i * t + enc.len();
-            ids[row.clone()].copy_from_slice(&enc.ids);
-            types[row].copy_from_slice(&enc.type_ids);
+        for (i, input) in batch.iter().enumerate() {
+            let row = i * t..i * t + input.len();
+            ids[row.clone()].copy_from_slice(input.ids);
+            types[row].copy_from_slice(input.types);
         }
         let lengths: Vec<u32> = batch.iter().map(|e| e.len() as u32).collect();
         let ids = Tensor::from_vec(ids, b * t, device)?;
@@ -50,25 +55,61 @@ impl Engine {
         })
     }
 
-    /// The start and end logits of every pair over its real tokens, in passes as
-    /// `max_batch_tokens` says, the forward alone (the windows of a long context are scored
-    /// this way before one is explained).
+    /// The start and end logits of every pair over its real tokens, the forward alone (the
+    /// windows of a long context are scored this way before one is explained).
     pub fn logits(&self, batch: &[&Encoded]) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
-        let fits = self.pass_fits()?;
-        let mut out = Vec::with_capacity(batch.len());
-        for range in passes(batch.iter().map(|e| e.len()), fits) {
-            let pass = &batch[range];
-            let layout = self.layout(pass)?;
-            let (logits, _) =
-                self.model
-                    .forward(&layout.words, &layout.types, &layout.lengths, &layout.shape)?;
-            let start = logits.start.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-            let end = logits.end.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-            for (i, enc) in pass.iter().enumerate() {
-                out.push((start[i][..enc.len()].to_vec(), end[i][..enc.len()].to_vec()));
+        let inputs: Vec<Input<'_>> = batch.iter().map(|&e| Input::from(e)).collect();
+        self.infer(&inputs)
+    }
+
+    /// The start and end logits of every input over its tokens, in its order, by forward
+    /// passes alone: inputs of equal length run together, in passes as `max_batch_tokens`
+    /// says (`auto` sizes them by [`crate::model::BatchShape::infer_bytes`]); a pass the
+    /// device cannot hold is split in two and retried.
+    pub fn infer(&self, inputs: &[Input<'_>]) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        let mut order: Vec<usize> = (0..inputs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(inputs[i].len()));
+        let sorted: Vec<Input<'_>> = order.iter().map(|&i| inputs[i]).collect();
+        let fits = self.fitting(Need::Forward)?;
+        let mut out: Vec<(Vec<f32>, Vec<f32>)> = vec![Default::default(); inputs.len()];
+        for range in passes(sorted.iter().map(Input::len), fits) {
+            for (&i, logits) in order[range.clone()]
+                .iter()
+                .zip(self.infer_splitting(&sorted[range])?)
+            {
+                out[i] = logits;
             }
         }
         Ok(out)
+    }
+
+    fn infer_splitting(&self, pass: &[Input<'_>]) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        match self.infer_pass(pass) {
+            Err(e) if e.is_out_of_memory() && pass.len() > 1 => {
+                let (first, second) = pass.split_at(pass.len() / 2);
+                let mut logits = self.infer_splitting(first)?;
+                logits.extend(self.infer_splitting(second)?);
+                Ok(logits)
+            }
+            other => other,
+        }
+    }
+
+    fn infer_pass(&self, pass: &[Input<'_>]) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        let layout = self.layout_of(pass)?;
+        let logits =
+            self.model
+                .infer(&layout.words, &layout.types, &layout.lengths, &layout.shape)?;
+        let start = logits.start.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let end = logits.end.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        Ok(pass
+            .iter()
+            .enumerate()
+            .map(|(i, input)| {
+                let n = input.len();
+                (start[i][..n].to_vec(), end[i][..n].to_vec())
+            })
+            .collect())
     }
 
     /// `∂y/∂words` at `copies` stacked variants of the pass's words (`words`

@@ -9,10 +9,20 @@ use super::*;
 /// tokens than of 8,192 (bench/RESULTS.md). A single pair over it still runs, alone.
 pub const CPU_AUTO_PASS_TOKENS: usize = 4096;
 
+/// What a pass runs, which sizes its memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Need {
+    /// The forward and the input-gradient backward ([`crate::model::BatchShape::peak_bytes`]).
+    Backward,
+    /// The forward alone ([`crate::model::BatchShape::infer_bytes`]).
+    Forward,
+}
+
 impl Engine {
-    /// Whether `pairs` padded to `longest` tokens make one pass, as `max_batch_tokens` says:
-    /// `auto` fits the memory, and on the CPU stops at [`CPU_AUTO_PASS_TOKENS`].
-    pub(super) fn pass_fits(&self) -> Result<impl Fn(usize, usize) -> bool + '_> {
+    /// Whether `pairs` padded to `longest` tokens make one pass that runs `need`, as
+    /// `max_batch_tokens` says: `auto` fits the memory, and on the CPU stops at
+    /// [`CPU_AUTO_PASS_TOKENS`].
+    pub(super) fn fitting(&self, need: Need) -> Result<impl Fn(usize, usize) -> bool + '_> {
         let available = self.available_memory()?;
         let cpu = self.model.device().is_cpu();
         Ok(
@@ -20,8 +30,13 @@ impl Engine {
                 BatchTokens::Fixed(n) => pairs * longest <= n,
                 BatchTokens::Unlimited => true,
                 BatchTokens::Auto => {
-                    self.pass_bytes(pairs, longest) <= available
-                        && (!cpu || pairs * longest <= CPU_AUTO_PASS_TOKENS)
+                    let shape = self.model.batch_shape(pairs, longest);
+                    let (dtype, device) = (self.model.dtype(), self.model.device());
+                    let bytes = match need {
+                        Need::Backward => shape.peak_bytes(dtype, device),
+                        Need::Forward => shape.infer_bytes(dtype, device),
+                    };
+                    bytes <= available && (!cpu || pairs * longest <= CPU_AUTO_PASS_TOKENS)
                 }
             },
         )

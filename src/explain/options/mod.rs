@@ -39,8 +39,8 @@ options! {
     samples: usize = 20, Request, min 1, max MAX_PASSES;
     /// smoothgrad: the noise's standard deviation on the word embeddings.
     noise_std: f64 = 0.1, Request, min 0, max MAX_NOISE_STD;
-    /// smoothgrad: the noise's seed (each pair's draws also depend on its tokens, not on its
-    /// batch).
+    /// The seed of smoothgrad's noise and of evaluate's random orders (each pair's draws also
+    /// depend on its tokens, not on its batch).
     seed: u64 = 0, Request;
     /// How the vocabulary norm of the one-hot gradient is computed (same numbers): gram
     /// (fastest), streaming (blocks of the vocabulary), dense (the naive baseline).

@@ -6,6 +6,8 @@
 //! one page with a list of its pairs. The colours keep black text at a contrast of at least 7:1
 //! (WCAG AAA), and a legend gives the scale.
 
+pub mod evaluation;
+
 use maud::{html as markup, Markup, PreEscaped, DOCTYPE};
 
 use crate::explain::{Explanation, Method, TokenExplanation};
@@ -333,7 +335,7 @@ pub fn colour(score: f32, signed: bool) -> String {
 
 /// Text with its control characters (other than newlines and tabs) replaced by U+FFFD, which no
 /// page should carry; escaping is the templates'.
-fn clean(text: &str) -> String {
+pub(crate) fn clean(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_control() && c != '\n' && c != '\t' {
