@@ -133,17 +133,34 @@ impl Evaluator {
             .iter()
             .map(|e| e.explain_plans(plans).map(Vec::into_iter))
             .collect::<Result<_>>()?;
+        let per_pair: Vec<Result<Vec<Explanation>>> = plans
+            .iter()
+            .map(|_| {
+                explained
+                    .iter_mut()
+                    .map(|m| m.next().expect("one explanation per plan"))
+                    .collect()
+            })
+            .collect();
+        self.evaluate_explained(plans, per_pair)
+    }
+
+    /// Evaluates given explanations of planned pairs: per plan, one explanation per method,
+    /// in the options' order, each of the plan's window and span (as the engine makes them;
+    /// their scores may come from elsewhere).
+    pub fn evaluate_explained(
+        &self,
+        plans: &[&PairPlan],
+        explanations: Vec<Result<Vec<Explanation>>>,
+    ) -> Result<Vec<Result<Evaluation>>> {
+        if explanations.len() != plans.len() {
+            return Err(Error::Usage("one set of explanations per plan".into()));
+        }
         let mask_id = self.explainer().engine().mask_or_pad_id();
         let works: Vec<Result<Work<'_>>> = plans
             .iter()
-            .map(|plan| {
-                let explanations: Vec<Result<Explanation>> = explained
-                    .iter_mut()
-                    .map(|m| m.next().expect("one explanation per plan"))
-                    .collect();
-                let explanations = explanations.into_iter().collect::<Result<Vec<_>>>()?;
-                self.work(plan, explanations, mask_id)
-            })
+            .zip(explanations)
+            .map(|(plan, explanations)| self.work(plan, explanations?, mask_id))
             .collect();
         let inputs: Vec<Input<'_>> = works
             .iter()
@@ -160,10 +177,12 @@ impl Evaluator {
             .into_iter()
             .map(|work| {
                 let work = work?;
-                let probabilities: Vec<f64> = logits
-                    .by_ref()
-                    .take(work.inputs.len())
-                    .map(|(start, end)| work.probability(&start, &end))
+                // Taken whole before any fails, so that the next pair gets its own.
+                let own: Vec<(Vec<f32>, Vec<f32>)> =
+                    logits.by_ref().take(work.inputs.len()).collect();
+                let probabilities: Vec<f64> = own
+                    .iter()
+                    .map(|(start, end)| work.probability(start, end))
                     .collect::<Result<_>>()?;
                 Ok(work.evaluation(&probabilities))
             })
@@ -177,6 +196,17 @@ impl Evaluator {
         explanations: Vec<Explanation>,
         mask_id: u32,
     ) -> Result<Work<'a>> {
+        let methods = &self.options.methods;
+        if explanations.len() != methods.len()
+            || explanations
+                .iter()
+                .zip(methods)
+                .any(|(e, &m)| e.method != m)
+        {
+            return Err(Error::Usage(
+                "one explanation per method, in the options' order".into(),
+            ));
+        }
         let first = &explanations[0];
         let enc = plan.explained(first).ok_or_else(|| {
             Error::Evaluation("the explanation names no window of the split context".into())

@@ -57,9 +57,18 @@ pub struct Faithfulness {
     pub aopc_sufficiency: Option<f64>,
     /// Kendall's τ-b of the scores and the leave-one-out drops; `null` where it is undefined
     /// (fewer than two eligible tokens, or the scores or the drops all equal).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "asked"
+    )]
     #[cfg_attr(feature = "serve", schema(value_type = Option<f64>))]
     pub loo_kendall_tau: Option<Option<f64>>,
+}
+
+/// A metric that is present was asked for, `null` or not (a missing one was not: `default`).
+fn asked<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>, D::Error> {
+    <Option<f64> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 impl Faithfulness {
@@ -323,6 +332,8 @@ mod tests {
         );
         let json = serde_json::to_value(&only_loo).unwrap();
         assert_eq!(json, serde_json::json!({"loo_kendall_tau": null}));
+        let back: Faithfulness = serde_json::from_value(json).unwrap();
+        assert_eq!(back, only_loo, "an undefined τ reads back as asked for");
     }
 
     #[test]
