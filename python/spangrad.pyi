@@ -140,6 +140,27 @@ def save_html(
 ) -> None:
     """Writes the HTML report of the explanations to path."""
 
+class Evaluation:
+    """Explainer.evaluate()'s result. results: per pair in order, a dict (the JSON line of
+    `spangrad evaluate`: "answer", "window", "eligible", "probability", "methods" with each
+    method's "scores", "comprehensiveness", "sufficiency", "aopc_comprehensiveness",
+    "aopc_sufficiency", "loo_kendall_tau", and "random") or a Failure. summary: "pairs",
+    "percents" and "rows", one per method then "random", each with the "mean", "std" and
+    "count" of every metric and the mean curves. Shows in a notebook as the HTML page."""
+
+    @property
+    def results(self) -> List[Union[Dict[str, Any], Failure]]: ...
+    @property
+    def summary(self) -> Dict[str, Any]: ...
+    def table(self) -> str:
+        """The summary as the text table `spangrad evaluate` prints."""
+    def summary_frame(self) -> Any:
+        """The summary as a pandas DataFrame indexed by method (needs pandas)."""
+    def to_html(self) -> str:
+        """The page of `spangrad evaluate --format html`: tables and inline SVG curves."""
+    def save_html(self, path: Union[str, os.PathLike]) -> None: ...
+    def _repr_html_(self) -> str: ...
+
 def options() -> List[Dict[str, Any]]:
     """Every option: "name", "scope" ("request": per call too; "load": at load only),
     "default", "help", "minimum" and "maximum" (numbers; None where unbounded). The same
@@ -216,6 +237,20 @@ class Explainer:
         """Arrays for dataframes: "scores" float32 [n, longest] (zero past "lengths"),
         "lengths", "answer_start", "answer_end", "answer_char_start", "answer_char_end" int64 [n]
         (-1 when none or failed), "answer" and "error" lists, "tokens" a list of lists."""
+    def evaluate(
+        self,
+        pairs: Sequence[Pair],
+        methods: Optional[Sequence[Method]] = None,
+        metrics: Optional[Sequence[Literal["comprehensiveness", "sufficiency", "loo"]]] = None,
+        random_orders: int = 5,
+        progress: Progress = None,
+        **options: Any,
+    ) -> Evaluation:
+        """How faithful each method's explanations are: comprehensiveness and sufficiency over
+        the top 10..100% of tokens (ERASER's AOPC) and the leave-one-out Kendall tau (ferret's),
+        each beside a seeded random ranking's, averaged over random_orders (0: none). methods
+        defaults to all five, metrics to all three. The same as `spangrad evaluate`. Runs on
+        the first device, with the GIL released."""
     @property
     def model(self) -> str: ...
     @property

@@ -3,6 +3,7 @@
 
 mod arrays;
 mod errors;
+mod evaluation;
 mod explainer;
 mod options;
 mod pairs;
@@ -41,6 +42,7 @@ fn spangrad(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Explanation>()?;
     m.add_class::<Failure>()?;
     m.add_class::<Report>()?;
+    m.add_class::<evaluation::Evaluation>()?;
     m.add_function(wrap_pyfunction!(save_html, m)?)?;
     m.add("OptionError", m.py().get_type::<OptionError>())?;
     m.add("PairError", m.py().get_type::<PairError>())?;

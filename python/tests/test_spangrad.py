@@ -441,11 +441,43 @@ def test_the_stub_lists_every_public_name():
     # maturin's package holds the extension module as `spangrad.spangrad`.
     public = {name for name in dir(spangrad) if not name.startswith("_")} - {"spangrad"}
     assert public <= set(stub) | {"Pair", "Method", "Progress"}, public - set(stub)
-    for name in ["Explainer", "Explanation", "Failure", "Report"]:
+    for name in ["Explainer", "Explanation", "Failure", "Report", "Evaluation"]:
         members = {n.name for n in stub[name].body if isinstance(n, ast.FunctionDef)}
         members |= {n.target.id for n in stub[name].body if isinstance(n, ast.AnnAssign)}
         actual = {m for m in dir(getattr(spangrad, name)) if not m.startswith("__")}
         assert actual <= members, (name, actual - members)
+
+
+def test_evaluate_equals_the_cli(cli, tmp_path):
+    pairs = fixture_pairs("bert")[:3] + [{"id": "bad", "question": "", "context": "x"}]
+    methods = ["onehot-norm", "grad-x-input"]
+    ev = spangrad.Explainer(str(FIXTURES / "bert-tiny")).evaluate(
+        pairs, methods=methods, random_orders=2)
+    summary = tmp_path / "summary.json"
+    out = subprocess.run(
+        [cli, "evaluate", "--quiet", "--model", str(FIXTURES / "bert-tiny"), "--input", "-",
+         "--method", ",".join(methods), "--random-orders", "2", "--summary", str(summary)],
+        input="\n".join(json.dumps(p) for p in pairs).encode(), capture_output=True, check=False,
+    )
+    lines = [json.loads(line) for line in out.stdout.decode().splitlines()]
+    assert len(ev.results) == len(lines) == 4
+    for got, want in zip(ev.results[:3], lines[:3]):
+        want.pop("line")
+        assert got == want
+    failure = ev.results[3]
+    assert isinstance(failure, spangrad.Failure)
+    assert (failure.index, failure.id, failure.field) == (3, "bad", "question")
+    assert ev.summary == json.loads(summary.read_text())
+    assert [r["method"] for r in ev.summary["rows"]] == methods + ["random"]
+    assert "onehot-norm" in ev.table() and "random" in ev.table()
+    assert ev.to_html().count("<svg") == 2
+    assert ev._repr_html_().startswith("<iframe srcdoc=")
+    frame = ev.summary_frame()
+    assert list(frame.index) == methods + ["random"]
+    assert frame.loc["onehot-norm", "aopc_comprehensiveness"] == \
+        ev.summary["rows"][0]["aopc_comprehensiveness"]["mean"]
+    with pytest.raises(ValueError, match="metrics"):
+        spangrad.Explainer(str(FIXTURES / "bert-tiny")).evaluate(pairs, metrics=["nope"])
 
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

@@ -50,6 +50,7 @@ pub struct MethodEvaluation {
     pub method: Method,
     /// The method's scores of the eligible tokens (as in `eligible`), which rank them: highest
     /// first, ties to the earlier position.
+    #[serde(serialize_with = "crate::explain::explanation::decimals")]
     pub scores: Vec<f32>,
     #[serde(flatten)]
     pub metrics: Faithfulness,

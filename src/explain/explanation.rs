@@ -191,8 +191,13 @@ pub struct WordExplanation {
 /// An f32 as the f64 of its shortest decimal: JSON gets the f32's own text (`0.1`), and
 /// serialisers that widen to f64 (Python's floats) the value that text reads as, not the f32's
 /// binary expansion (`0.10000000149011612`).
-fn decimal<S: Serializer>(x: &f32, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn decimal<S: Serializer>(x: &f32, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(widened(*x))
+}
+
+/// [`decimal`] for each of a list.
+pub(crate) fn decimals<S: Serializer>(xs: &[f32], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(xs.iter().map(|&x| widened(x)))
 }
 
 fn optional_decimal<S: Serializer>(x: &Option<f32>, serializer: S) -> Result<S::Ok, S::Error> {
