@@ -624,6 +624,14 @@ impl Backend for Hooked {
         }
         self.inner.explain(options, plans)
     }
+    fn evaluate(
+        &self,
+        options: &ExplainOptions,
+        evaluate: &spangrad::evaluate::EvaluateOptions,
+        plans: &[&PairPlan],
+    ) -> spangrad::Result<Vec<spangrad::Result<spangrad::evaluate::Evaluation>>> {
+        self.inner.evaluate(options, evaluate, plans)
+    }
 }
 
 #[test]
@@ -742,6 +750,90 @@ fn cli_json_lines(dir: &str, pairs: &[Value], batch: usize) -> Vec<Value> {
             v
         })
         .collect()
+}
+
+/// `POST /v1/evaluate` gives the CLI's lines and summary; a bad pair fails alone, and options
+/// an evaluation cannot take are refused whole.
+#[test]
+fn evaluations_equal_the_cli() {
+    let pairs: Vec<Value> = expected("bert")
+        .pairs
+        .iter()
+        .take(3)
+        .enumerate()
+        .map(|(i, p)| json!({"id": i, "question": p.question, "context": p.context}))
+        .chain([json!({"id": "bad", "question": "", "context": "Jane wrote it."})])
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("pairs.jsonl");
+    let lines: Vec<String> = pairs.iter().map(Value::to_string).collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let summary = tmp.path().join("summary.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_spangrad"))
+        .args(["evaluate", "--quiet", "--model"])
+        .arg(fixture("bert-tiny"))
+        .arg("--input")
+        .arg(&input)
+        .args([
+            "--method",
+            "onehot-norm,grad-x-input",
+            "--random-orders",
+            "2",
+        ])
+        .arg("--summary")
+        .arg(&summary)
+        .output()
+        .unwrap();
+    let cli: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("line");
+            v
+        })
+        .collect();
+    let server = start(
+        ExplainerBackend::new(explainer("bert-tiny"), "bert-tiny"),
+        ServeConfig::default(),
+    );
+    let url = format!("{}/v1/evaluate", server.url());
+    let evaluate = json!({"methods": ["onehot-norm", "grad-x-input"], "random_orders": 2});
+    let body = json!({"pairs": pairs, "evaluate": evaluate});
+    let answer = call(agent().post(&url), Some(body.to_string().as_bytes()));
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let results = answer.body["results"].as_array().unwrap();
+    assert_eq!(results[..3], cli[..3]);
+    assert_eq!(results[3]["index"], 3);
+    assert_eq!(results[3]["field"], "pairs[3].question");
+    assert_eq!(results[3]["status"], 422);
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(answer.body["summary"], summary);
+    assert_eq!(summary["pairs"], 3);
+
+    let refused = |body: Value| call(agent().post(&url), Some(body.to_string().as_bytes()));
+    let seed = refused(json!({"pairs": pairs, "options": {"seed_compat": true}}));
+    assert_error(&seed, 422, Some("evaluate"));
+    let single = refused(json!({"question": "q", "context": "c"}));
+    assert_error(&single, 422, Some("pairs"));
+    let unknown = refused(json!({"pairs": pairs, "evaluate": {"method": ["grad-norm"]}}));
+    assert_error(&unknown, 422, Some("evaluate"));
+    // The work limit is the evaluation's own; a pair over it fails alone.
+    let small = start(
+        ExplainerBackend::new(explainer("bert-tiny"), "bert-tiny"),
+        ServeConfig {
+            max_evaluate_tokens: 1000,
+            ..ServeConfig::default()
+        },
+    );
+    let url = format!("{}/v1/evaluate", small.url());
+    let answer = call(agent().post(&url), Some(body.to_string().as_bytes()));
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let over = &answer.body["results"][1];
+    assert_eq!(over["status"], 413);
+    let error = over["error"].as_str().unwrap();
+    assert!(error.contains("--max-evaluate-tokens"), "{error}");
+    assert_eq!(answer.body["summary"]["pairs"], 1);
 }
 
 #[test]

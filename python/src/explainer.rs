@@ -288,7 +288,7 @@ impl Explainer {
         let evaluate = EvaluateOptions {
             methods: match methods {
                 Some(m) => parse_names("methods", m)?,
-                None => spangrad_rs::explain::Method::ALL.to_vec(),
+                None => defaults.methods,
             },
             metrics: match metrics {
                 Some(m) => parse_names("metrics", m)?,

@@ -84,7 +84,7 @@ impl EvaluateArgs {
     fn evaluate_options(&self) -> EvaluateOptions {
         EvaluateOptions {
             methods: if self.method.is_empty() {
-                Method::ALL.to_vec()
+                EvaluateOptions::default().methods
             } else {
                 self.method.clone()
             },

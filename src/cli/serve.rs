@@ -39,6 +39,11 @@ pub struct ServeArgs {
     /// (integrated-gradients steps, SmoothGrad samples). A request over it gets 413.
     #[arg(long, default_value_t = ServeConfig::default().max_batch_tokens)]
     max_batch_tokens: usize,
+    /// The work of one POST /v1/evaluate request, in the same tokens: every pair's tokens times
+    /// its methods' passes, plus a third of a pass per perturbed input's forward. Over
+    /// --max-batch-tokens, it runs as a batch of its own.
+    #[arg(long, default_value_t = ServeConfig::default().max_evaluate_tokens)]
+    max_evaluate_tokens: usize,
     /// How long a request waits for others to share its batch, in milliseconds.
     #[arg(long, default_value_t = ServeConfig::default().max_wait.as_millis() as u64)]
     max_wait_ms: u64,
@@ -93,6 +98,7 @@ impl Flags for ServeFlags {
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = ServeConfig {
         max_batch_tokens: args.max_batch_tokens,
+        max_evaluate_tokens: args.max_evaluate_tokens,
         max_wait: Duration::from_millis(args.max_wait_ms),
         max_queue: args.max_queue,
         max_pairs_per_request: args.max_pairs_per_request,

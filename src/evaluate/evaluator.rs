@@ -79,20 +79,7 @@ pub struct Evaluator {
 impl Evaluator {
     /// `explainer`'s model and options (but its method) under `options`' methods.
     pub fn new(explainer: &Explainer, options: EvaluateOptions) -> Result<Self> {
-        options.validate()?;
-        let o = explainer.engine().options();
-        if o.seed_compat {
-            return Err(Error::Evaluation(
-                "the seed's end token is not a span the pipeline scores: evaluate without \
-                 seed_compat"
-                    .into(),
-            ));
-        }
-        if o.top_k > 1 || o.explain_windows != crate::explain::ExplainWindows::Best {
-            return Err(Error::Evaluation(
-                "one span per pair is evaluated: top_k 1 and explain_windows best".into(),
-            ));
-        }
+        options.validate_with(explainer.engine().options())?;
         let explainers = options
             .methods
             .iter()

@@ -4,7 +4,7 @@
 
 use super::metrics::Metric;
 use crate::error::{Error, Result};
-use crate::explain::Method;
+use crate::explain::{ExplainOptions, ExplainWindows, Method};
 
 /// Random orders averaged for the chance baseline when none is asked for.
 pub const DEFAULT_RANDOM_ORDERS: usize = 5;
@@ -15,7 +15,8 @@ pub const MAX_RANDOM_ORDERS: usize = 100;
 #[cfg_attr(feature = "serve", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct EvaluateOptions {
-    /// The methods compared, each explaining every pair (in this order in the results).
+    /// The methods compared, each explaining every pair (in this order in the results)
+    /// [default: all five].
     pub methods: Vec<Method>,
     /// The metrics computed [default: all].
     pub metrics: Vec<Metric>,
@@ -26,7 +27,7 @@ pub struct EvaluateOptions {
 impl Default for EvaluateOptions {
     fn default() -> Self {
         Self {
-            methods: vec![Method::default()],
+            methods: Method::ALL.to_vec(),
             metrics: Metric::ALL.to_vec(),
             random_orders: DEFAULT_RANDOM_ORDERS,
         }
@@ -51,6 +52,25 @@ impl EvaluateOptions {
             return usage(format!(
                 "random orders: {} is over the most, {MAX_RANDOM_ORDERS}",
                 self.random_orders
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`EvaluateOptions::validate`], and whether explanations under `explain` can be
+    /// evaluated: one span per pair, one the pipeline scores.
+    pub fn validate_with(&self, explain: &ExplainOptions) -> Result<()> {
+        self.validate()?;
+        if explain.seed_compat {
+            return Err(Error::Evaluation(
+                "the seed's end token is not a span the pipeline scores: evaluate without \
+                 seed_compat"
+                    .into(),
+            ));
+        }
+        if explain.top_k > 1 || explain.explain_windows != ExplainWindows::Best {
+            return Err(Error::Evaluation(
+                "one span per pair is evaluated: top_k 1 and explain_windows best".into(),
             ));
         }
         Ok(())

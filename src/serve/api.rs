@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use utoipa::{PartialSchema, ToSchema};
 
 use super::error::ApiError;
+use crate::evaluate::{EvaluateOptions, Evaluation, Summary};
 use crate::explain::{Given, OtherFields, PairFailure, Refused, Scope};
 use crate::{ExplainOptions, Explanation, QaPair};
 
@@ -191,6 +192,34 @@ pub struct FailedPair {
     pub failure: PairFailure,
 }
 
+/// The body of `POST /v1/evaluate`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct EvaluateRequest {
+    #[schema(schema_with = pair_items)]
+    pub pairs: Vec<QaPair>,
+    pub options: Option<RequestOptions>,
+    /// The methods, metrics and random orders [default: every method; every metric; 5].
+    pub evaluate: Option<EvaluateOptions>,
+}
+
+/// The answer of `POST /v1/evaluate`: one result per pair, and the summary of those
+/// evaluated.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EvaluateResponse {
+    pub results: Vec<EvaluatedPair>,
+    pub summary: Summary,
+}
+
+/// A pair's evaluation (as a line of `spangrad evaluate`), or why it has none.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum EvaluatedPair {
+    Evaluated(Box<Evaluation>),
+    Failed(FailedPair),
+}
+
 /// Every error answer.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -232,6 +261,8 @@ pub struct Limits {
     /// Tokens per batch, and so per request: every window of every pair, times the method's
     /// passes (integrated-gradients steps, SmoothGrad samples).
     pub max_batch_tokens: usize,
+    /// The work of one `POST /v1/evaluate` request, counted in the same tokens.
+    pub max_evaluate_tokens: usize,
     pub max_wait_ms: u64,
     /// Pairs waiting for the device before requests are refused (429).
     pub max_queue: usize,
@@ -249,6 +280,17 @@ pub struct Parsed {
     /// A failure's field is the pair's own (`context`), not yet under `pairs[i]`.
     pub pairs: Vec<Result<QaPair, PairFailure>>,
     pub options: RequestOptions,
+    /// `POST /v1/evaluate`'s `evaluate` object (its defaults where absent).
+    pub evaluate: EvaluateOptions,
+}
+
+/// Which body is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/explain`: one pair, or `pairs` and `options`.
+    Explain,
+    /// `POST /v1/evaluate`: `pairs`, `options` and `evaluate`.
+    Evaluate,
 }
 
 /// An object's fields, each kept as its JSON text (so that an id is echoed as it was sent).
@@ -256,7 +298,7 @@ type Fields<'a> = BTreeMap<String, &'a RawValue>;
 
 /// Reads a body: malformed JSON is a 400, a body of the wrong shape a 422 naming the field,
 /// too many pairs a 413. A bad pair in a list fails alone.
-pub fn parse(body: &[u8], max_pairs: usize) -> Result<Parsed, ApiError> {
+pub fn parse(body: &[u8], max_pairs: usize, endpoint: Endpoint) -> Result<Parsed, ApiError> {
     let raw: &RawValue = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
     let Some(mut fields) = object(raw) else {
@@ -276,18 +318,49 @@ pub fn parse(body: &[u8], max_pairs: usize) -> Result<Parsed, ApiError> {
         }
         _ => RequestOptions::default(),
     };
+    let evaluate = match (endpoint, fields.remove("evaluate")) {
+        (Endpoint::Evaluate, Some(v)) if object(v).is_some() => {
+            serde_json::from_str::<EvaluateOptions>(v.get()).map_err(|e| {
+                ApiError::unprocessable(format!("`evaluate`: {e}"), Some("evaluate".into()))
+            })?
+        }
+        (Endpoint::Evaluate, Some(v)) if v.get() != "null" => {
+            return Err(ApiError::unprocessable(
+                "`evaluate` must be an object",
+                Some("evaluate".into()),
+            ))
+        }
+        (Endpoint::Explain, Some(_)) => {
+            return Err(ApiError::unprocessable(
+                "unknown field `evaluate`: evaluations are asked of POST /v1/evaluate",
+                Some("evaluate".into()),
+            ))
+        }
+        _ => EvaluateOptions::default(),
+    };
     let Some(pairs) = fields.remove("pairs") else {
+        if endpoint == Endpoint::Evaluate {
+            return Err(ApiError::unprocessable(
+                "expected {\"pairs\": [...]} (with optional `options` and `evaluate`)",
+                Some("pairs".into()),
+            ));
+        }
         let pair = QaPair::from_json(raw.get(), OtherFields::Only(&["options"]))
             .map_err(|f| ApiError::unprocessable(f.error, f.field))?;
         return Ok(Parsed {
             single: true,
             pairs: vec![Ok(pair)],
             options,
+            evaluate,
         });
     };
     if let Some(key) = fields.keys().next() {
+        let known = match endpoint {
+            Endpoint::Explain => "`pairs` and `options`",
+            Endpoint::Evaluate => "`pairs`, `options` and `evaluate`",
+        };
         return Err(ApiError::unprocessable(
-            format!("unknown field `{key}`: a list request has `pairs` and `options`"),
+            format!("unknown field `{key}`: a list request has {known}"),
             Some(key.clone()),
         ));
     }
@@ -319,6 +392,7 @@ pub fn parse(body: &[u8], max_pairs: usize) -> Result<Parsed, ApiError> {
             .map(|v| QaPair::from_json(v.get(), OtherFields::Only(&[])))
             .collect(),
         options,
+        evaluate,
     })
 }
 
@@ -335,7 +409,7 @@ mod tests {
     use super::*;
 
     fn failure(body: &str) -> ApiError {
-        match parse(body.as_bytes(), 4) {
+        match parse(body.as_bytes(), 4, Endpoint::Explain) {
             Err(e) => e,
             Ok(p) => {
                 let (i, f) = p
@@ -351,7 +425,12 @@ mod tests {
 
     #[test]
     fn reads_one_pair_or_a_list() {
-        let one = parse(br#"{"question":"q","context":"c","id":7}"#, 4).unwrap();
+        let one = parse(
+            br#"{"question":"q","context":"c","id":7}"#,
+            4,
+            Endpoint::Explain,
+        )
+        .unwrap();
         assert!(one.single);
         let pair = one.pairs[0].as_ref().unwrap();
         assert_eq!(
@@ -361,6 +440,7 @@ mod tests {
         let many = parse(
             br#"{"pairs":[{"question":"q","context":"c"},{"question":1}],"options":{"top_k":2}}"#,
             4,
+            Endpoint::Explain,
         )
         .unwrap();
         assert!(!many.single);
@@ -369,6 +449,7 @@ mod tests {
         let impossible = parse(
             br#"{"question":"q","context":"c","options":{"handle_impossible_answer":true}}"#,
             4,
+            Endpoint::Explain,
         )
         .unwrap();
         let options = impossible
@@ -380,6 +461,34 @@ mod tests {
         assert_eq!(
             many.pairs[1].as_ref().unwrap_err().field.as_deref(),
             Some("question")
+        );
+    }
+
+    #[test]
+    fn an_evaluation_reads_pairs_and_its_own_object() {
+        let body = br#"{"pairs":[{"question":"q","context":"c"}],"evaluate":{"methods":["grad-norm"],"random_orders":0}}"#;
+        let parsed = parse(body, 4, Endpoint::Evaluate).unwrap();
+        assert_eq!(parsed.evaluate.methods, [crate::explain::Method::GradNorm]);
+        assert_eq!(parsed.evaluate.random_orders, 0);
+        assert_eq!(parsed.evaluate.metrics, crate::evaluate::Metric::ALL);
+        let refused = |body: &[u8], endpoint| match parse(body, 4, endpoint) {
+            Err(e) => e.field,
+            Ok(_) => panic!("{} is read", String::from_utf8_lossy(body)),
+        };
+        assert_eq!(
+            refused(br#"{"question":"q","context":"c"}"#, Endpoint::Evaluate),
+            Some("pairs".into())
+        );
+        assert_eq!(
+            refused(
+                br#"{"pairs":[],"evaluate":{"orders":1}}"#,
+                Endpoint::Evaluate
+            ),
+            Some("evaluate".into())
+        );
+        assert_eq!(
+            refused(br#"{"pairs":[],"evaluate":{}}"#, Endpoint::Explain),
+            Some("evaluate".into())
         );
     }
 

@@ -6,6 +6,7 @@
 use candle_core::Device;
 
 use super::api::ModelInfo;
+use crate::evaluate::{EvaluateOptions, Evaluation, Evaluator};
 use crate::explain::PairPlan;
 use crate::{ExplainOptions, Explainer, Explanation, QaPair, Result};
 
@@ -36,6 +37,15 @@ pub trait Backend: Send + Sync + 'static {
         options: &ExplainOptions,
         plans: &[&PairPlan],
     ) -> Result<Vec<Result<Explanation>>>;
+
+    /// Per plan, its evaluation by `evaluate`'s methods (see [`Evaluator`]) or why it has
+    /// none.
+    fn evaluate(
+        &self,
+        options: &ExplainOptions,
+        evaluate: &EvaluateOptions,
+        plans: &[&PairPlan],
+    ) -> Result<Vec<Result<Evaluation>>>;
 }
 
 /// A pair planned, or priced from its text alone.
@@ -146,5 +156,14 @@ impl Backend for ExplainerBackend {
         plans: &[&PairPlan],
     ) -> Result<Vec<Result<Explanation>>> {
         self.under(options)?.explain_plans(plans)
+    }
+
+    fn evaluate(
+        &self,
+        options: &ExplainOptions,
+        evaluate: &EvaluateOptions,
+        plans: &[&PairPlan],
+    ) -> Result<Vec<Result<Evaluation>>> {
+        Evaluator::new(&self.under(options)?, evaluate.clone())?.evaluate_plans(plans)
     }
 }

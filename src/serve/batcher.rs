@@ -13,15 +13,31 @@ use tokio::sync::oneshot;
 use super::backend::Backend;
 use super::error::ApiError;
 use super::metrics::Metrics;
+use crate::evaluate::{EvaluateOptions, Evaluation};
 use crate::explain::PairPlan;
 use crate::{ExplainOptions, Explanation};
 
-/// Per pair of a job: its explanation, or why it has none.
-pub type Outcome = Result<Explanation, ApiError>;
+/// What a job asks of its pairs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Task {
+    Explain,
+    Evaluate(EvaluateOptions),
+}
 
-/// One request's valid pairs, planned (tokenised) when it arrived, explained together under one
-/// set of options.
+/// A pair's result.
+#[derive(Debug, Clone)]
+pub enum Done {
+    Explained(Box<Explanation>),
+    Evaluated(Box<Evaluation>),
+}
+
+/// Per pair of a job: its result, or why it has none.
+pub type Outcome = Result<Done, ApiError>;
+
+/// One request's valid pairs, planned (tokenised) when it arrived, run together under one set
+/// of options.
 pub struct Job {
+    pub task: Task,
     pub options: ExplainOptions,
     pub plans: Vec<PairPlan>,
     /// Tokens of all its pairs times the method's passes: its share of a batch.
@@ -230,11 +246,12 @@ fn compute_loop(mut gather: Gather, backend: &dyn Backend) {
     }
 }
 
-/// Jobs grouped by their options (a batch runs under one set), in arrival order.
+/// Jobs grouped by their task and options (a batch runs under one set), in arrival order.
 fn by_options(jobs: Vec<Job>) -> Vec<Vec<Job>> {
     let mut groups: Vec<Vec<Job>> = Vec::new();
     for job in jobs {
-        match groups.iter_mut().find(|g| g[0].options == job.options) {
+        let alike = |g: &&mut Vec<Job>| g[0].options == job.options && g[0].task == job.task;
+        match groups.iter_mut().find(alike) {
             Some(group) => group.push(job),
             None => groups.push(vec![job]),
         }
@@ -247,10 +264,10 @@ fn run(jobs: Vec<Job>, backend: &dyn Backend, metrics: &Metrics) {
     for job in &jobs {
         metrics.queue_time(start - job.enqueued);
     }
-    let options = jobs[0].options.clone();
+    let (options, task) = (jobs[0].options.clone(), jobs[0].task.clone());
     let plans: Vec<&PairPlan> = jobs.iter().flat_map(|j| &j.plans).collect();
     let work: usize = jobs.iter().map(|j| j.work).sum();
-    let mut outcomes = isolated(backend, &options, &plans).into_iter();
+    let mut outcomes = isolated(backend, &options, &task, &plans).into_iter();
     metrics.batch(plans.len(), work, start.elapsed());
     drop(plans);
     for job in jobs {
@@ -260,10 +277,29 @@ fn run(jobs: Vec<Job>, backend: &dyn Backend, metrics: &Metrics) {
     }
 }
 
-/// The pairs explained together; if that panics, each alone, so that only the pair that
-/// panics fails (with a 500) and the server goes on.
-fn isolated(backend: &dyn Backend, options: &ExplainOptions, plans: &[&PairPlan]) -> Vec<Outcome> {
-    match catch_unwind(AssertUnwindSafe(|| backend.explain(options, plans))) {
+/// The pairs run together; if that panics, each alone, so that only the pair that panics
+/// fails (with a 500) and the server goes on.
+fn isolated(
+    backend: &dyn Backend,
+    options: &ExplainOptions,
+    task: &Task,
+    plans: &[&PairPlan],
+) -> Vec<Outcome> {
+    let compute = || -> crate::Result<Vec<crate::Result<Done>>> {
+        Ok(match task {
+            Task::Explain => backend
+                .explain(options, plans)?
+                .into_iter()
+                .map(|r| r.map(|e| Done::Explained(Box::new(e))))
+                .collect(),
+            Task::Evaluate(evaluate) => backend
+                .evaluate(options, evaluate, plans)?
+                .into_iter()
+                .map(|r| r.map(|e| Done::Evaluated(Box::new(e))))
+                .collect(),
+        })
+    };
+    match catch_unwind(AssertUnwindSafe(compute)) {
         Ok(Ok(results)) => results
             .into_iter()
             .map(|r| r.map_err(|e| ApiError::from_pair(&e)))
@@ -274,7 +310,7 @@ fn isolated(backend: &dyn Backend, options: &ExplainOptions, plans: &[&PairPlan]
         }
         Err(_) if plans.len() > 1 => plans
             .iter()
-            .flat_map(|p| isolated(backend, options, std::slice::from_ref(p)))
+            .flat_map(|p| isolated(backend, options, task, std::slice::from_ref(p)))
             .collect(),
         Err(panic) => {
             let message = panic

@@ -35,6 +35,10 @@ pub struct ServeConfig {
     /// Tokens per batch, and so per request (every window of every pair, times the method's
     /// passes).
     pub max_batch_tokens: usize,
+    /// The work of one `POST /v1/evaluate` request, counted as `max_batch_tokens` counts it
+    /// (a forward pass a third of a gradient's); it runs as a batch of its own when over
+    /// `max_batch_tokens`.
+    pub max_evaluate_tokens: usize,
     /// How long the first request of a batch waits for others to join it.
     pub max_wait: Duration,
     /// Pairs waiting for the device before requests are refused with 429.
@@ -67,6 +71,8 @@ impl Default for ServeConfig {
     fn default() -> Self {
         Self {
             max_batch_tokens: 32_768,
+            // 40 pairs of 384 tokens by five methods with every metric.
+            max_evaluate_tokens: 4 << 20,
             max_wait: Duration::from_millis(5),
             max_queue: 1024,
             max_pairs_per_request: 64,
@@ -92,13 +98,14 @@ impl ServeConfig {
             self.idle_timeout,
         ];
         if self.max_batch_tokens == 0
+            || self.max_evaluate_tokens == 0
             || self.max_queue == 0
             || self.max_pairs_per_request == 0
             || self.max_body_bytes == 0
             || timeouts.iter().any(Duration::is_zero)
         {
             return invalid(
-                "--max-batch-tokens, --max-queue, --max-pairs-per-request, --max-body-bytes, \
+                "--max-batch-tokens, --max-evaluate-tokens, --max-queue, --max-pairs-per-request, --max-body-bytes, \
                  --request-timeout-ms, --header-timeout-ms, --body-timeout-ms and \
                  --idle-timeout-ms must be positive",
             );
@@ -126,6 +133,7 @@ impl ServeConfig {
     fn limits(&self, max_input_bytes: usize) -> api::Limits {
         api::Limits {
             max_batch_tokens: self.max_batch_tokens,
+            max_evaluate_tokens: self.max_evaluate_tokens,
             max_wait_ms: self.max_wait.as_millis() as u64,
             max_queue: self.max_queue,
             max_pairs_per_request: self.max_pairs_per_request,

@@ -16,13 +16,14 @@ use tokio::sync::oneshot;
 use utoipa::OpenApi;
 
 use super::api::{
-    self, ErrorBody, ExplainRequest, ExplainResponse, FailedPair, Health, ModelInfo, PairResult,
-    PairsResponse,
+    self, Endpoint, ErrorBody, EvaluateRequest, EvaluateResponse, EvaluatedPair, ExplainRequest,
+    ExplainResponse, FailedPair, Health, ModelInfo, PairResult, PairsResponse, Parsed,
 };
 use super::backend::Priced;
-use super::batcher::{Job, Outcome, Refused};
+use super::batcher::{Done, Job, Outcome, Refused, Task};
 use super::error::ApiError;
-use super::AppState;
+use super::{AppState, Ready, ServeConfig};
+use crate::evaluate::{Metric, Tally, PERCENTS};
 use crate::explain::{Method, PairFailure};
 use crate::ExplainOptions;
 
@@ -38,6 +39,7 @@ pub fn router(state: Shared) -> Router {
         .route("/health", get(health))
         .route("/openapi.json", get(openapi))
         .route("/v1/explain", post(explain))
+        .route("/v1/evaluate", post(evaluate))
         .route("/v1/model", get(model))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -55,7 +57,7 @@ pub fn router(state: Shared) -> Router {
         title = "spangrad",
         description = "Gradient explanations for extractive question-answering models."
     ),
-    paths(explain, health, model, metrics, openapi),
+    paths(explain, evaluate, health, model, metrics, openapi),
     modifiers(&BearerKey)
 )]
 struct ApiDoc;
@@ -101,6 +103,38 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     )
 )]
 async fn explain(State(state): State<Shared>, request: Request) -> Response {
+    receive(&state, request, Endpoint::Explain).await
+}
+
+/// How faithful several methods' explanations are (`spangrad evaluate`): every pair explained
+/// by every method, then its perturbed inputs through forward passes, batched with other
+/// requests' work.
+#[utoipa::path(
+    post,
+    path = "/v1/evaluate",
+    request_body = EvaluateRequest,
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Per pair its evaluation (as a line of `spangrad evaluate`) or a failure, and the summary of those evaluated", body = EvaluateResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No or a wrong API key", body = ErrorBody),
+        (status = 413, description = "Body, pairs or work over the limits (--max-evaluate-tokens)", body = ErrorBody),
+        (status = 422, description = "A field that is missing, of the wrong type, unknown or invalid; options an evaluation cannot take (seed_compat, top_k over 1, explain_windows all)", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the body timeout", body = ErrorBody),
+        (status = 415, description = "The body is not declared `application/json`", body = ErrorBody),
+        (status = 421, description = "The Host is not answered here (--allowed-hosts)", body = ErrorBody),
+        (status = 429, description = "The queue is full, or the work queued ahead would not let this request finish within its timeout (see Retry-After)", body = ErrorBody),
+        (status = 500, description = "The computation failed", body = ErrorBody),
+        (status = 503, description = "The model is loading", body = ErrorBody),
+        (status = 504, description = "No answer within the request timeout", body = ErrorBody),
+    )
+)]
+async fn evaluate(State(state): State<Shared>, request: Request) -> Response {
+    receive(&state, request, Endpoint::Evaluate).await
+}
+
+/// A body read within its time and size limits, then answered as `endpoint` says.
+async fn receive(state: &AppState, request: Request, endpoint: Endpoint) -> Response {
     // The request timeout runs from the headers' arrival: a body sent slowly counts.
     let arrived = Instant::now();
     // A body that is not declared JSON is refused unread (only drained): a web page can post
@@ -152,20 +186,20 @@ async fn explain(State(state): State<Shared>, request: Request) -> Response {
         )
         .into_response();
     };
-    match answer(&state, body, arrived).await {
-        Ok(response) => Json(response).into_response(),
-        Err(e) => e.into_response(),
-    }
+    let answered = match endpoint {
+        Endpoint::Explain => answer(state, body, arrived)
+            .await
+            .map(|r| Json(r).into_response()),
+        Endpoint::Evaluate => evaluation(state, body, arrived)
+            .await
+            .map(|r| Json(r).into_response()),
+    };
+    answered.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn answer(
-    state: &AppState,
-    body: Result<Bytes, axum::Error>,
-    arrived: Instant,
-) -> Result<ExplainResponse, ApiError> {
-    let ready = state.ready()?;
-    let config = &state.config;
-    let body = body.map_err(|e| {
+/// The body read whole, or why not.
+fn read_body(body: Result<Bytes, axum::Error>, config: &ServeConfig) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
         let over_limit =
             std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
                 e.source()
@@ -176,9 +210,106 @@ async fn answer(
         } else {
             ApiError::bad_request(format!("cannot read the body: {e}"))
         }
-    })?;
-    let parsed = api::parse(&body, config.max_pairs_per_request)?;
+    })
+}
+
+async fn answer(
+    state: &AppState,
+    body: Result<Bytes, axum::Error>,
+    arrived: Instant,
+) -> Result<ExplainResponse, ApiError> {
+    let ready = state.ready()?;
+    let body = read_body(body, &state.config)?;
+    let parsed = api::parse(&body, state.config.max_pairs_per_request, Endpoint::Explain)?;
     let options = parsed.options.apply(ready.backend.options())?;
+    let outcomes = outcomes(state, &ready, &parsed, options, Task::Explain, arrived).await?;
+    let mut outcomes = outcomes.into_iter().map(|o| {
+        o.map(|done| match done {
+            Done::Explained(e) => e,
+            Done::Evaluated(_) => unreachable!("an explanation was asked for"),
+        })
+    });
+    if parsed.single {
+        let outcome = outcomes.next().expect("one pair");
+        return outcome.map(ExplainResponse::One);
+    }
+    let results = outcomes
+        .zip(&parsed.pairs)
+        .enumerate()
+        .map(|(index, (outcome, pair))| match outcome {
+            Ok(e) => PairResult::Explained(e),
+            Err(e) => PairResult::Failed(failed(index, pair, e)),
+        })
+        .collect();
+    Ok(ExplainResponse::Many(PairsResponse { results }))
+}
+
+async fn evaluation(
+    state: &AppState,
+    body: Result<Bytes, axum::Error>,
+    arrived: Instant,
+) -> Result<EvaluateResponse, ApiError> {
+    let ready = state.ready()?;
+    let body = read_body(body, &state.config)?;
+    let parsed = api::parse(
+        &body,
+        state.config.max_pairs_per_request,
+        Endpoint::Evaluate,
+    )?;
+    let options = parsed.options.apply(ready.backend.options())?;
+    parsed
+        .evaluate
+        .validate_with(&options)
+        .map_err(|e| ApiError::unprocessable(e.to_string(), Some("evaluate".into())))?;
+    let task = Task::Evaluate(parsed.evaluate.clone());
+    let outcomes = outcomes(state, &ready, &parsed, options, task, arrived).await?;
+    let mut tally = Tally::default();
+    let results = outcomes
+        .into_iter()
+        .zip(&parsed.pairs)
+        .enumerate()
+        .map(|(index, (outcome, pair))| match outcome {
+            Ok(Done::Evaluated(e)) => {
+                tally.add(&e);
+                EvaluatedPair::Evaluated(e)
+            }
+            Ok(Done::Explained(_)) => unreachable!("an evaluation was asked for"),
+            Err(e) => EvaluatedPair::Failed(failed(index, pair, e)),
+        })
+        .collect();
+    Ok(EvaluateResponse {
+        results,
+        summary: tally.summary(),
+    })
+}
+
+/// The failure in a list of the pair at `index`.
+fn failed(index: usize, pair: &Result<crate::QaPair, PairFailure>, e: ApiError) -> FailedPair {
+    FailedPair {
+        index,
+        status: e.status,
+        failure: PairFailure {
+            id: match pair {
+                Ok(pair) => pair.id.clone(),
+                Err(unread) => unread.id.clone(),
+            },
+            error: e.error,
+            field: e.field,
+        },
+    }
+}
+
+/// A request's pairs planned, priced, queued and run as `task` under `options`: per pair, its
+/// result or why it has none.
+async fn outcomes(
+    state: &AppState,
+    ready: &Ready,
+    parsed: &Parsed,
+    options: ExplainOptions,
+    task: Task,
+    arrived: Instant,
+) -> Result<Vec<Outcome>, ApiError> {
+    let config = &state.config;
     let at = |i: usize| {
         if parsed.single {
             String::new()
@@ -186,6 +317,7 @@ async fn answer(
             format!("pairs[{i}]")
         }
     };
+    let price = Price::of(&task, &options, config);
 
     // Tokenising a long context takes milliseconds: off the runtime's threads.
     let valid: Vec<(usize, crate::QaPair)> = parsed
@@ -195,9 +327,8 @@ async fn answer(
         .filter_map(|(i, p)| Some((i, p.as_ref().ok()?.clone())))
         .collect();
     let backend = ready.backend.clone();
-    let passes = passes(&options);
-    // A pair's tokens times the passes must fit the batch.
-    let budget = config.max_batch_tokens / passes.max(1);
+    // A pair's tokens times the passes must fit the limit.
+    let budget = price.limit / price.passes.max(1);
     let planned = {
         let options = options.clone();
         let pairs: Vec<crate::QaPair> = valid.iter().map(|(_, p)| p.clone()).collect();
@@ -224,21 +355,20 @@ async fn answer(
     let over = planned.len() < valid.len();
     for (i, priced) in valid.iter().map(|(i, _)| *i).zip(planned) {
         match priced.map(|p| {
-            let cost = p.tokens().saturating_mul(passes);
+            let cost = price.cost(p.tokens());
             (p, cost)
         }) {
             Err(e) => outcomes[i] = Some(Err(ApiError::from_pair(&e).at(&at(i)))),
-            Ok((priced, cost)) if cost > config.max_batch_tokens => {
+            Ok((priced, cost)) if cost > price.limit => {
                 let (least, t) = match &priced {
                     Priced::Planned(plan) => ("", plan.tokens()),
                     Priced::AtLeast(t) => ("at least ", *t),
                 };
                 let error = ApiError::too_large(
                     format!(
-                        "the pair takes {least}{cost} tokens ({least}{t} in its windows x \
-                         {passes} passes of the method and spans), over the limit of {} \
-                         (--max-batch-tokens)",
-                        config.max_batch_tokens
+                        "the pair takes {least}{cost} tokens ({least}{t} in its windows x {}), \
+                         over the limit of {} ({})",
+                        price.what, price.limit, price.flag
                     ),
                     Some("context".into()),
                 );
@@ -253,13 +383,15 @@ async fn answer(
             Ok((Priced::AtLeast(_), _)) => unreachable!("a pair not tokenised is over the limit"),
         }
     }
-    if over || work > config.max_batch_tokens {
+    if over || work > price.limit {
         return Err(ApiError::too_large(
             format!(
-                "the pairs take {}{work} tokens (windows x the method's passes), over the limit \
-                 of {} per request (--max-batch-tokens): send them in several requests",
+                "the pairs take {}{work} tokens (windows x {}), over the limit of {} per \
+                 request ({}): send them in several requests",
                 if over { "at least " } else { "" },
-                config.max_batch_tokens
+                price.what,
+                price.limit,
+                price.flag
             ),
             Some("pairs".into()),
         ));
@@ -268,6 +400,7 @@ async fn answer(
     if !plans.is_empty() {
         let (reply, receive) = oneshot::channel();
         let job = Job {
+            task,
             options,
             plans,
             work,
@@ -338,33 +471,10 @@ async fn answer(
         .filter(|o| matches!(o, Some(Err(_))))
         .count();
     state.metrics.pairs(outcomes.len() - failed, failed);
-    let mut outcomes = outcomes
+    Ok(outcomes
         .into_iter()
-        .map(|o| o.expect("every pair has an outcome"));
-    if parsed.single {
-        let outcome = outcomes.next().expect("one pair");
-        return outcome.map(|e| ExplainResponse::One(Box::new(e)));
-    }
-    let results = outcomes
-        .zip(&parsed.pairs)
-        .enumerate()
-        .map(|(index, (outcome, pair))| match outcome {
-            Ok(e) => PairResult::Explained(Box::new(e)),
-            Err(e) => PairResult::Failed(FailedPair {
-                index,
-                status: e.status,
-                failure: PairFailure {
-                    id: match pair {
-                        Ok(pair) => pair.id.clone(),
-                        Err(unread) => unread.id.clone(),
-                    },
-                    error: e.error,
-                    field: e.field,
-                },
-            }),
-        })
-        .collect();
-    Ok(ExplainResponse::Many(PairsResponse { results }))
+        .map(|o| o.expect("every pair has an outcome"))
+        .collect())
 }
 
 /// Bytes of a refused request's body read and dropped before the answer (see [`refused`]).
@@ -396,15 +506,74 @@ fn body_too_large(limit: usize) -> ApiError {
     )
 }
 
-/// Passes per pair: what a pair's tokens cost relative to one plain gradient (each of the
-/// `top_k` spans is a backward of its own).
-fn passes(options: &ExplainOptions) -> usize {
-    let method = match options.method {
-        Method::IntegratedGradients => options.steps,
-        Method::Smoothgrad => options.samples,
-        _ => 1,
-    };
-    method.saturating_mul(options.top_k)
+/// What a request's pairs cost, in the units of `--max-batch-tokens`: a token of one gradient
+/// pass.
+struct Price {
+    /// Gradient passes per token: the method's (each of the `top_k` spans is a backward of its
+    /// own), or the sum of an evaluation's methods'.
+    passes: usize,
+    /// An evaluation: forward passes per pair besides leave-one-out's (the unperturbed input
+    /// and 10 per curve per ranking), and whether leave-one-out runs (one per token).
+    forwards: Option<(usize, bool)>,
+    limit: usize,
+    flag: &'static str,
+    /// The passes, in words.
+    what: String,
+}
+
+impl Price {
+    fn of(task: &Task, options: &ExplainOptions, config: &ServeConfig) -> Self {
+        let passes_of = |method: Method| {
+            let passes = match method {
+                Method::IntegratedGradients => options.steps,
+                Method::Smoothgrad => options.samples,
+                _ => 1,
+            };
+            passes.saturating_mul(options.top_k)
+        };
+        match task {
+            Task::Explain => {
+                let passes = passes_of(options.method);
+                Self {
+                    passes,
+                    forwards: None,
+                    limit: config.max_batch_tokens,
+                    flag: "--max-batch-tokens",
+                    what: format!("{passes} passes of the method and spans"),
+                }
+            }
+            Task::Evaluate(e) => {
+                let passes = e.methods.iter().map(|&m| passes_of(m)).sum();
+                let curves = [Metric::Comprehensiveness, Metric::Sufficiency]
+                    .iter()
+                    .filter(|&&m| e.wants(m))
+                    .count();
+                let rankings = e.methods.len() + e.random_orders;
+                let forwards = 1 + PERCENTS.len() * curves * rankings;
+                let loo = e.wants(Metric::Loo);
+                Self {
+                    passes,
+                    forwards: Some((forwards, loo)),
+                    limit: config.max_evaluate_tokens,
+                    flag: "--max-evaluate-tokens",
+                    what: format!(
+                        "{passes} passes of the methods, and a third of a pass per forward: \
+                         {forwards}{}",
+                        if loo { " + one per token" } else { "" }
+                    ),
+                }
+            }
+        }
+    }
+
+    /// The cost of a pair of `tokens` (all its windows).
+    fn cost(&self, tokens: usize) -> usize {
+        let forwards = match self.forwards {
+            None => 0,
+            Some((n, loo)) => (n + if loo { tokens } else { 0 }).div_ceil(3),
+        };
+        tokens.saturating_mul(self.passes.saturating_add(forwards))
+    }
 }
 
 /// Ready once the model has loaded.
