@@ -222,7 +222,7 @@ async fn answer(
     let body = read_body(body, &state.config)?;
     let parsed = api::parse(&body, state.config.max_pairs_per_request, Endpoint::Explain)?;
     let options = parsed.options.apply(ready.backend.options())?;
-    let outcomes = outcomes(state, &ready, &parsed, options, Task::Explain, arrived).await?;
+    let outcomes = outcomes(state, ready, &parsed, options, Task::Explain, arrived).await?;
     let mut outcomes = outcomes.into_iter().map(|o| {
         o.map(|done| match done {
             Done::Explained(e) => e,
@@ -262,7 +262,7 @@ async fn evaluation(
         .validate_with(&options)
         .map_err(|e| ApiError::unprocessable(e.to_string(), Some("evaluate".into())))?;
     let task = Task::Evaluate(parsed.evaluate.clone());
-    let outcomes = outcomes(state, &ready, &parsed, options, task, arrived).await?;
+    let outcomes = outcomes(state, ready, &parsed, options, task, arrived).await?;
     let mut tally = Tally::default();
     let results = outcomes
         .into_iter()
