@@ -13,7 +13,8 @@
 #                                    cannot be opened; the fused-op benchmark; the CLI; `spangrad
 #                                    bench` beside PyTorch (tools/reference/bench_pytorch.py) in
 #                                    bf16 and f32, at 64 x 384 and on mixed lengths; and `spangrad
-#                                    bench-serve` at 1, 8 and 64 clients. Writes DIR/gpu-check.md
+#                                    bench-serve` at 1, 8 and 64 clients; `spangrad bench-evaluate`
+#                                    beside the ferret-style loop. Writes DIR/gpu-check.md
 #                                    (default: $OUT, else .gpu-pack/). About 7 minutes on an H100.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -175,6 +176,9 @@ PY
     echo "## The server under load (bert-base, 384 tokens, bf16, cuDNN's attention)" | tee -a "$report"
     SPANGRAD_CUDNN=1 "$bin" bench-serve --preset bert-base --device cuda --dtype bf16 \
         --clients 1,8,64 --duration 20s --offline-batch 64 2>&1 | tee -a "$report" || failed=1
+    echo "## spangrad evaluate (bert-base, 384 tokens, bf16, five methods, every metric) beside the ferret-style loop" | tee -a "$report"
+    SPANGRAD_CUDNN=1 "$bin" bench-evaluate --device cuda --preset bert-base --pairs 8 --seq-len 384 \
+        --dtype bf16 --pytorch python3 2>&1 | tee -a "$report" || failed=1
     rm -rf "$work"
     echo "gpu-check: $([ $failed = 0 ] && echo passed || echo FAILED), report in $report"
     return $failed

@@ -3,6 +3,7 @@
 //! token's text, shades higher scores darker, marks the answer, shows a token's values on
 //! focus, and its toggles switch between words and tokens and between methods. It saves a
 //! screenshot (`SPANGRAD_SCREENSHOT=path` also copies it there: the README's is made so).
+//! The evaluation page's table and SVG curves are checked against its JSON summary.
 //! Without chromium the test says SKIPPED on stderr, and fails when `SPANGRAD_REQUIRE_BROWSER`
 //! is set (CI sets it).
 
@@ -318,4 +319,143 @@ async fn check_report(client: &Client, page: &Path, explanations: &[Explanation]
     if let Some(path) = std::env::var_os("SPANGRAD_SCREENSHOT") {
         std::fs::write(path, &png).unwrap();
     }
+}
+
+/// `spangrad evaluate --format html` in the browser: the summary table says what the JSON
+/// summary says, each chart has a curve of ten points per method and the random baseline's
+/// (dashed), drawn higher for higher values, and the page loads nothing and logs no error.
+#[test]
+fn evaluation_page_in_a_real_browser() {
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pairs.jsonl");
+    let lines = [
+        json!({"question": "Who wrote the novel?", "context": "The novel was written by Jane Austen in 1813 and published in London."}),
+        json!({"question": "Where is the library?", "context": "The city library is near the station, beside the old market."}),
+        json!({"question": "When was it built?", "context": "The bridge was built in 1902 by a local company."}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&input, text).unwrap();
+    let (page, summary) = (
+        dir.path().join("eval.html"),
+        dir.path().join("summary.json"),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_spangrad"))
+        .args([
+            "evaluate",
+            "--model",
+            fixture("bert-tiny").to_str().unwrap(),
+        ])
+        .args([
+            "--input",
+            input.to_str().unwrap(),
+            "--quiet",
+            "--format",
+            "html",
+        ])
+        .args([
+            "--method",
+            "onehot-norm,grad-x-input",
+            "--random-orders",
+            "2",
+        ])
+        .args(["--summary", summary.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&page, &out.stdout).unwrap();
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let driver = Driver::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = session(&driver, &dir.path().join("profile")).await;
+        client
+            .goto(&format!("file://{}", page.display()))
+            .await
+            .unwrap();
+        let rows = run(
+            &client,
+            "return Array.from(document.querySelectorAll('tbody tr')).map(r => \
+             Array.from(r.children).map(c => c.textContent));",
+        )
+        .await;
+        let rows = rows.as_array().unwrap();
+        let want = summary["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 3, "two methods and the random baseline");
+        for (row, w) in rows.iter().zip(want) {
+            assert_eq!(row[0], w["method"]);
+            let mean = w["aopc_comprehensiveness"]["mean"].as_f64().unwrap();
+            let cell = row[1].as_str().unwrap();
+            assert!(
+                cell.starts_with(&format!("{mean:.4} ± ")),
+                "{cell} vs {mean}"
+            );
+        }
+        let charts = run(
+            &client,
+            "return Array.from(document.querySelectorAll('figure svg')).map(svg => \
+             Array.from(svg.querySelectorAll('polyline')).map(p => [p.querySelector('title')\
+             .textContent, p.getAttribute('stroke-dasharray'), Array.from(p.points).map(q => \
+             [q.x, q.y])]));",
+        )
+        .await;
+        let charts = charts.as_array().unwrap();
+        assert_eq!(charts.len(), 2, "comprehensiveness and sufficiency");
+        for (chart, curve) in charts.iter().zip(["comprehensiveness", "sufficiency"]) {
+            let lines = chart.as_array().unwrap();
+            assert_eq!(lines.len(), 3);
+            for (line, w) in lines.iter().zip(want) {
+                assert_eq!(line[0], w["method"]);
+                assert_eq!(
+                    line[1].is_string(),
+                    w["method"] == "random",
+                    "dashed: random"
+                );
+                let points = line[2].as_array().unwrap();
+                let values = w[curve].as_array().unwrap();
+                assert_eq!(points.len(), 10);
+                for (p, q) in points.iter().zip(points.iter().skip(1)) {
+                    assert!(p[0].as_f64() < q[0].as_f64(), "x follows k");
+                }
+                // SVG's y grows downwards: a higher value is drawn higher.
+                for (a, b) in points
+                    .iter()
+                    .zip(values)
+                    .zip(points.iter().zip(values).skip(1))
+                {
+                    let ((pa, va), (pb, vb)) = (a, b);
+                    let (ya, yb) = (pa[1].as_f64().unwrap(), pb[1].as_f64().unwrap());
+                    let (va, vb) = (va.as_f64().unwrap(), vb.as_f64().unwrap());
+                    if (va - vb).abs() > 1e-9 {
+                        assert_eq!(va > vb, ya < yb, "{curve} {}", w["method"]);
+                    }
+                }
+            }
+        }
+        let loaded = run(
+            &client,
+            "return [document.scripts.length, performance.getEntriesByType('resource').length];",
+        )
+        .await;
+        assert_eq!(loaded, json!([0, 0]), "no script, nothing loaded");
+        let log = client.issue_cmd(ConsoleLog).await.unwrap();
+        let severe: Vec<&Value> = log
+            .as_array()
+            .map(|entries| entries.iter().filter(|e| e["level"] == "SEVERE").collect())
+            .unwrap_or_default();
+        assert!(severe.is_empty(), "console errors: {severe:?}");
+        let png = client.screenshot().await.unwrap();
+        let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("evaluation.png");
+        std::fs::write(shot, &png).unwrap();
+        client.close().await.unwrap();
+    });
 }

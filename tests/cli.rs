@@ -842,3 +842,78 @@ fn an_oversized_line_is_skipped_unread() {
     );
     assert!(rows[1].get("answer").is_some());
 }
+
+/// `spangrad evaluate`: a line per input line (a bad one fails alone, and the exit code says
+/// so), the summary table on stderr, and options an evaluation cannot take refused up front.
+#[test]
+fn evaluate_writes_a_line_per_pair_and_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pairs.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\":\"a\",\"question\":\"Who wrote it?\",\"context\":\"Jane Austen wrote it in 1813.\"}\n\
+         not json\n\
+         {\"id\":\"c\",\"question\":\"When?\",\"context\":\"It was written in 1813.\"}\n",
+    )
+    .unwrap();
+    let model = model("bert-tiny");
+    let input = input.to_str().unwrap();
+    let out = run(&[
+        "evaluate",
+        "--model",
+        &model,
+        "--input",
+        input,
+        "--method",
+        "grad-norm",
+        "--random-orders",
+        "1",
+    ]);
+    assert!(!out.status.success(), "a failed line fails the run");
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(
+        (lines[0]["id"].as_str(), lines[0]["line"].as_u64()),
+        (Some("a"), Some(1))
+    );
+    assert_eq!(lines[0]["methods"][0]["method"], "grad-norm");
+    assert_eq!(lines[0]["random"]["rankings"].as_array().unwrap().len(), 1);
+    assert!(
+        lines[1]["error"].as_str().unwrap().contains("JSON"),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2]["id"], "c");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("grad-norm") && stderr.contains("random"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 of 3 lines failed"), "{stderr}");
+
+    let html = run(&[
+        "evaluate", "--model", &model, "--input", input, "-q", "--format", "html",
+    ]);
+    let page = text(&html.stdout);
+    assert!(page.starts_with("<!DOCTYPE html>") && page.matches("<svg").count() == 2);
+    for (flags, says) in [
+        (vec!["--random-orders", "101"], "101"),
+        (vec!["--top-k", "2"], "--top-k"),
+        (vec!["--metrics", "loo,nope"], "nope"),
+        (vec!["--method", "grad-norm,grad-norm"], "twice"),
+    ] {
+        let mut args = vec!["evaluate", "--model", &model, "--input", input];
+        args.extend(&flags);
+        let out = run(&args);
+        assert!(!out.status.success(), "{flags:?}");
+        assert!(out.stdout.is_empty(), "{flags:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{flags:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}

@@ -251,6 +251,64 @@ gpu_test!(fixture_explanations_on_the_gpu_equal_the_cpu, |gpu| {
     }
 });
 
+gpu_test!(evaluations_on_the_gpu_equal_the_cpu, |gpu| {
+    use spangrad::evaluate::{EvaluateOptions, Evaluator};
+    use spangrad::explain::Method;
+    for (arch, dir) in MODELS {
+        let pairs = pairs(&expected(arch));
+        let options = ExplainOptions {
+            dtype: Some(Precision::F32),
+            ..ExplainOptions::default()
+        };
+        let evaluate = EvaluateOptions {
+            methods: vec![Method::OnehotNorm, Method::GradXInput],
+            ..EvaluateOptions::default()
+        };
+        let evaluated = |device: &Device| {
+            let explainer = Explainer::from_dir(&fixture(dir), options.clone(), device).unwrap();
+            Evaluator::new(&explainer, evaluate.clone())
+                .unwrap()
+                .evaluate_each(&pairs)
+                .unwrap()
+        };
+        for (g, c) in evaluated(&gpu).into_iter().zip(evaluated(&Device::Cpu)) {
+            let (Ok(g), Ok(c)) = (g, c) else { continue };
+            assert_eq!(g.eligible, c.eligible, "{arch}");
+            assert!((g.probability - c.probability).abs() < 1e-4, "{arch}");
+            let (gr, cr) = (g.random.unwrap(), c.random.unwrap());
+            assert_eq!(
+                gr.rankings, cr.rankings,
+                "{arch}: the random orders are the pair's"
+            );
+            let close = |a: Option<f64>, b: Option<f64>| (a.unwrap() - b.unwrap()).abs() < 1e-4;
+            assert!(close(
+                gr.metrics.aopc_comprehensiveness,
+                cr.metrics.aopc_comprehensiveness
+            ));
+            assert!(close(
+                gr.metrics.aopc_sufficiency,
+                cr.metrics.aopc_sufficiency
+            ));
+            for (gm, cm) in g.methods.iter().zip(&c.methods) {
+                assert!(max_abs_diff(&gm.scores, &cm.scores) < 1e-4, "{arch}");
+                // Scores within 1e-4 rank alike but where two are that close.
+                let rank = |s: &[f32]| {
+                    let all: Vec<usize> = (0..s.len()).collect();
+                    spangrad::evaluate::metrics::ranking(s, &all)
+                };
+                if rank(&gm.scores) == rank(&cm.scores) {
+                    let (a, b) = (&gm.metrics, &cm.metrics);
+                    assert!(
+                        close(a.aopc_comprehensiveness, b.aopc_comprehensiveness),
+                        "{arch}"
+                    );
+                    assert!(close(a.aopc_sufficiency, b.aopc_sufficiency), "{arch}");
+                }
+            }
+        }
+    }
+});
+
 /// (rows, width) off every warp and block boundary.
 const ROW_SHAPES: [(usize, usize); 4] = [(1, 7), (33, 100), (257, 768), (5, 3072)];
 

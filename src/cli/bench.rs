@@ -178,15 +178,21 @@ fn check(results: Vec<spangrad::Result<spangrad::Explanation>>) -> anyhow::Resul
 }
 
 /// tools/reference/bench_pytorch.py, beside this binary's source tree or the working directory.
-fn pytorch_script() -> anyhow::Result<PathBuf> {
-    let relative = Path::new("tools/reference/bench_pytorch.py");
+/// `tools/reference/<name>`, from the source tree or the working directory.
+pub(super) fn reference_script(name: &str) -> anyhow::Result<PathBuf> {
+    let relative = Path::new("tools/reference").join(name);
     [
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(relative),
-        relative.to_path_buf(),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(&relative),
+        relative.clone(),
     ]
     .into_iter()
     .find(|p| p.is_file())
-    .context("tools/reference/bench_pytorch.py not found (run from the repository root)")
+    .with_context(|| {
+        format!(
+            "{} not found (run from the repository root)",
+            relative.display()
+        )
+    })
 }
 
 fn pytorch_rows(
@@ -205,7 +211,7 @@ fn pytorch_rows(
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let device_arg = if device.is_cuda() { "cuda" } else { "cpu" };
     let output = Command::new(python)
-        .arg(pytorch_script()?)
+        .arg(reference_script("bench_pytorch.py")?)
         .args([
             "--preset",
             args.preset.name(),

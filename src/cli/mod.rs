@@ -1,7 +1,8 @@
-//! The `spangrad` command line: `explain` (one pair, or JSON lines), `bench`, `serve` and
-//! `bench-serve`.
+//! The `spangrad` command line: `explain` (one pair, or JSON lines), `evaluate`, `bench`,
+//! `bench-evaluate`, `serve` and `bench-serve`.
 
 mod bench;
+mod bench_evaluate;
 mod bench_serve;
 mod evaluate;
 mod explain;
@@ -35,6 +36,9 @@ enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// End-to-end explanations per second and peak memory on a random-weight model.
     Bench(bench::BenchArgs),
+    /// A full evaluation's pairs/s and forwards/s on a random-weight model, beside a
+    /// ferret-style PyTorch loop.
+    BenchEvaluate(bench_evaluate::BenchEvaluateArgs),
     /// An HTTP server: the model loaded once, concurrent requests batched together.
     Serve(serve::ServeArgs),
     /// Requests/s, pairs/s and latency of a server under N concurrent clients.
@@ -47,6 +51,7 @@ pub fn run() -> ExitCode {
         Command::Explain(args) => explain::run(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::BenchEvaluate(args) => bench_evaluate::run(args),
         Command::Serve(args) => serve::run(args),
         Command::BenchServe(args) => bench_serve::run(args),
     };

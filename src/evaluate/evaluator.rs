@@ -35,6 +35,9 @@ pub struct Evaluation {
     /// window's context tokens and its first token (the QA pipeline's); for "no answer",
     /// `s = e = 0`, the null score.
     pub probability: f64,
+    /// Forward passes run for the pair: its distinct inputs, the unperturbed one included
+    /// (the same input of two rankings runs once).
+    pub forwards: usize,
     /// Per method, in the order asked.
     pub methods: Vec<MethodEvaluation>,
     /// The chance baseline: the metrics of random rankings, averaged (absent with no random
@@ -339,6 +342,7 @@ impl Work<'_> {
 
     fn evaluation(self, probabilities: &[f64]) -> Evaluation {
         let p = probabilities[self.original];
+        let forwards = self.inputs.len();
         let at =
             |slots: &[usize]| -> Vec<f64> { slots.iter().map(|&i| probabilities[i]).collect() };
         let loo = self.loo.as_deref().map(at);
@@ -379,6 +383,7 @@ impl Work<'_> {
             window: self.window,
             eligible: self.eligible,
             probability: p,
+            forwards,
             methods,
             random,
         }
