@@ -12,6 +12,7 @@ mod common;
 
 use serde::Deserialize;
 use serde_json::Value;
+use spangrad::evaluate::metrics::{kendall_tau_b, rank_scores};
 use spangrad::evaluate::{EvaluateOptions, Evaluation, Evaluator, Metric};
 use spangrad::explain::{Given, Method, Scope};
 use spangrad::{ExplainOptions, Explainer, QaPair};
@@ -144,10 +145,35 @@ fn check_metrics(got: &spangrad::evaluate::Faithfulness, want: &Value, what: &st
             None => assert_eq!(value, None, "{what} {name}"),
         }
     }
-    match (got.loo_kendall_tau, want.get("loo_kendall_tau")) {
-        (Some(tau), Some(w)) => close(tau, w, &format!("{what} loo_kendall_tau")),
-        (None, None) => {}
-        (g, w) => panic!("{what} loo_kendall_tau: {g:?} vs {w:?}"),
+    assert_eq!(
+        got.loo_kendall_tau.is_some(),
+        want.get("loo_kendall_tau").is_some(),
+        "{what} loo_kendall_tau"
+    );
+}
+
+/// τ is a step function of the drops (two drops within float noise can swap on another
+/// machine), so it is checked on fixed inputs: spangrad's τ is τ-b of its scores and its own
+/// drops, and τ-b of its scores and the reference's drops is scipy's τ of those.
+fn check_tau(
+    got: Option<Option<f64>>,
+    want: &Value,
+    rankings: &[Vec<f64>],
+    drops: (&[f64], &[f64]),
+    what: &str,
+) {
+    let Some(got) = got else { return };
+    let mean_tau = |drops: &[f64]| {
+        let taus: Vec<f64> = rankings
+            .iter()
+            .filter_map(|scores| kendall_tau_b(scores, drops))
+            .collect();
+        (!taus.is_empty()).then(|| taus.iter().sum::<f64>() / taus.len() as f64)
+    };
+    assert_eq!(got, mean_tau(drops.0), "{what}: τ of its own drops");
+    match (mean_tau(drops.1), want["loo_kendall_tau"].as_f64()) {
+        (Some(a), Some(b)) => assert!((a - b).abs() < 1e-9, "{what}: τ {a} vs scipy's {b}"),
+        (a, b) => assert_eq!(a, b, "{what}: τ defined"),
     }
 }
 
@@ -196,9 +222,23 @@ fn the_metrics_equal_transformers_on_every_case() {
                     &format!("{what} null score"),
                 );
             }
+            let drops: Option<(Vec<f64>, Vec<f64>)> = e.loo_drops.as_ref().map(|mine| {
+                let theirs: Vec<f64> = serde_json::from_value(want["loo_drops"].clone()).unwrap();
+                assert_eq!(mine.len(), theirs.len(), "{what}: drops");
+                for (a, b) in mine.iter().zip(&theirs) {
+                    assert!((a - b).abs() <= TOLERANCE, "{what}: drop {a} vs {b}");
+                }
+                (mine.clone(), theirs)
+            });
+            let drops = drops.as_ref().map(|(a, b)| (&a[..], &b[..]));
             for m in &e.methods {
                 let name = m.method.name();
                 let w = &want["methods"][name];
+                if let Some(drops) = drops {
+                    let scores: Vec<f64> = m.scores.iter().map(|&s| f64::from(s)).collect();
+                    let what = format!("{what} {name}");
+                    check_tau(m.metrics.loo_kendall_tau, w, &[scores], drops, &what);
+                }
                 let ranking: Vec<usize> = serde_json::from_value(w["ranking"].clone()).unwrap();
                 let by_spangrad = spangrad::evaluate::metrics::ranking(
                     &scores_by_position(e, &m.scores),
@@ -208,7 +248,15 @@ fn the_metrics_equal_transformers_on_every_case() {
                 check_metrics(&m.metrics, w, &format!("{what} {name}"));
             }
             match (&e.random, want.get("random")) {
-                (Some(r), Some(w)) => check_metrics(&r.metrics, w, &format!("{what} random")),
+                (Some(r), Some(w)) => {
+                    check_metrics(&r.metrics, w, &format!("{what} random"));
+                    if let Some(drops) = drops {
+                        let rankings: Vec<Vec<f64>> =
+                            r.rankings.iter().map(|r| rank_scores(r)).collect();
+                        let what = format!("{what} random");
+                        check_tau(r.metrics.loo_kendall_tau, w, &rankings, drops, &what);
+                    }
+                }
                 (None, None) => {}
                 (g, w) => panic!("{what} random: {g:?} vs {w:?}"),
             }

@@ -35,6 +35,10 @@ pub struct Evaluation {
     /// window's context tokens and its first token (the QA pipeline's); for "no answer",
     /// `s = e = 0`, the null score.
     pub probability: f64,
+    /// Per eligible token (as in `eligible`), `p − p(token removed)`: the leave-one-out drops
+    /// τ compares the scores with (absent without the `loo` metric).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loo_drops: Option<Vec<f64>>,
     /// Forward passes run for the pair: its distinct inputs, the unperturbed one included
     /// (the same input of two rankings runs once).
     pub forwards: usize,
@@ -383,6 +387,7 @@ impl Work<'_> {
             window: self.window,
             eligible: self.eligible,
             probability: p,
+            loo_drops: loo.as_ref().map(|l| l.iter().map(|q| p - q).collect()),
             forwards,
             methods,
             random,
