@@ -19,9 +19,12 @@ use super::bench::record;
 pub struct BenchEvaluateArgs {
     #[arg(long, value_enum, default_value_t = Preset::BertBase)]
     preset: Preset,
-    /// Pairs evaluated (after one warm-up pair).
+    /// Pairs evaluated (after the warm-up pairs).
     #[arg(long, default_value_t = 2)]
     pairs: usize,
+    /// Untimed pairs first, each side (0 where one pair takes minutes).
+    #[arg(long, default_value_t = 1)]
+    warm_up: usize,
     /// Tokens per pair (16 of them question, 3 special).
     #[arg(long, default_value_t = 384)]
     seq_len: usize,
@@ -85,15 +88,17 @@ pub fn run(args: BenchEvaluateArgs) -> anyhow::Result<ExitCode> {
     };
     let evaluator = Evaluator::new(&explainer, evaluate.clone())?;
     let vocab = args.preset.config().vocab_size;
-    let pairs: Vec<QaPair> = (0..=args.pairs)
+    let w = args.warm_up;
+    let pairs: Vec<QaPair> = (0..w + args.pairs)
         .map(|k| pair(k, args.seq_len, vocab))
         .collect();
-    // The warm-up pair, then the timed ones.
-    evaluate_timed(&evaluator, &pairs[..1])?;
+    if w > 0 {
+        evaluate_timed(&evaluator, &pairs[..w])?;
+    }
     // The warm-up's op times are dropped.
     spangrad::profile::take_report();
     let clock = Instant::now();
-    let (explain_s, perturb_s, forwards) = evaluate_timed(&evaluator, &pairs[1..])?;
+    let (explain_s, perturb_s, forwards) = evaluate_timed(&evaluator, &pairs[w..])?;
     let total = clock.elapsed().as_secs_f64();
     if let Some(report) = spangrad::profile::take_report() {
         eprintln!("per-op profile (SPANGRAD_PROFILE=1) of the timed pairs:\n{report}");
@@ -186,6 +191,7 @@ fn pytorch_row(
         .arg(&script)
         .args(["--preset", args.preset.name()])
         .args(["--pairs", &args.pairs.to_string()])
+        .args(["--warm-up", &args.warm_up.to_string()])
         .args(["--seq-len", &args.seq_len.to_string()])
         .args(["--random-orders", &evaluate.random_orders.to_string()])
         .args(["--metrics", &metrics.join(",")])

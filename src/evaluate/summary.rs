@@ -4,7 +4,6 @@
 
 use super::evaluator::Evaluation;
 use super::metrics::{Faithfulness, PERCENTS};
-use crate::explain::Method;
 
 /// The name of the random baseline's row.
 pub const RANDOM: &str = "random";
@@ -171,11 +170,6 @@ impl Summary {
             );
         }
         out
-    }
-
-    /// The row of `method`.
-    pub fn row(&self, method: Method) -> Option<&SummaryRow> {
-        self.rows.iter().find(|r| r.method == method.name())
     }
 }
 
