@@ -207,27 +207,32 @@ fn cpu_attention(c: &mut Criterion) {
     if !s.device.is_cpu() {
         return;
     }
-    let shape = [s.pairs, HEADS, TOKENS, HIDDEN / HEADS];
-    let [q, k, v, dc] = [0; 4].map(|_| s.randn(&shape));
+    let d = HIDDEN / HEADS;
+    let shape = [s.pairs, HEADS, TOKENS, d];
+    let qkv = s.randn(&[s.rows(), 3 * HIDDEN]);
+    let dc = s.randn(&[s.rows(), HIDDEN]);
     let lengths = Tensor::new(vec![TOKENS as u32 - 7; s.pairs], &s.device).unwrap();
     let scale = 0.125;
-    let (context, lse) = ops::attention_forward_cpu(&q, &k, &v, &lengths, scale).unwrap();
+    let (context, lse) = ops::attention_forward_cpu(&qkv, &lengths, HEADS, scale).unwrap();
+    let heads = ops::split_heads_slow(&qkv, None, TOKENS, HEADS, d).unwrap();
+    let [q, k, v] = [0, 1, 2].map(|i| heads.get(i).unwrap());
     validate(
         "attention_forward_cpu",
         &context,
-        &ops::attention_slow(&q, &k, &v, &lengths, scale).unwrap(),
+        &ops::merge_heads_slow(&[ops::attention_slow(&q, &k, &v, &lengths, scale).unwrap()])
+            .unwrap(),
         s.dtype,
     );
     let mut group = c.benchmark_group(format!("attention/{shape:?}"));
     group.sample_size(10);
-    group.bench_function("forward (fused per pair-head)", |b| {
-        b.iter(|| ops::attention_forward_cpu(&q, &k, &v, &lengths, scale).unwrap())
+    group.bench_function("forward (fused per pair-head, token layout)", |b| {
+        b.iter(|| ops::attention_forward_cpu(&qkv, &lengths, HEADS, scale).unwrap())
     });
     group.bench_function("forward (slow twin)", |b| {
         b.iter(|| ops::attention_slow(&q, &k, &v, &lengths, scale).unwrap())
     });
     group.bench_function("backward (fused, recomputing P)", |b| {
-        b.iter(|| ops::attention_backward_cpu(&dc, &q, &k, &v, &lse, &lengths, scale).unwrap())
+        b.iter(|| ops::attention_backward_cpu(&dc, &qkv, &lse, &lengths, HEADS, scale).unwrap())
     });
     group.finish();
 }

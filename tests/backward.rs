@@ -36,8 +36,9 @@ test_device!(
     half_precision_tracks_f32_gpu
 );
 
-/// The CPU's per-(pair, head) attention against candle ops and their autograd, over all query
-/// rows and over a subset (the first and last rows, as the sparse last layer asks).
+/// The CPU's per-(pair, head) attention, in token layout, against candle ops and their
+/// autograd in head layout, over all query rows and over a subset (the first and last rows, as
+/// the sparse last layer asks).
 #[test]
 fn cpu_attention_matches_autograd_on_all_rows_and_a_subset() {
     let dev = Device::Cpu;
@@ -48,65 +49,71 @@ fn cpu_attention_matches_autograd_on_all_rows_and_a_subset() {
     ];
     for (shape @ [b, a, t, d], lengths) in cases {
         let what = format!("attention {shape:?} lengths {lengths:?}");
+        let h = a * d;
         let lengths = Tensor::new(lengths, &dev).unwrap();
         let scale = 1.0 / (d as f64).sqrt();
-        let [q, k, v] = [0, 1, 2].map(|_| Var::from_tensor(&randn(&shape, &dev)).unwrap());
-        let (context, lse) = ops::attention_forward_cpu(
-            q.as_tensor(),
-            k.as_tensor(),
-            v.as_tensor(),
-            &lengths,
-            scale,
-        )
-        .unwrap();
+        let qkv = Var::from_tensor(&randn(&[b * t, 3 * h], &dev)).unwrap();
+        let (context, lse) =
+            ops::attention_forward_cpu(qkv.as_tensor(), &lengths, a, scale).unwrap();
+        let heads = ops::split_heads_slow(qkv.as_tensor(), None, t, a, d).unwrap();
+        let [q, k, v] = [0, 1, 2].map(|i| heads.get(i).unwrap());
         let slow =
-            ops::attention_slow(q.as_tensor(), k.as_tensor(), v.as_tensor(), &lengths, scale)
+            ops::merge_heads_slow(&[ops::attention_slow(&q, &k, &v, &lengths, scale).unwrap()])
                 .unwrap();
         assert_close(&context, &slow, TOL, &what);
         assert_eq!(lse.dims(), [b, a, t]);
 
-        // Only rows 0 and t - 1 of the context receive a gradient.
-        let rows = Tensor::new(&[0u32, t as u32 - 1], &dev).unwrap();
-        let mut mask = vec![0f32; t];
-        mask[0] = 1.0;
-        mask[t - 1] = 1.0;
-        let mask = Tensor::from_vec(mask, (1, 1, t, 1), &dev).unwrap();
-        let dcontext = randn(&shape, &dev).broadcast_mul(&mask).unwrap();
+        // Only rows 0 and t - 1 of each pair's context receive a gradient.
+        let rows: Vec<u32> = (0..b as u32)
+            .flat_map(|p| [p * t as u32, p * t as u32 + t as u32 - 1])
+            .collect();
+        let rows = Tensor::new(rows.as_slice(), &dev).unwrap();
+        let mut mask = vec![0f32; b * t];
+        for p in 0..b {
+            mask[p * t] = 1.0;
+            mask[p * t + t - 1] = 1.0;
+        }
+        let mask = Tensor::from_vec(mask, (b * t, 1), &dev).unwrap();
+        let dcontext = randn(&[b * t, h], &dev).broadcast_mul(&mask).unwrap();
         let grads = (&slow * &dcontext)
             .unwrap()
             .sum_all()
             .unwrap()
             .backward()
             .unwrap();
-        let [gq, gk, gv] = [&q, &k, &v].map(|x| grads.get(x.as_tensor()).unwrap().clone());
+        let want = grads.get(qkv.as_tensor()).unwrap();
 
-        let (dq, dk, dv) = ops::attention_backward_cpu(
-            &dcontext,
-            q.as_tensor(),
-            k.as_tensor(),
-            v.as_tensor(),
-            &lse,
-            &lengths,
-            scale,
-        )
-        .unwrap();
-        for (got, want, name) in [(&dq, &gq, "dQ"), (&dk, &gk, "dK"), (&dv, &gv, "dV")] {
-            assert_close(got, want, TOL, &format!("{what}: {name}, all rows"));
-        }
+        let dqkv =
+            ops::attention_backward_cpu(&dcontext, qkv.as_tensor(), &lse, &lengths, a, scale)
+                .unwrap();
+        assert_close(&dqkv, want, TOL, &format!("{what}: dQKV, all rows"));
 
-        let pick = |x: &Tensor| x.index_select(&rows, 2).unwrap().contiguous().unwrap();
-        let (dq, dk, dv) = ops::attention_backward_cpu(
+        let pick = |x: &Tensor| x.index_select(&rows, 0).unwrap();
+        let head_rows: Vec<u32> = (0..b * a)
+            .flat_map(|block| [block * t, block * t + t - 1])
+            .map(|r| r as u32)
+            .collect();
+        let head_rows = Tensor::new(head_rows.as_slice(), &dev).unwrap();
+        let lse_rows = lse
+            .reshape((b * a * t, 1))
+            .unwrap()
+            .index_select(&head_rows, 0)
+            .unwrap()
+            .reshape((b, a, 2))
+            .unwrap();
+        let (dq, dkv) = ops::attention_backward_rows_cpu(
             &pick(&dcontext),
-            &pick(q.as_tensor()),
-            k.as_tensor(),
-            v.as_tensor(),
-            &pick(&lse.unsqueeze(3).unwrap()).squeeze(3).unwrap(),
+            &pick(qkv.as_tensor()),
+            qkv.as_tensor(),
+            &lse_rows,
             &lengths,
+            a,
             scale,
         )
         .unwrap();
-        assert_close(&dq, &pick(&gq), TOL, &format!("{what}: dQ, two rows"));
-        assert_close(&dk, &gk, TOL, &format!("{what}: dK, two rows"));
-        assert_close(&dv, &gv, TOL, &format!("{what}: dV, two rows"));
+        let want_q = pick(&want.narrow(1, 0, h).unwrap().contiguous().unwrap());
+        assert_close(&dq, &want_q, TOL, &format!("{what}: dQ, two rows"));
+        let want_kv = want.narrow(1, h, 2 * h).unwrap();
+        assert_close(&dkv, &want_kv, TOL, &format!("{what}: dK dV, two rows"));
     }
 }

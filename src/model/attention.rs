@@ -6,8 +6,9 @@
 //! `dS = softmax_backward(dP, P)` (scale and mask inside), `dQ = dS K`, `dK = dSᵀ Q`.
 //!
 //! Three paths, one per [`Kind`] ([`crate::ops::attention_kind`] chooses by device): the CPU's
-//! per-(pair, head) fused attention (each row's log-sum-exp saved), cuDNN's fused attention
-//! (the context and its statistics saved), and spangrad's GPU kernels (`P` saved).
+//! per-(pair, head) fused attention in token layout (each row's log-sum-exp saved), cuDNN's
+//! fused attention (the context and its statistics saved), and spangrad's GPU kernels in head
+//! layout (`P` saved).
 //!
 //! The last layer's backward takes only the query rows its target reads: `dC` and `Q` are
 //! those rows', `K` and `V` every key's.
@@ -24,8 +25,8 @@ use crate::{ops, profile};
 pub enum AttentionSaved {
     /// [`Kind::Kernels`]: Q, K, V `[3, b, a, t, d]` and the probabilities `[b, a, t, t]`.
     Probs { qkv: Tensor, probs: Tensor },
-    /// [`Kind::PerHead`]: Q, K, V `[3, b, a, t, d]` and each query row's log-sum-exp of the
-    /// scaled scores `[b, a, t]` f32.
+    /// [`Kind::PerHead`]: the QKV product `[n, 3h]` (bias added) and each query row's
+    /// log-sum-exp of the scaled scores `[b, a, t]` f32.
     LogSumExp { qkv: Tensor, lse: Tensor },
     /// [`Kind::Cudnn`]: the QKV product `[n, 3h]` (bias added), the context `[n, h]` and
     /// cuDNN's statistics of each query row `[b, a, t]` f32.
@@ -49,12 +50,6 @@ impl AttentionSaved {
             } => ops::bytes(qkv) + ops::bytes(context) + ops::bytes(stats),
         }
     }
-}
-
-/// What the head-layout backward needs besides Q, K, V.
-enum HeadSaved {
-    Probs(Tensor),
-    LogSumExp(Tensor),
 }
 
 /// [`ops::split_heads`] by the batch's heads.
@@ -95,21 +90,23 @@ pub fn forward(
             Err(e) => switch::cudnn_failed(&e, shape.pairs, shape.tokens),
         }
     }
-    let qkv = split_heads(&qkv.product(x)?, Some(&qkv.bias), shape, shape.tokens)?;
-    let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
     let device = x.device();
     if kind == Kind::PerHead {
+        let product = qkv.forward(x)?;
         let (context, lse) = profile::time(device, "attention forward (fused)", || {
-            let dtype = q.dtype();
-            let [q, k, v] = [&q, &k, &v].map(|x| x.to_dtype(DType::F32));
-            let (context, lse) = ops::attention_forward_cpu(&q?, &k?, &v?, lengths, scale)?;
-            Ok((context.to_dtype(dtype)?, lse))
+            let (context, lse) = ops::attention_forward_cpu(
+                &product.to_dtype(DType::F32)?,
+                lengths,
+                shape.heads,
+                scale,
+            )?;
+            Ok((context.to_dtype(x.dtype())?, lse))
         })?;
-        return Ok((
-            ops::merge_heads(&[context])?,
-            AttentionSaved::LogSumExp { qkv, lse },
-        ));
+        let saved = AttentionSaved::LogSumExp { qkv: product, lse };
+        return Ok((context, saved));
     }
+    let qkv = split_heads(&qkv.product(x)?, Some(&qkv.bias), shape, shape.tokens)?;
+    let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
     let scores = profile::time(device, "attention Q·Kᵀ", || ops::matmul(&q, &k.t()?))?;
     let probs = ops::masked_softmax_forward(&scores, lengths, scale)?;
     let context = profile::time(device, "attention P·V", || ops::matmul(&probs, &v))?;
@@ -128,7 +125,7 @@ pub fn backward(
     shape: &BatchShape,
     scale: f64,
 ) -> Result<Tensor> {
-    let (qkv, rest) = match saved {
+    let (qkv, probs) = match saved {
         AttentionSaved::Fused {
             qkv,
             context,
@@ -145,12 +142,25 @@ pub fn backward(
                 scale,
             )
         }
-        AttentionSaved::Probs { qkv, probs } => (qkv, HeadSaved::Probs(probs.clone())),
-        AttentionSaved::LogSumExp { qkv, lse } => (qkv, HeadSaved::LogSumExp(lse.clone())),
+        AttentionSaved::LogSumExp { qkv, lse } => {
+            return profile::time(dcontext.device(), "attention backward (fused)", || {
+                let [dcontext_f32, qkv_f32] = [dcontext, qkv].map(|x| x.to_dtype(DType::F32));
+                let dqkv = ops::attention_backward_cpu(
+                    &dcontext_f32?,
+                    &qkv_f32?,
+                    lse,
+                    lengths,
+                    shape.heads,
+                    scale,
+                )?;
+                dqkv.to_dtype(dcontext.dtype())
+            })
+        }
+        AttentionSaved::Probs { qkv, probs } => (qkv, probs),
     };
     let dcontext = split_heads(dcontext, None, shape, shape.tokens)?.squeeze(0)?;
     let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-    let (dq, dk, dv) = heads_backward(&dcontext, &q, &k, &v, &rest, lengths, scale)?;
+    let (dq, dk, dv) = heads_backward(&dcontext, &q, &k, &v, probs, scale)?;
     ops::merge_heads(&[dq, dk, dv])
 }
 
@@ -161,7 +171,7 @@ pub fn backward(
 pub fn backward_rows(
     dcontext: &Tensor,
     saved: &AttentionSaved,
-    head_rows: &Tensor,
+    (rows, head_rows): (&Tensor, &Tensor),
     lengths: &Tensor,
     shape: &BatchShape,
     scale: f64,
@@ -173,68 +183,65 @@ pub fn backward_rows(
             .index_select(head_rows, 0)?
             .reshape((b, a, slots, width))
     };
-    let qkv = match saved {
-        AttentionSaved::Probs { qkv, .. } | AttentionSaved::LogSumExp { qkv, .. } => qkv.clone(),
-        AttentionSaved::Fused { qkv, .. } => split_heads(qkv, None, shape, t)?,
+    let (qkv, probs) = match saved {
+        AttentionSaved::LogSumExp { qkv, lse } => {
+            return profile::time(dcontext.device(), "attention backward (fused)", || {
+                let dtype = dcontext.dtype();
+                let lse_rows = select(lse, 1)?.squeeze(3)?;
+                let [dcontext, q_rows, qkv] =
+                    [dcontext, &qkv.index_select(rows, 0)?, qkv].map(|x| x.to_dtype(DType::F32));
+                let (dq, dkv) = ops::attention_backward_rows_cpu(
+                    &dcontext?,
+                    &q_rows?,
+                    &qkv?,
+                    &lse_rows,
+                    lengths,
+                    shape.heads,
+                    scale,
+                )?;
+                Ok((dq.to_dtype(dtype)?, dkv.to_dtype(dtype)?))
+            })
+        }
+        AttentionSaved::Probs { qkv, probs } => (qkv.clone(), Some(select(probs, t)?)),
+        AttentionSaved::Fused { qkv, .. } => (split_heads(qkv, None, shape, t)?, None),
     };
     let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
     let q_rows = select(&q, d)?;
-    let rest = match saved {
-        AttentionSaved::Probs { probs, .. } => HeadSaved::Probs(select(probs, t)?),
-        AttentionSaved::LogSumExp { lse, .. } => HeadSaved::LogSumExp(select(lse, 1)?.squeeze(3)?),
-        // The rows' probabilities are recomputed by spangrad's kernels: two rows a pair cost
-        // 2/t of the whole attention, and need no second kind of cuDNN graph.
-        AttentionSaved::Fused { .. } => {
-            let scores = ops::matmul(&q_rows, &k.t()?)?;
-            HeadSaved::Probs(ops::masked_softmax_forward(&scores, lengths, scale)?)
-        }
+    let probs = match probs {
+        Some(probs) => probs,
+        // cuDNN saved no probabilities: the rows' are recomputed by spangrad's kernels. Two
+        // rows a pair cost 2/t of the whole attention, and need no second kind of cuDNN graph.
+        None => ops::masked_softmax_forward(&ops::matmul(&q_rows, &k.t()?)?, lengths, scale)?,
     };
     let dcontext = split_heads(dcontext, None, shape, slots)?.squeeze(0)?;
-    let (dq, dk, dv) = heads_backward(&dcontext, &q_rows, &k, &v, &rest, lengths, scale)?;
+    let (dq, dk, dv) = heads_backward(&dcontext, &q_rows, &k, &v, &probs, scale)?;
     Ok((ops::merge_heads(&[dq])?, ops::merge_heads(&[dk, dv])?))
 }
 
-/// `(dQ, dK, dV)` in head layout for the query rows of `dcontext`, `q` and `saved`.
+/// `(dQ, dK, dV)` in head layout for the query rows of `dcontext`, `q` and their
+/// probabilities `probs`.
 fn heads_backward(
     dcontext: &Tensor,
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    saved: &HeadSaved,
-    lengths: &Tensor,
+    probs: &Tensor,
     scale: f64,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    match saved {
-        HeadSaved::LogSumExp(lse) => {
-            profile::time(q.device(), "attention backward (fused)", || {
-                let dtype = q.dtype();
-                let [dc, q, k, v] = [dcontext, q, k, v].map(|x| x.to_dtype(DType::F32));
-                let (dq, dk, dv) =
-                    ops::attention_backward_cpu(&dc?, &q?, &k?, &v?, lse, lengths, scale)?;
-                Ok((
-                    dq.to_dtype(dtype)?,
-                    dk.to_dtype(dtype)?,
-                    dv.to_dtype(dtype)?,
-                ))
-            })
-        }
-        HeadSaved::Probs(probs) => {
-            let device = q.device();
-            let (dprobs, dv) = profile::time(device, "attention backward dP, dV", || {
-                Ok((
-                    ops::matmul(dcontext, &v.t()?)?,
-                    ops::matmul(&probs.t()?, dcontext)?,
-                ))
-            })?;
-            let dscores = ops::masked_softmax_backward(&dprobs, probs, scale)?;
-            profile::time(device, "attention backward dQ, dK", || {
-                Ok((
-                    ops::matmul(&dscores, k)?,
-                    dv,
-                    ops::matmul(&dscores.t()?, q)?,
-                ))
-            })
-            .map(|(dq, dv, dk)| (dq, dk, dv))
-        }
-    }
+    let device = q.device();
+    let (dprobs, dv) = profile::time(device, "attention backward dP, dV", || {
+        Ok((
+            ops::matmul(dcontext, &v.t()?)?,
+            ops::matmul(&probs.t()?, dcontext)?,
+        ))
+    })?;
+    let dscores = ops::masked_softmax_backward(&dprobs, probs, scale)?;
+    profile::time(device, "attention backward dQ, dK", || {
+        Ok((
+            ops::matmul(&dscores, k)?,
+            dv,
+            ops::matmul(&dscores.t()?, q)?,
+        ))
+    })
+    .map(|(dq, dv, dk)| (dq, dk, dv))
 }

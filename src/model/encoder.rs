@@ -180,7 +180,7 @@ impl EncoderLayer {
         let (dq, dkv) = attention::backward_rows(
             &self.attention_out.input_grad(&ds1)?,
             &saved.attention,
-            &target.head_rows,
+            (&target.rows, &target.head_rows),
             lengths,
             shape,
             self.scale,

@@ -5,6 +5,8 @@
 //!   `act'(u) = ½(1 + t) + ½u(1 − t²)·k(1 + 3·0.044715u²)`;
 //! - ReLU: `act'(u) = [u > 0]`.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
@@ -127,44 +129,61 @@ fn forward_cpu<T: Elem>(x: &Tensor, bias: &Tensor, act: Activation) -> Result<(T
     let (xr, br) = (cpu::read(x)?, cpu::read(bias)?);
     let (xs, bias_s) = (xr.slice::<T>()?, br.slice::<T>()?);
     let width = bias_s.len();
-    let mut u = vec![T::of(0.0); xs.len()];
-    let mut a = vec![T::of(0.0); xs.len()];
     let chunk = width * (CHUNK / width).max(1);
-    u.par_chunks_mut(chunk)
-        .zip(a.par_chunks_mut(chunk))
-        .zip(xs.par_chunks(chunk))
-        .for_each(|((u, a), x)| forward_chunk::<T>(x, bias_s, act, u, a));
+    let mut a = Vec::new();
+    // SAFETY: the chunks cover `u` and `a`, and `forward_chunk` writes every element of both.
+    let u = unsafe {
+        cpu::written(xs.len(), |u| {
+            a = cpu::written(xs.len(), |a| {
+                u.par_chunks_mut(chunk)
+                    .zip(a.par_chunks_mut(chunk))
+                    .zip(xs.par_chunks(chunk))
+                    .for_each(|((u, a), x)| forward_chunk::<T>(x, bias_s, act, u, a))
+            })
+        })
+    };
     Ok((cpu::tensor(u, x.shape())?, cpu::tensor(a, x.shape())?))
 }
 
 fn backward_cpu<T: Elem>(dout: &Tensor, u: &Tensor, act: Activation) -> Result<Tensor> {
     let (dr, ur) = (cpu::read(dout)?, cpu::read(u)?);
     let (d, us) = (dr.slice::<T>()?, ur.slice::<T>()?);
-    let mut du = vec![T::of(0.0); d.len()];
-    du.par_chunks_mut(CHUNK)
-        .zip(d.par_chunks(CHUNK).zip(us.par_chunks(CHUNK)))
-        .for_each(|(du, (d, u))| backward_chunk::<T>(d, u, act, du));
+    // SAFETY: the chunks cover `du`, and `backward_chunk` writes every element.
+    let du = unsafe {
+        cpu::written(d.len(), |du| {
+            du.par_chunks_mut(CHUNK)
+                .zip(d.par_chunks(CHUNK).zip(us.par_chunks(CHUNK)))
+                .for_each(|(du, (d, u))| backward_chunk::<T>(d, u, act, du))
+        })
+    };
     cpu::tensor(du, dout.shape())
 }
 
 cpu::simd_fn! {
-/// Whole rows of `x`, so the bias pattern starts at column 0.
-fn forward_chunk<T>(x: &[T], bias: &[T], act: Activation, u: &mut [T], a: &mut [T]) {
+/// Whole rows of `x`, so the bias pattern starts at column 0; writes all of `u` and `a`.
+fn forward_chunk<T>(
+    x: &[T],
+    bias: &[T],
+    act: Activation,
+    u: &mut [MaybeUninit<T>],
+    a: &mut [MaybeUninit<T>],
+) {
     let width = bias.len();
     for ((u, a), x) in u.chunks_mut(width).zip(a.chunks_mut(width)).zip(x.chunks(width)) {
         for (((u, a), x), b) in u.iter_mut().zip(a.iter_mut()).zip(x).zip(bias) {
             let v = x.f32() + b.f32();
-            *u = T::of(v);
-            *a = T::of(act.value(v));
+            u.write(T::of(v));
+            a.write(T::of(act.value(v)));
         }
     }
 }
 }
 
 cpu::simd_fn! {
-fn backward_chunk<T>(dout: &[T], u: &[T], act: Activation, du: &mut [T]) {
+/// Writes all of `du`.
+fn backward_chunk<T>(dout: &[T], u: &[T], act: Activation, du: &mut [MaybeUninit<T>]) {
     for ((du, d), u) in du.iter_mut().zip(dout).zip(u) {
-        *du = T::of(d.f32() * act.derivative(u.f32()));
+        du.write(T::of(d.f32() * act.derivative(u.f32())));
     }
 }
 }

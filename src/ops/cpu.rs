@@ -1,6 +1,8 @@
 //! What the CPU implementations of the ops share: element types, borrowed slices of candle
 //! tensors, row-parallel loops, the vector-unit dispatch and vectorisable `exp` / `erf`.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{Device, Layout, Result, Shape, Storage, StorageRef, Tensor, WithDType};
 use half::{bf16, f16};
 
@@ -109,6 +111,21 @@ pub fn read_strided(t: &Tensor) -> Read<'_> {
 /// The elements of an optional tensor, or `None`.
 pub fn optional<'a>(t: Option<&'a Tensor>) -> Result<Option<Read<'a>>> {
     t.map(read).transpose()
+}
+
+/// A vector of `len` elements that `write` fills through its spare capacity, never zeroed
+/// first: `vec![0; len]` zeroes on the calling thread, a serial pass as long as the output
+/// (glibc's calloc must clear reused memory), where the ops' own writes are split between the
+/// cores.
+///
+/// # Safety
+/// `write` writes every element of the slice it is given.
+pub unsafe fn written<T>(len: usize, write: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
+    let mut out = Vec::with_capacity(len);
+    write(&mut out.spare_capacity_mut()[..len]);
+    // SAFETY: every element was written (the caller's contract).
+    unsafe { out.set_len(len) };
+    out
 }
 
 pub fn tensor<T: WithDType>(data: Vec<T>, shape: impl Into<Shape>) -> Result<Tensor> {

@@ -9,6 +9,8 @@
 //! (summed over rows) of `b`. The gradient reaching `y` often arrives as two terms (a matmul's
 //! output and a residual branch): the backward adds them as it reads them.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
@@ -154,22 +156,30 @@ fn forward_cpu<T: Elem>(
     let (x, gamma, beta) = (xr.slice::<T>()?, gr.slice::<T>()?, br.slice::<T>()?);
     let residual = rr.as_ref().map(|r| r.slice::<T>()).transpose()?;
     let bias = biasr.as_ref().map(|b| b.slice::<T>()).transpose()?;
-    let mut y = vec![T::of(0.0); rows * hidden];
-    let mut xhat = vec![T::of(0.0); rows * hidden];
     let mut rstd = vec![0f32; rows];
-    y.par_chunks_mut(hidden)
-        .zip(xhat.par_chunks_mut(hidden))
-        .zip(rstd.par_iter_mut())
-        .enumerate()
-        .with_min_len(cpu::rows_per_task(hidden))
-        .for_each_init(
-            || vec![0f32; hidden],
-            |z, (row, ((y, xhat), rstd))| {
-                let span = row * hidden..(row + 1) * hidden;
-                let residual = residual.map(|r| &r[span.clone()]);
-                forward_row::<T>(&x[span], residual, bias, gamma, beta, eps, z, y, xhat, rstd)
-            },
-        );
+    let mut xhat = Vec::new();
+    // SAFETY: the rows cover `y` and `xhat`, and `forward_row` writes every element of both.
+    let y = unsafe {
+        cpu::written(rows * hidden, |y| {
+            xhat = cpu::written(rows * hidden, |xhat| {
+                y.par_chunks_mut(hidden)
+                    .zip(xhat.par_chunks_mut(hidden))
+                    .zip(rstd.par_iter_mut())
+                    .enumerate()
+                    .with_min_len(cpu::rows_per_task(hidden))
+                    .for_each_init(
+                        || vec![0f32; hidden],
+                        |z, (row, ((y, xhat), rstd))| {
+                            let span = row * hidden..(row + 1) * hidden;
+                            let residual = residual.map(|r| &r[span.clone()]);
+                            forward_row::<T>(
+                                &x[span], residual, bias, gamma, beta, eps, z, y, xhat, rstd,
+                            )
+                        },
+                    )
+            })
+        })
+    };
     Ok((
         cpu::tensor(y, (rows, hidden))?,
         LayerNormSaved {
@@ -188,8 +198,8 @@ fn forward_row<T>(
     beta: &[T],
     eps: f32,
     z: &mut [f32],
-    y: &mut [T],
-    xhat: &mut [T],
+    y: &mut [MaybeUninit<T>],
+    xhat: &mut [MaybeUninit<T>],
     rstd: &mut f32,
 ) {
     for (z, x) in z.iter_mut().zip(x) {
@@ -212,8 +222,8 @@ fn forward_row<T>(
     *rstd = r;
     for (((z, y), xhat), (g, b)) in z.iter().zip(y).zip(xhat).zip(gamma.iter().zip(beta)) {
         let xh = (z - mean) * r;
-        *xhat = T::of(xh);
-        *y = T::of(xh * g.f32() + b.f32());
+        xhat.write(T::of(xh));
+        y.write(T::of(xh * g.f32() + b.f32()));
     }
 }
 }
@@ -240,26 +250,30 @@ fn backward_cpu<T: Elem>(
         gr.slice::<T>()?,
     );
     let dres = resr.as_ref().map(|r| r.slice::<T>()).transpose()?;
-    let mut dx = vec![T::of(0.0); rows * hidden];
-    dx.par_chunks_mut(hidden)
-        .enumerate()
-        .with_min_len(cpu::rows_per_task(hidden))
-        .for_each_init(
-            || vec![0f32; hidden],
-            |g, (row, dx)| {
-                let span = row * hidden..(row + 1) * hidden;
-                let dres = dres.map(|r| &r[span.clone()]);
-                backward_row::<T>(
-                    &dout[span.clone()],
-                    dres,
-                    &xhat[span],
-                    rstd[row],
-                    gamma,
-                    g,
-                    dx,
+    // SAFETY: the rows cover `dx`, and `backward_row` writes every element.
+    let dx = unsafe {
+        cpu::written(rows * hidden, |dx| {
+            dx.par_chunks_mut(hidden)
+                .enumerate()
+                .with_min_len(cpu::rows_per_task(hidden))
+                .for_each_init(
+                    || vec![0f32; hidden],
+                    |g, (row, dx)| {
+                        let span = row * hidden..(row + 1) * hidden;
+                        let dres = dres.map(|r| &r[span.clone()]);
+                        backward_row::<T>(
+                            &dout[span.clone()],
+                            dres,
+                            &xhat[span],
+                            rstd[row],
+                            gamma,
+                            g,
+                            dx,
+                        )
+                    },
                 )
-            },
-        );
+        })
+    };
     cpu::tensor(dx, (rows, hidden))
 }
 
@@ -271,7 +285,7 @@ fn backward_row<T>(
     rstd: f32,
     gamma: &[T],
     g: &mut [f32],
-    dx: &mut [T],
+    dx: &mut [MaybeUninit<T>],
 ) {
     for (g, d) in g.iter_mut().zip(dout) {
         *g = d.f32();
@@ -288,7 +302,7 @@ fn backward_row<T>(
     let mean_g = cpu::sum_map(g, |v| v) / n;
     let mean_gx = cpu::sum_zip(g, xhat, |a, b| a * b) / n;
     for ((dx, g), xh) in dx.iter_mut().zip(g.iter()).zip(xhat) {
-        *dx = T::of(rstd * (g - mean_g - xh.f32() * mean_gx));
+        dx.write(T::of(rstd * (g - mean_g - xh.f32() * mean_gx)));
     }
 }
 }

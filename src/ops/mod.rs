@@ -5,8 +5,8 @@
 //! CPU's widest vector unit at run time), its CUDA kernel launch (feature `cuda`, kernels in
 //! `cuda/`), and a `*_slow` twin composed of candle ops that candle's autograd differentiates:
 //! the tests' reference for both. Every op takes f32, f16 or bf16 tensors and computes in f32.
-//! Matrix products are candle's (cuBLAS on the GPU, the gemm crate on the CPU), through
-//! [`matmul`].
+//! Matrix products go through [`matmul`]: cuBLAS (candle's) on the GPU, the gemm crate on the
+//! CPU.
 
 pub mod activation;
 pub mod attention;
@@ -27,7 +27,9 @@ use candle_core::Tensor;
 pub use activation::{
     activation_backward, bias_activation_forward, bias_activation_slow, Activation,
 };
-pub use attention::{attention_backward_cpu, attention_forward_cpu, attention_slow};
+pub use attention::{
+    attention_backward_cpu, attention_backward_rows_cpu, attention_forward_cpu, attention_slow,
+};
 pub use heads::{merge_heads, merge_heads_slow, split_heads, split_heads_slow};
 pub use layer_norm::{layer_norm_backward, layer_norm_forward, layer_norm_slow, LayerNormSaved};
 pub use matmul::{linear_forward, linear_product, linear_weight_t, matmul};
