@@ -61,6 +61,45 @@ pub fn name(device: &Device) -> String {
     }
 }
 
+/// This machine's CPU, for benchmark records: its model name, its cores, the x86 extensions
+/// that set the speed of the products and loops (flags of `/proc/cpuinfo`), and the one
+/// spangrad's loops run on.
+pub fn cpu_description() -> String {
+    /// Extensions that change how fast the ops can run: vector width, bf16/fp16 arithmetic and
+    /// the AMX tile units.
+    const NOTABLE: [&str; 9] = [
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512_vnni",
+        "avx512_bf16",
+        "avx512_fp16",
+        "amx_tile",
+        "amx_bf16",
+        "amx_int8",
+    ];
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(key, _)| key.trim() == name)
+            .map(|(_, value)| value.trim())
+    };
+    let flags: Vec<&str> = field("flags").unwrap_or("").split_whitespace().collect();
+    let notable: Vec<&str> = NOTABLE.into_iter().filter(|f| flags.contains(f)).collect();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "{}, {cores} cores ({}; spangrad's loops: {})",
+        field("model name").unwrap_or("unknown CPU"),
+        if notable.is_empty() {
+            "no AVX2, AVX-512 or AMX".to_string()
+        } else {
+            notable.join(" ")
+        },
+        crate::ops::vector_unit().name(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

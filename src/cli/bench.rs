@@ -378,24 +378,15 @@ fn table(args: &BenchArgs, device: &str, precision: Precision, rows: &[Row]) -> 
 }
 
 pub(super) fn record(path: &Path, table: &str) -> std::io::Result<()> {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)?;
     writeln!(
         file,
-        "\n### {} — {cpu}, {cores} cores\n\n```\n{}\n```\n\n{table}",
+        "\n### {} — {}\n\n```\n{}\n```\n\n{table}",
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+        spangrad::device::cpu_description(),
         std::env::args().collect::<Vec<_>>().join(" "),
     )
 }

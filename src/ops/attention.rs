@@ -120,12 +120,19 @@ pub fn attention_forward_cpu(
             row_stride: h,
             column: 0,
         };
+        let buffers = || {
+            (
+                [(); 2].map(|_| vec![0f32; t * t]),
+                [(); 3].map(|_| vec![0f32; t * d]),
+            )
+        };
         lse.par_chunks_mut(t).enumerate().for_each_init(
-            || (vec![0f32; t * t], vec![0f32; t * t]),
-            |(scores, probs), (block, lse)| {
+            buffers,
+            |([scores, probs], [q, k, v]), (block, lse)| {
                 let (pair, head) = (block / a, block % a);
                 let real = (lens[pair] as usize).min(t);
-                let [q, k, v] = [0, 1, 2].map(|part| sizes.part(qkv, part, pair, head));
+                let [q, k, v] = [(0, q), (1, k), (2, v)]
+                    .map(|(part, buffer)| sizes.part(qkv, part, pair, head).copied(buffer));
                 gemm_into(MatMut::new(scores, t, t), q, k.t());
                 for (i, lse) in lse.iter_mut().enumerate() {
                     let row = i * t..(i + 1) * t;
@@ -319,18 +326,23 @@ fn backward(inputs: &Inputs, scale: f64, [dq_sink, dk_sink, dv_sink]: [Sink; 3])
     } = sizes;
     let h = sizes.hidden();
     let scale = scale as f32;
-    let buffer = || vec![0f32; r * t];
+    let buffers = || {
+        (
+            [(); 3].map(|_| vec![0f32; r * t]),
+            [(); 2].map(|_| vec![0f32; r * d]),
+            [(); 2].map(|_| vec![0f32; t * d]),
+        )
+    };
     (0..b * a).into_par_iter().for_each_init(
-        || (buffer(), buffer(), buffer()),
-        |(probs, dprobs, dscores), block| {
+        buffers,
+        |([probs, dprobs, dscores], [q_rows, dc], [k, v]), block| {
             let (pair, head) = (block / a, block % a);
             let real = (lengths[pair] as usize).min(t);
             let qm = Mat::rows_of(&q[pair * r * q_width + head * d..], r, d, q_width);
             let dcm = Mat::rows_of(&dcontext[pair * r * h + head * d..], r, d, h);
-            let (km, vm) = (
-                sizes.part(qkv, 1, pair, head),
-                sizes.part(qkv, 2, pair, head),
-            );
+            let (qm, dcm) = (qm.copied(q_rows), dcm.copied(dc));
+            let km = sizes.part(qkv, 1, pair, head).copied(k);
+            let vm = sizes.part(qkv, 2, pair, head).copied(v);
             gemm_into(MatMut::new(probs, r, t), qm, km.t());
             for (i, &l) in lse[block * r..(block + 1) * r].iter().enumerate() {
                 recompute_row::<f32>(&mut probs[i * t..(i + 1) * t], real, scale, l);

@@ -188,6 +188,16 @@ pub enum VectorUnit {
     Baseline,
 }
 
+impl VectorUnit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Avx512 => "AVX-512",
+            Self::Avx2 => "AVX2 + FMA",
+            Self::Baseline => "no vector extension",
+        }
+    }
+}
+
 /// The widest vector unit of this CPU that the ops have code for (detected once).
 pub fn vector_unit() -> VectorUnit {
     static UNIT: std::sync::OnceLock<VectorUnit> = std::sync::OnceLock::new();

@@ -263,6 +263,26 @@ impl<'a> Mat<'a> {
         })
     }
 
+    /// This matrix copied into `buffer` row-major: a strided block read once, for products
+    /// that would read it strided many times.
+    pub fn copied<'b>(self, buffer: &'b mut [f32]) -> Mat<'b> {
+        let (rows, cols) = (self.rows, self.cols);
+        for (i, out) in buffer[..rows * cols]
+            .chunks_exact_mut(cols.max(1))
+            .enumerate()
+        {
+            let row = &self.data[i * self.row_stride..];
+            if self.col_stride == 1 {
+                out.copy_from_slice(&row[..cols]);
+            } else {
+                out.iter_mut()
+                    .enumerate()
+                    .for_each(|(j, o)| *o = row[j * self.col_stride]);
+            }
+        }
+        Mat::new(buffer, rows, cols)
+    }
+
     /// The transpose, as a view.
     pub fn t(self) -> Self {
         Self {

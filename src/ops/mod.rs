@@ -30,6 +30,7 @@ pub use activation::{
 pub use attention::{
     attention_backward_cpu, attention_backward_rows_cpu, attention_forward_cpu, attention_slow,
 };
+pub use cpu::{vector_unit, VectorUnit};
 pub use heads::{merge_heads, merge_heads_slow, split_heads, split_heads_slow};
 pub use layer_norm::{layer_norm_backward, layer_norm_forward, layer_norm_slow, LayerNormSaved};
 pub use matmul::{linear_forward, linear_product, linear_weight_t, matmul};
